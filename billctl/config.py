@@ -1,0 +1,298 @@
+"""Settings: flag > environment (``BILLCTL_*``) > TOML file > default.
+
+Every setting is declared once in ``SETTINGS``; ``config.example.toml``,
+``billctl config init`` and ``billctl config show`` are all derived from it.
+Secrets never come from the TOML file and are redacted wherever shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from billctl.errors import ConfigError
+
+ENV_PREFIX = "BILLCTL_"
+DEFAULT_CONFIG_FILE = "billctl.toml"
+
+
+def _int_in(*allowed: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _int(value)
+        if number not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return number
+
+    return parse
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    raise ValueError("must be an integer")
+
+
+def _positive_int(value: Any) -> int:
+    number = _int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.lower() in {"1", "true", "yes", "on"}
+    raise ValueError("must be true or false")
+
+
+def _timezone(value: Any) -> str:
+    from billctl.core.periods import PeriodError, validate_timezone
+
+    try:
+        return validate_timezone(_str(value))
+    except PeriodError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _currency(value: Any) -> str:
+    from billctl.core.money import is_known_currency
+
+    code = _str(value).upper()
+    if not is_known_currency(code):
+        raise ValueError(f"unknown currency {value!r}; use an ISO 4217 code such as USD")
+    return code
+
+
+def _number_pattern(value: Any) -> str:
+    pattern = _str(value)
+    try:
+        pattern.format(period="2026-10", seq=1, year=2026, month=10)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"invalid pattern ({exc}); placeholders are {{period}}, {{year}}, {{month}}, {{seq}}")
+    if "{seq" not in pattern:
+        raise ValueError("must contain {seq} (e.g. {seq:06d}) so numbers are unique")
+    return pattern
+
+
+def _output(value: Any) -> str:
+    text = _str(value)
+    if text not in {"table", "json", "csv"}:
+        raise ValueError("must be table, json or csv")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # "section.name"
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+    in_toml: bool = True  # secrets are never read from the TOML file
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database.url", "sqlite:///billctl.db", _str,
+            "SQLAlchemy URL. SQLite file (embedded default) or postgresql+psycopg://user@host/db. "
+            "Put no password here: use BILLCTL_DATABASE_PASSWORD or database.password_file."),
+    Setting("database.password_file", "", _str,
+            "Path of a file holding the database password (e.g. a mounted Kubernetes Secret)."),
+    Setting("database.password", "", _str,
+            "Database password. Environment only (BILLCTL_DATABASE_PASSWORD), never the TOML file.",
+            secret=True, in_toml=False),
+    Setting("billing.timezone", "UTC", _timezone,
+            "Default billing time zone (IANA) for new tenants; periods are calendar months in it."),
+    Setting("billing.currency", "USD", _currency, "Default currency for new tenants (ISO 4217)."),
+    Setting("billing.invoice_number_pattern", "INV-{period}-{seq:06d}", _number_pattern,
+            "Invoice number pattern; placeholders {period} {year} {month} {seq} (a global sequence)."),
+    Setting("billing.adjustment_lookback_months", 12, _positive_int,
+            "How many finalized months back late usage is looked for and billed as adjustments."),
+    Setting("usage.bucket_seconds", 300, _int_in(60, 300, 900, 3600),
+            "Usage bucket size in seconds (60, 300, 900 or 3600). A size that would straddle a month "
+            "boundary in some tenant's time zone (3600 with Asia/Kolkata) is refused."),
+    Setting("output.format", "table", _output, "Default output format: table, json or csv."),
+)
+BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+@dataclass
+class Config:
+    values: dict[str, Any]
+    sources: dict[str, str]  # key -> "flag", "env BILLCTL_X", "file PATH", "default"
+    file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def database_url(self) -> str:
+        """The URL to connect with, password filled in from the environment or the password file."""
+        url = make_url(self["database.url"])
+        password = self["database.password"]
+        if not password and self["database.password_file"]:
+            path = Path(self["database.password_file"])
+            try:
+                password = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"database.password_file: cannot read {path}: {exc.strerror}") from None
+        if password and url.password is None and not url.drivername.startswith("sqlite"):
+            url = url.set(password=password)
+        return url.render_as_string(hide_password=False)
+
+    def shown(self, key: str) -> str:
+        """The value as it may be displayed: secrets and URL passwords redacted."""
+        value = self.values[key]
+        if BY_KEY[key].secret:
+            return "********" if value else ""
+        if key == "database.url":
+            return redact_url(value)
+        return str(value)
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL we can parse: hide everything after the scheme
+        return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def _find_file(explicit: str | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    if explicit:
+        return Path(explicit), True
+    if env.get(ENV_PREFIX + "CONFIG"):
+        return Path(env[ENV_PREFIX + "CONFIG"]), True
+    default = Path(DEFAULT_CONFIG_FILE)
+    return (default, False) if default.exists() else (None, False)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, [s.key for s in SETTINGS if s.in_toml], n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def load_config(
+    config_file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve every setting. Raises ConfigError naming the key, its source and the fix."""
+    env = os.environ if env is None else env
+    overrides = dict(overrides or {})
+    path, must_exist = _find_file(config_file, env)
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        if not path.exists():
+            if must_exist:
+                raise ConfigError(f"config file {path} does not exist",
+                                  hint="create one with `billctl config init`")
+        else:
+            try:
+                file_values = _flatten(tomllib.loads(path.read_text()))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+            except OSError as exc:
+                raise ConfigError(f"config file {path}: cannot read: {exc.strerror}") from None
+    for key in file_values:
+        if key not in BY_KEY:
+            raise ConfigError(f"config file {path}: unknown setting '{key}'{_suggest(key)}")
+        if not BY_KEY[key].in_toml:
+            raise ConfigError(f"config file {path}: '{key}' is a secret and is not read from the file",
+                              hint=f"set {BY_KEY[key].env} or use database.password_file")
+    for key in overrides:
+        if key not in BY_KEY:
+            raise ConfigError(f"unknown setting '{key}' given as a flag{_suggest(key)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.key in overrides and overrides[setting.key] is not None:
+            raw, source = overrides[setting.key], "flag"
+        elif setting.env in env:
+            raw, source = env[setting.env], f"env {setting.env}"
+        elif setting.key in file_values:
+            raw, source = file_values[setting.key], f"file {path}"
+        else:
+            values[setting.key], sources[setting.key] = setting.default, "default"
+            continue
+        try:
+            values[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            shown = "********" if setting.secret else repr(raw)
+            raise ConfigError(f"{setting.key} = {shown} (from {source}): {exc}") from None
+        sources[setting.key] = source
+
+    if "database.url" in file_values:
+        try:
+            if make_url(values["database.url"]).password:
+                raise ConfigError(
+                    f"config file {path}: database.url contains a password",
+                    hint="remove it and set BILLCTL_DATABASE_PASSWORD or database.password_file")
+        except ConfigError:
+            raise
+        except Exception:
+            pass
+    try:
+        make_url(values["database.url"])
+    except Exception:
+        raise ConfigError(f"database.url {redact_url(values['database.url'])!r} is not a database URL",
+                          hint="e.g. sqlite:///billctl.db or postgresql+psycopg://billctl@db/billctl") from None
+    return Config(values=values, sources=sources, file=path if path and path.exists() else None,
+                  overrides=overrides)
+
+
+def starter_toml() -> str:
+    """The documented starter configuration: every key that belongs in the file, with its default."""
+    import tomli_w
+
+    lines = ["# billctl configuration. Precedence: flag > environment (BILLCTL_*) > this file > default.",
+             "# Secrets (database password, Stripe key) never go in this file: use the environment.", ""]
+    section = None
+    for setting in SETTINGS:
+        name_section, name = setting.key.split(".", 1)
+        if name_section != section:
+            lines.append(f"[{name_section}]")
+            section = name_section
+        prefix = "# " if not setting.in_toml else ""
+        lines.append(f"# {setting.help}")
+        lines.append(f"# environment: {setting.env}")
+        value = tomli_w.dumps({name: setting.default if not setting.secret else ""}).strip()
+        lines.append(prefix + value if setting.in_toml else f"# (environment only) {name}")
+        lines.append("")
+    return "\n".join(lines)

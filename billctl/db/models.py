@@ -1,0 +1,167 @@
+"""Tables. Money is integer minor units; decimals that are not money (quantities, unit prices,
+tax rates) are stored as exact decimal strings; instants are UTC.
+
+The schema itself is created by the Alembic migrations in ``billctl/migrations``; a test
+checks that these declarations and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in Python, naive UTC in the database (SQLite keeps no zone)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, **kw)
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenant"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)  # the tenant_id gateways send
+    name: str = Field(max_length=200)
+    email: str = Field(default="", max_length=320)
+    timezone: str = Field(default="UTC", max_length=64)
+    currency: str = Field(default="USD", max_length=3)
+    tax_rate: str = Field(default="0", max_length=16)  # percent, exact decimal string
+    status: str = Field(default="active", max_length=16)  # active | suspended | closed
+    external_id: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Plan(SQLModel, table=True):
+    __tablename__ = "plan"
+    __table_args__ = (sa.UniqueConstraint("code", "version", name="uq_plan_code_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, index=True)
+    version: int = 1
+    currency: str = Field(max_length=3)
+    description: str = Field(default="", max_length=500)
+    definition: dict = Field(sa_type=sa.JSON)  # billctl.core.plans.plan_to_dict()
+    archived: bool = False
+    created_at: datetime = _ts()
+
+
+class PlanAssignment(SQLModel, table=True):
+    __tablename__ = "plan_assignment"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    plan_code: str = Field(max_length=64)
+    effective_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = _ts()
+    actor: str = Field(default="", max_length=200)
+
+
+class Discount(SQLModel, table=True):
+    __tablename__ = "discount"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    kind: str = Field(max_length=16)  # percent | fixed
+    value: str = Field(max_length=32)  # percent, or fixed amount in major units (exact string)
+    description: str = Field(default="", max_length=200)
+    valid_from: str = Field(max_length=10)  # YYYY-MM-DD, inclusive, tenant time zone
+    valid_until: str | None = Field(default=None, max_length=10)  # inclusive; None = open-ended
+    created_at: datetime = _ts()
+
+
+class UsageBucket(SQLModel, table=True):
+    __tablename__ = "usage_bucket"
+    tenant_id: int = Field(foreign_key="tenant.id", primary_key=True)
+    bucket_start: int = Field(primary_key=True, sa_type=sa.BigInteger)  # epoch seconds, UTC
+    endpoint: str = Field(primary_key=True, max_length=200)
+    units: int = Field(default=0, sa_type=sa.BigInteger)
+    events: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class SeenEvent(SQLModel, table=True):
+    """event_id dedupe: an event is counted only if its (tenant, event_id) is not here yet."""
+
+    __tablename__ = "seen_event"
+    tenant_id: int = Field(primary_key=True)
+    event_id: str = Field(primary_key=True, max_length=200)
+    seen_at: int = Field(sa_type=sa.BigInteger, index=True)  # epoch seconds, for pruning
+
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoice"
+    __table_args__ = (
+        # Invariant 4: one live invoice per tenant and period (a void one may be re-issued).
+        sa.Index("uq_invoice_tenant_period_live", "tenant_id", "period", unique=True,
+                 sqlite_where=sa.text("status <> 'void'"), postgresql_where=sa.text("status <> 'void'")),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=64, unique=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    period: str = Field(max_length=7, index=True)  # YYYY-MM
+    period_start: datetime = Field(sa_type=UTCDateTime)
+    period_end: datetime = Field(sa_type=UTCDateTime)
+    currency: str = Field(max_length=3)
+    subtotal_minor: int = Field(sa_type=sa.BigInteger)
+    tax_minor: int = Field(sa_type=sa.BigInteger)
+    total_minor: int = Field(sa_type=sa.BigInteger)
+    status: str = Field(default="finalized", max_length=24)
+    fingerprint: str = Field(max_length=64)
+    inputs: dict = Field(sa_type=sa.JSON)  # everything the amount was computed from
+    finalized_at: datetime = _ts()
+    actor: str = Field(default="", max_length=200)
+    void_reason: str | None = Field(default=None, max_length=500)
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_line"
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoice.id", index=True)
+    position: int
+    kind: str = Field(max_length=16)
+    description: str = Field(max_length=500)
+    quantity: str = Field(max_length=40)
+    unit_price: str | None = Field(default=None, max_length=40)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    unrounded: str = Field(max_length=80)
+    for_period: str | None = Field(default=None, max_length=7)  # adjustment lines
+    detail: dict = Field(sa_type=sa.JSON)
+
+
+class Counter(SQLModel, table=True):
+    __tablename__ = "counter"
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64, index=True)
+    object_type: str = Field(max_length=32)
+    object_id: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=500)
+    detail: dict = Field(default_factory=dict, sa_type=sa.JSON)
