@@ -65,6 +65,7 @@ class Plan(SQLModel, table=True):
     description: str = Field(default="", max_length=500)
     definition: dict = Field(sa_type=sa.JSON)  # billctl.core.plans.plan_to_dict()
     archived: bool = False
+    used: bool = False  # an invoice was priced with this version: edits make a new version
     created_at: datetime = _ts()
 
 
@@ -106,6 +107,18 @@ class SeenEvent(SQLModel, table=True):
     tenant_id: int = Field(primary_key=True)
     event_id: str = Field(primary_key=True, max_length=200)
     seen_at: int = Field(sa_type=sa.BigInteger, index=True)  # epoch seconds, for pruning
+
+
+class LateUsage(SQLModel, table=True):
+    """Usage counted into a period that already had a live invoice: the next invoice of the
+    tenant re-prices that period and bills the difference (DESIGN.md invariant 5)."""
+
+    __tablename__ = "late_usage"
+    tenant_id: int = Field(primary_key=True)
+    period: str = Field(primary_key=True, max_length=7)
+    events: int = Field(default=0, sa_type=sa.BigInteger)
+    units: int = Field(default=0, sa_type=sa.BigInteger)
+    last_seen: datetime = _ts()
 
 
 class Invoice(SQLModel, table=True):

@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('description', sa.String(length=500), nullable=False),
     sa.Column('definition', sa.JSON(), nullable=False),
     sa.Column('archived', sa.Boolean(), nullable=False),
+    sa.Column('used', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code', 'version', name='uq_plan_code_version')
@@ -111,6 +112,14 @@ def upgrade() -> None:
     op.create_index(op.f('ix_invoice_tenant_id'), 'invoice', ['tenant_id'], unique=False)
     op.create_index('uq_invoice_tenant_period_live', 'invoice', ['tenant_id', 'period'], unique=True, sqlite_where=sa.text("status <> 'void'"), postgresql_where=sa.text("status <> 'void'"))
 
+    op.create_table('late_usage',
+    sa.Column('tenant_id', sa.Integer(), nullable=False),
+    sa.Column('period', sa.String(length=7), nullable=False),
+    sa.Column('events', sa.BigInteger(), nullable=False),
+    sa.Column('units', sa.BigInteger(), nullable=False),
+    sa.Column('last_seen', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'period')
+    )
     op.create_table('plan_assignment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
@@ -159,6 +168,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_plan_assignment_tenant_id'), table_name='plan_assignment')
 
     op.drop_table('plan_assignment')
+    op.drop_table('late_usage')
     op.drop_index('uq_invoice_tenant_period_live', table_name='invoice')
     op.drop_index(op.f('ix_invoice_tenant_id'), table_name='invoice')
     op.drop_index(op.f('ix_invoice_period'), table_name='invoice')

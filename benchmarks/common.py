@@ -1,0 +1,53 @@
+"""Helpers for benchmarks: a scratch PostgreSQL database and timing with ratios.
+
+Every benchmark measures billctl and a baseline in the same run and prints their ratio
+(absolute times drift on shared machines; ratios do not, much)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+PG_ADMIN = os.environ.get("BILLCTL_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def scratch_database(name: str, *, fresh: bool) -> str:
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if exists and fresh:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            exists = None
+        if not exists:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+
+
+def best_of(runs: int, fn: Callable[[], object]) -> float:
+    """Fastest of ``runs`` wall-clock timings (the least disturbed by neighbours)."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@contextmanager
+def stage(label: str):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    print(f"  {label} ...", end="", flush=True)
+    yield
+    print(f" {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def report(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"\n== {title}")
+    for key, value in rows:
+        print(f"  {key.ljust(width)}  {value}")

@@ -1,0 +1,121 @@
+"""The ``billctl`` command: global options, error handling, and the command groups."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+from typer.core import TyperGroup
+
+from billctl import __version__
+from billctl.cli.common import State
+from billctl.cli.output import Out
+from billctl.config import load_config, redact_url
+from billctl.errors import BillctlError, DependencyDown, ExitCode
+from billctl.services.context import App
+
+
+class BillctlGroup(TyperGroup):
+    """Turns known errors into one line on stderr and a documented exit code (traceback only
+    with --debug), for every subcommand, whether run from the shell or from a test runner."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except BillctlError as exc:
+            _report(ctx, exc, str(exc), exc.exit_code)
+        except sa.exc.OperationalError as exc:
+            error = DependencyDown(f"database error: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}")
+            _report(ctx, exc, str(error), error.exit_code)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an internal error: say so, without a traceback unless --debug
+            if isinstance(exc, typer.BadParameter | typer.core.click.exceptions.ClickException):
+                raise
+            _report(ctx, exc, f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)",
+                    ExitCode.ERROR)
+
+
+def _report(ctx, exc: BaseException, message: str, code: int) -> None:  # type: ignore[no-untyped-def]
+    obj = ctx.find_root().obj
+    if obj is not None and obj.debug:
+        raise exc
+    out = obj.out if obj is not None else Out()
+    out.error(message)
+    raise typer.Exit(int(code))
+
+
+app = typer.Typer(
+    cls=BillctlGroup,
+    name="billctl",
+    help="Billing operations for SaaS: metered API usage to exact invoices and Stripe.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # never print locals (they can hold secrets)
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"billctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="TOML config file (default ./billctl.toml; env BILLCTL_CONFIG).")] = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="Overrides database.url.", show_default=False)] = None,
+    setting: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: --set usage.bucket_seconds=60 (repeatable).")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", envvar="BILLCTL_ACTOR", help="Who is acting, for the audit log (default: $USER).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data on stdout; no progress or notes.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    out = Out(quiet=quiet)
+    ctx.obj = State(app=None, out=out, debug=debug)  # type: ignore[arg-type]
+    overrides: dict[str, str] = {}
+    for item in setting or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    if database_url is not None:
+        overrides["database.url"] = database_url
+    try:
+        cfg = load_config(config, overrides)
+    except BillctlError as exc:
+        _report(ctx, exc, str(exc), exc.exit_code)
+    billing_app = App(config=cfg)
+    if actor:
+        billing_app.actor = actor
+    ctx.obj.app = billing_app
+    ctx.call_on_close(billing_app.dispose)
+
+
+def _register() -> None:
+    from billctl.cli import config_cmd, db_cmd, discounts_cmd, invoices_cmd, plans_cmd, tenants_cmd, usage_cmd
+
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(db_cmd.app, name="db")
+    app.add_typer(tenants_cmd.app, name="tenants")
+    app.add_typer(plans_cmd.app, name="plans")
+    app.add_typer(discounts_cmd.app, name="discounts")
+    app.add_typer(usage_cmd.app, name="usage")
+    app.add_typer(invoices_cmd.app, name="invoices")
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+__all__ = ["app", "main", "redact_url"]

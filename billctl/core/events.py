@@ -1,0 +1,115 @@
+"""The stream contract (DESIGN.md): parse one usage event from its fields.
+
+Used by ``usage import`` (NDJSON lines) and by the stream reader, so both accept exactly
+the same events and reject bad ones with the same reasons.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+MAX_FIELD = 200  # longest tenant_id / endpoint / event_id accepted
+MAX_UNITS = 1_000_000_000
+_MS_RE = re.compile(r"\d{1,16}")
+
+
+class EventError(ValueError):
+    """Why an event cannot be counted; the text goes to the dead-letter stream or the report."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    tenant: str
+    endpoint: str
+    ts_ms: int
+    units: int
+    event_id: str
+
+
+def _text(fields: Mapping[str, object], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EventError(f"{name} must be a string, got {type(value).__name__}")
+        value = str(value)
+    if len(value) > MAX_FIELD:
+        raise EventError(f"{name} is longer than {MAX_FIELD} characters")
+    return value
+
+
+def parse_ts_ms(value: object) -> int:
+    """Milliseconds since the epoch, or an ISO-8601 instant with a zone (naive means UTC)."""
+    if isinstance(value, bool):
+        raise EventError("ts must be milliseconds since the epoch or ISO-8601")
+    if isinstance(value, int):
+        if value < 0:
+            raise EventError("ts must not be negative")
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise EventError("ts must be milliseconds since the epoch or ISO-8601")
+    text = value.strip()
+    if _MS_RE.fullmatch(text):
+        return int(text)
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError(f"ts {text[:40]!r} is neither milliseconds since the epoch nor ISO-8601") from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    return int(instant.timestamp() * 1000)
+
+
+def parse_units(value: object) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, bool):
+        raise EventError("units must be an integer >= 1")
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d{1,10}", value.strip()):
+            raise EventError(f"units {value[:20]!r} is not an integer >= 1")
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        raise EventError(f"units {value!r} is not an integer >= 1")
+    if value > MAX_UNITS:
+        raise EventError(f"units {value} is above the limit of {MAX_UNITS}")
+    return value
+
+
+def parse_event(
+    fields: Mapping[str, object],
+    *,
+    default_ts_ms: int | None = None,
+    default_event_id: str | None = None,
+    now_ms: int | None = None,
+    max_future_ms: int = 5 * 60 * 1000,
+) -> Event:
+    """Validate one event. ``default_*`` come from the stream entry id (or the import line)."""
+    tenant = _text(fields, "tenant_id")
+    if not tenant:
+        raise EventError("tenant_id is missing")
+    endpoint = _text(fields, "endpoint") or "*"
+    raw_ts = fields.get("ts")
+    if raw_ts is None:
+        if default_ts_ms is None:
+            raise EventError("ts is missing")
+        ts_ms = default_ts_ms
+    else:
+        ts_ms = parse_ts_ms(raw_ts)
+    if now_ms is not None and ts_ms > now_ms + max_future_ms:
+        raise EventError(f"ts is {(ts_ms - now_ms) // 1000} s in the future")
+    units = parse_units(fields.get("units"))
+    event_id = _text(fields, "event_id") or default_event_id
+    if not event_id:
+        raise EventError("event_id is missing")
+    return Event(tenant=tenant, endpoint=endpoint, ts_ms=ts_ms, units=units, event_id=event_id)

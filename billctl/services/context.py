@@ -1,0 +1,69 @@
+"""What every service needs: settings, an engine on a current schema, and who is acting."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from billctl.config import Config
+from billctl.db.engine import create_db_engine, require_current
+from billctl.db.models import AuditLog, utcnow
+
+
+def default_actor() -> str:
+    for name in ("BILLCTL_ACTOR", "USER", "LOGNAME"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+@dataclass
+class App:
+    config: Config
+    actor: str = field(default_factory=default_actor)
+    _engine: Engine | None = None
+    _checked: bool = False
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_db_engine(self.config.database_url)
+        if not self._checked:
+            require_current(self._engine)
+            self._checked = True
+        return self._engine
+
+    def raw_engine(self) -> Engine:
+        """The engine without the schema check (for `db upgrade` itself)."""
+        if self._engine is None:
+            self._engine = create_db_engine(self.config.database_url)
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends normally, rolled back otherwise."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def audit(session: Session, app: App, action: str, object_type: str, object_id: object,
+          reason: str = "", **detail: object) -> None:
+    session.add(AuditLog(actor=app.actor, action=action, object_type=object_type,
+                         object_id=str(object_id), reason=reason, detail=detail))

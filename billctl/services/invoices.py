@@ -1,0 +1,501 @@
+"""Pricing periods into invoices: preview (dry run), finalize (immutable, numbered), void.
+
+One function builds a tenant's pricing inputs (``_inputs``) and one prices them (the pure
+``billctl.core.rating.rate``), whichever command asks: preview, finalize and finalize
+--dry-run show exactly what a real finalize writes. Late usage for finalized periods becomes
+adjustment lines on the tenant's next invoice (the difference between what the period is worth
+now and what was billed), so history is never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, select
+
+from billctl.core import periods
+from billctl.core.money import from_minor, quantize, to_minor
+from billctl.core.periods import Period
+from billctl.core.plans import parse_plan
+from billctl.core.rating import rate
+from billctl.core.types import Adjustment, Discount, InvoiceDraft, Segment
+from billctl.core.types import Plan as PlanSpec
+from billctl.db.models import Discount as DiscountRow
+from billctl.db.models import Invoice, InvoiceLine, LateUsage, Plan, PlanAssignment, Tenant, UsageBucket
+from billctl.errors import BadInput, Conflict, NotFound
+from billctl.services.context import App, audit
+from billctl.services.usage import lock_tenants, usage_totals
+
+ROUNDING_RULE = "each line rounded once, half-up, to the currency's minor unit; tax on the subtotal, rounded once"
+INPUTS_SCHEMA = 1
+
+
+def parse_period(text: str) -> Period:
+    try:
+        return Period.parse(text)
+    except periods.PeriodError as exc:
+        raise BadInput(f"--period: {exc}") from None
+
+
+@dataclass
+class Priced:
+    """One tenant's period, priced (or why it was not)."""
+
+    tenant: Tenant
+    period: Period
+    draft: InvoiceDraft | None = None
+    inputs: dict = field(default_factory=dict)
+    fingerprint: str = ""
+    skipped: str | None = None  # why no invoice: "no plan", "already finalized"
+    existing: Invoice | None = None  # the live invoice when already finalized
+    previous_total_minor: int | None = None  # last period's live invoice, for "change"
+
+    @property
+    def currency(self) -> str:
+        return self.tenant.currency
+
+
+# ---------------------------------------------------------------- inputs
+
+@dataclass
+class _Context:
+    """What pricing needs beyond usage, loaded once for many tenants."""
+
+    plans: dict[str, Plan]  # code -> latest version
+    assignments: dict[int, list[PlanAssignment]]
+    discounts: dict[int, list[DiscountRow]]
+    late: dict[int, set[str]]  # tenant -> periods with late usage
+    lookback: int
+
+
+def _load_context(session: Session, tenant_ids: Sequence[int] | None, lookback: int) -> _Context:
+    def scoped(query, column):  # type: ignore[no-untyped-def]
+        return query if tenant_ids is None else query.where(column.in_(tenant_ids))
+
+    plans: dict[str, Plan] = {}
+    for row in session.exec(select(Plan).order_by(Plan.code, Plan.version)):
+        plans[row.code] = row
+    assignments: dict[int, list[PlanAssignment]] = defaultdict(list)
+    for row in session.exec(scoped(select(PlanAssignment), PlanAssignment.tenant_id)
+                            .order_by(PlanAssignment.effective_at, PlanAssignment.id)):
+        assignments[row.tenant_id].append(row)
+    discounts: dict[int, list[DiscountRow]] = defaultdict(list)
+    for row in session.exec(scoped(select(DiscountRow), DiscountRow.tenant_id).order_by(DiscountRow.id)):
+        discounts[row.tenant_id].append(row)
+    late: dict[int, set[str]] = defaultdict(set)
+    for row in session.exec(scoped(select(LateUsage), LateUsage.tenant_id)):
+        late[row.tenant_id].add(row.period)
+    return _Context(plans, assignments, discounts, late, lookback)
+
+
+def _segments_plan(ctx: _Context, tenant: Tenant, start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
+    """(segment start, segment end, plan code) covering the part of [start, end) that has a plan."""
+    history = ctx.assignments.get(tenant.id, [])
+    current: str | None = None
+    cuts: list[tuple[datetime, str]] = []
+    for row in history:
+        if row.effective_at <= start:
+            current = row.plan_code
+        elif row.effective_at < end:
+            cuts.append((row.effective_at, row.plan_code))
+    pieces: list[tuple[datetime, datetime, str]] = []
+    cursor, code = start, current
+    for at, new_code in cuts:
+        if code is not None and at > cursor:
+            pieces.append((cursor, at, code))
+        cursor, code = at, new_code
+    if code is not None and end > cursor:
+        pieces.append((cursor, end, code))
+    # merge neighbours under the same plan (an assignment repeating the current plan)
+    merged: list[tuple[datetime, datetime, str]] = []
+    for piece in pieces:
+        if merged and merged[-1][2] == piece[2] and merged[-1][1] == piece[0]:
+            merged[-1] = (merged[-1][0], piece[1], piece[2])
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _spec(row: Plan) -> PlanSpec:
+    spec = parse_plan(row.definition)
+    return PlanSpec(**{**spec.__dict__, "version": row.version})
+
+
+def _discounts_for(ctx: _Context, tenant: Tenant, period: Period) -> list[DiscountRow]:
+    first = f"{period}-01"
+    last = f"{period}-31"  # ISO dates compare as text; no month has a day after 31
+    return [d for d in ctx.discounts.get(tenant.id, [])
+            if d.valid_from <= last and (d.valid_until is None or d.valid_until >= first)]
+
+
+def _segment_json(start: datetime, end: datetime, fraction: Decimal, plan: Plan, usage: dict[str, int]) -> dict:
+    return {"start": start.isoformat(), "end": end.isoformat(), "fraction": str(fraction),
+            "plan": {"id": plan.id, "code": plan.code, "version": plan.version, "definition": plan.definition},
+            "usage": dict(sorted(usage.items()))}
+
+
+def _rate_inputs(inputs: dict, adjustments: Sequence[Adjustment] = (), *, with_tax: bool = True) -> InvoiceDraft:
+    """Price a stored inputs document (the same function finalize used)."""
+    segments = []
+    for seg in inputs["segments"]:
+        spec = parse_plan(seg["plan"]["definition"])
+        spec = PlanSpec(**{**spec.__dict__, "version": seg["plan"]["version"]})
+        segments.append(Segment(start=datetime.fromisoformat(seg["start"]), end=datetime.fromisoformat(seg["end"]),
+                                plan=spec, usage=seg["usage"], fraction=Decimal(seg["fraction"])))
+    discounts = [Discount(kind=d["kind"], value=Decimal(d["value"]), description=d["description"], id=d["id"])
+                 for d in inputs["discounts"]]
+    return rate(currency=inputs["currency"], segments=segments, discounts=discounts,
+                tax_rate=Decimal(inputs["tax_rate"]) if with_tax else Decimal(0), adjustments=adjustments)
+
+
+def _adjustments(conn: Connection, ctx: _Context, tenant: Tenant, period: Period) -> tuple[list[Adjustment], list[dict]]:
+    """Re-price earlier finalized periods that received late usage; bill the difference."""
+    late_periods = sorted(p for p in ctx.late.get(tenant.id, ()) if p < str(period))
+    if not late_periods:
+        return [], []
+    oldest = period
+    for _ in range(ctx.lookback):
+        oldest = oldest.previous()
+    late_periods = [p for p in late_periods if p >= str(oldest)]
+    invoices = {row.period: row for row in conn.execute(
+        sa.select(Invoice.__table__).where(Invoice.tenant_id == tenant.id, Invoice.status != "void",
+                                           Invoice.period.in_(late_periods)))}
+    adjustments, records = [], []
+    for for_period in late_periods:
+        invoice = invoices.get(for_period)
+        if invoice is None:
+            continue
+        billed = _billed_snapshot(conn, tenant.id, invoice)
+        now_usage = [usage_totals(conn, tenant.id, datetime.fromisoformat(s["start"]),
+                                  datetime.fromisoformat(s["end"])) for s in invoice.inputs["segments"]]
+        if now_usage == billed:
+            continue
+        then_inputs = {**invoice.inputs, "segments": [{**s, "usage": u} for s, u in
+                                                       zip(invoice.inputs["segments"], billed, strict=True)]}
+        now_inputs = {**invoice.inputs, "segments": [{**s, "usage": u} for s, u in
+                                                     zip(invoice.inputs["segments"], now_usage, strict=True)]}
+        before = _rate_inputs(then_inputs, with_tax=False).subtotal
+        after = _rate_inputs(now_inputs, with_tax=False).subtotal
+        delta_units = sum(sum(u.values()) for u in now_usage) - sum(sum(u.values()) for u in billed)
+        description = (f"Adjustment for {for_period} ({invoice.number}): {delta_units:+,} units of late usage")
+        record = {"for_period": for_period, "invoice": invoice.number, "usage": now_usage,
+                  "billed_usage": billed, "charges_before": str(before), "charges_now": str(after)}
+        adjustments.append(Adjustment(for_period=for_period, amount=after - before, description=description,
+                                      detail=record))
+        records.append({**record, "amount": str(after - before)})
+    return adjustments, records
+
+
+def _billed_snapshot(conn: Connection, tenant_id: int, invoice: sa.Row) -> list[dict[str, int]]:
+    """Usage per segment as last billed for ``invoice``'s period: the newest adjustment line for
+    that period on a live invoice, else the invoice's own inputs."""
+    table = InvoiceLine.__table__
+    newest = conn.execute(
+        sa.select(table.c.detail).join(Invoice.__table__, Invoice.id == table.c.invoice_id)
+        .where(Invoice.tenant_id == tenant_id, Invoice.status != "void", table.c.kind == "adjustment",
+               table.c.for_period == invoice.period)
+        .order_by(Invoice.id.desc(), table.c.id.desc()).limit(1)).first()
+    if newest is not None:
+        return [dict(u) for u in newest[0]["usage"]]
+    return [dict(s["usage"]) for s in invoice.inputs["segments"]]
+
+
+def _price(conn: Connection, ctx: _Context, tenant: Tenant, period: Period,
+           usage_of: Callable[[datetime, datetime], dict[str, int]]) -> Priced:
+    start, end = period.bounds(tenant.timezone)
+    pieces = _segments_plan(ctx, tenant, start, end)
+    if not pieces:
+        return Priced(tenant=tenant, period=period, skipped="no plan assigned for this period")
+    segments, segment_docs = [], []
+    for seg_start, seg_end, code in pieces:
+        plan = ctx.plans[code]
+        fraction = periods.segment_fraction(seg_start, seg_end, start, end)
+        usage = usage_of(seg_start, seg_end)
+        segments.append(Segment(start=seg_start, end=seg_end, plan=_spec(plan), usage=usage, fraction=fraction))
+        segment_docs.append(_segment_json(seg_start, seg_end, fraction, plan, usage))
+    discount_rows = _discounts_for(ctx, tenant, period)
+    discounts = [Discount(kind=d.kind, value=Decimal(d.value), description=d.description or
+                          (f"Discount {d.value} %" if d.kind == "percent" else "Discount"), id=d.id)
+                 for d in discount_rows]
+    adjustments, adjustment_docs = _adjustments(conn, ctx, tenant, period)
+    inputs = {
+        "schema": INPUTS_SCHEMA, "tenant": tenant.key, "period": str(period), "timezone": tenant.timezone,
+        "currency": tenant.currency, "tax_rate": tenant.tax_rate, "rounding": ROUNDING_RULE,
+        "segments": segment_docs,
+        "discounts": [{"id": d.id, "kind": d.kind, "value": str(d.value), "description": d.description}
+                      for d in discounts],
+        "adjustments": adjustment_docs,
+    }
+    draft = rate(currency=tenant.currency, segments=segments, discounts=discounts,
+                 tax_rate=Decimal(tenant.tax_rate), adjustments=adjustments)
+    return Priced(tenant=tenant, period=period, draft=draft, inputs=inputs, fingerprint=fingerprint(inputs))
+
+
+def fingerprint(inputs: dict) -> str:
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- preview
+
+def _tenants(session: Session, tenant_key: str | None) -> list[Tenant]:
+    if tenant_key:
+        tenant = session.exec(select(Tenant).where(Tenant.key == tenant_key)).first()
+        if tenant is None:
+            raise NotFound(f"unknown tenant '{tenant_key}'", hint="see `billctl tenants list`")
+        return [tenant]
+    return list(session.exec(select(Tenant).where(Tenant.status == "active").order_by(Tenant.id)))
+
+
+def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Iterator[Priced]:
+    """Price every active tenant (or one) for ``period`` without writing anything.
+
+    Usage is read with one streamed ``GROUP BY`` per distinct time zone, merged with the
+    tenant list in id order, so memory does not grow with the number of tenants."""
+    with Session(app.engine) as session:
+        tenants = _tenants(session, tenant_key)
+        ids = [t.id for t in tenants] if tenant_key else None
+        ctx = _load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+        live = _live_invoices(session, period, ids)
+        previous = {row.tenant_id: row.total_minor for row in _live_invoices(session, period.previous(), ids).values()}
+        conn = session.connection()
+        by_tz: dict[str, list[Tenant]] = defaultdict(list)
+        for tenant in tenants:
+            by_tz[tenant.timezone].append(tenant)
+        for tz, group in by_tz.items():
+            start, end = period.bounds(tz)
+            rows = _bulk_usage(conn, start, end, [t.id for t in group] if (tenant_key or len(by_tz) > 1) else None)
+            for tenant, usage in _merge(group, rows):
+                if tenant.id in live:
+                    yield Priced(tenant=tenant, period=period, skipped="already finalized",
+                                 existing=live[tenant.id], previous_total_minor=previous.get(tenant.id))
+                    continue
+                whole = (start, end)
+
+                def usage_of(s: datetime, e: datetime, tenant: Tenant = tenant, usage: dict = usage) -> dict:
+                    return usage if (s, e) == whole else usage_totals(conn, tenant.id, s, e)
+
+                priced = _price(conn, ctx, tenant, period, usage_of)
+                priced.previous_total_minor = previous.get(tenant.id)
+                yield priced
+
+
+def _bulk_usage(conn: Connection, start: datetime, end: datetime, tenant_ids: list[int] | None):  # type: ignore[no-untyped-def]
+    table = UsageBucket.__table__
+    query = (sa.select(table.c.tenant_id, table.c.endpoint, sa.func.sum(table.c.units))
+             .where(table.c.bucket_start >= int(start.timestamp()), table.c.bucket_start < int(end.timestamp()))
+             .group_by(table.c.tenant_id, table.c.endpoint)
+             .order_by(table.c.tenant_id))
+    if tenant_ids is not None:
+        query = query.where(table.c.tenant_id.in_(tenant_ids))
+    return conn.execution_options(stream_results=True, yield_per=10_000).execute(query)
+
+
+def _merge(tenants: list[Tenant], rows) -> Iterator[tuple[Tenant, dict[str, int]]]:  # type: ignore[no-untyped-def]
+    """Join tenants (ascending id) with usage rows (ascending tenant_id), one tenant at a time."""
+    pending: tuple[int, str, int] | None = None
+    iterator = iter(rows)
+    for tenant in tenants:
+        usage: dict[str, int] = {}
+        while True:
+            if pending is None:
+                row = next(iterator, None)
+                if row is None:
+                    break
+                pending = (row[0], row[1], int(row[2]))
+            if pending[0] < tenant.id:
+                pending = None  # a tenant outside this group (other zone or status)
+                continue
+            if pending[0] > tenant.id:
+                break
+            usage[pending[1]] = pending[2]
+            pending = None
+        yield tenant, usage
+
+
+def _live_invoices(session: Session, period: Period, tenant_ids: Sequence[int] | None) -> dict[int, Invoice]:
+    query = select(Invoice).where(Invoice.period == str(period), Invoice.status != "void")
+    if tenant_ids is not None:
+        query = query.where(Invoice.tenant_id.in_(tenant_ids))
+    return {row.tenant_id: row for row in session.exec(query)}
+
+
+# ---------------------------------------------------------------- finalize
+
+@dataclass
+class FinalizeResult:
+    priced: Priced
+    invoice: Invoice | None = None  # written (or, in a dry run, what would be written)
+    outcome: str = ""  # finalized | would finalize | already finalized | skipped
+
+
+def finalize(app: App, period: Period, tenant_key: str | None = None, *, dry_run: bool = False,
+             on_result: Callable[[FinalizeResult], None] | None = None) -> list[FinalizeResult]:
+    """Finalize ``period``: one immutable, numbered invoice per tenant, each in its own transaction.
+
+    Safe to re-run: a tenant with a live invoice is reported as already finalized; the unique
+    index makes a concurrent second writer fail instead of writing a second invoice."""
+    with Session(app.engine) as session:
+        tenants = _tenants(session, tenant_key)
+    results = []
+    for tenant in tenants:
+        result = _finalize_one(app, period, tenant.id, dry_run=dry_run)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) -> FinalizeResult:
+    lookback = app.config["billing.adjustment_lookback_months"]
+    with Session(app.engine, expire_on_commit=False) as session:
+        try:
+            with session.begin():
+                conn = session.connection()
+                if not dry_run:
+                    lock_tenants(conn, [tenant_id], exclusive=True)
+                tenant = session.get(Tenant, tenant_id)
+                existing = _live_invoices(session, period, [tenant_id]).get(tenant_id)
+                if existing is not None:
+                    return FinalizeResult(Priced(tenant=tenant, period=period, skipped="already finalized",
+                                                 existing=existing), existing, "already finalized")
+                ctx = _load_context(session, [tenant_id], lookback)
+                priced = _price(conn, ctx, tenant, period, lambda s, e: usage_totals(conn, tenant_id, s, e))
+                prev = _live_invoices(session, period.previous(), [tenant_id]).get(tenant_id)
+                priced.previous_total_minor = prev.total_minor if prev else None
+                if priced.draft is None:
+                    return FinalizeResult(priced, None, "skipped")
+                invoice = _invoice_row(app, session, priced, dry_run=dry_run)
+                if dry_run:
+                    session.rollback()
+                    return FinalizeResult(priced, invoice, "would finalize")
+            return FinalizeResult(priced, invoice, "finalized")
+        except sa.exc.IntegrityError:
+            # another finalize wrote this tenant's invoice between our check and our insert
+            existing = _live_invoices(session, period, [tenant_id]).get(tenant_id)
+            tenant = session.get(Tenant, tenant_id)
+            return FinalizeResult(Priced(tenant=tenant, period=period, skipped="already finalized",
+                                         existing=existing), existing, "already finalized")
+
+
+def _next_number(session: Session, app: App, period: Period, *, dry_run: bool) -> str:
+    conn = session.connection()
+    table = sa.table("counter", sa.column("name"), sa.column("value"))
+    value = None
+    if not dry_run:
+        value = conn.execute(sa.update(table).where(table.c.name == "invoice")
+                             .values(value=table.c.value + 1).returning(table.c.value)).scalar()
+        if value is None:
+            conn.execute(sa.insert(table).values(name="invoice", value=1))
+            value = 1
+    else:
+        value = (conn.execute(sa.select(table.c.value).where(table.c.name == "invoice")).scalar() or 0) + 1
+    return app.config["billing.invoice_number_pattern"].format(
+        period=str(period), year=period.year, month=f"{period.month:02d}", seq=value)
+
+
+def _invoice_row(app: App, session: Session, priced: Priced, *, dry_run: bool) -> Invoice:
+    draft, tenant, period = priced.draft, priced.tenant, priced.period
+    assert draft is not None
+    start, end = period.bounds(tenant.timezone)
+    currency = draft.currency
+    invoice = Invoice(
+        number=_next_number(session, app, period, dry_run=dry_run), tenant_id=tenant.id, period=str(period),
+        period_start=start, period_end=end, currency=currency,
+        subtotal_minor=to_minor(draft.subtotal, currency), tax_minor=to_minor(draft.tax, currency),
+        total_minor=to_minor(draft.total, currency), status="finalized", fingerprint=priced.fingerprint,
+        inputs=priced.inputs, actor=app.actor)
+    if dry_run:
+        return invoice
+    session.add(invoice)
+    session.flush()
+    for position, line in enumerate(draft.lines, start=1):
+        session.add(InvoiceLine(
+            invoice_id=invoice.id, position=position, kind=line.kind, description=line.description,
+            quantity=str(line.quantity), unit_price=None if line.unit_price is None else str(line.unit_price),
+            amount_minor=to_minor(line.amount, currency), unrounded=str(line.unrounded),
+            for_period=line.detail.get("for_period") if line.kind == "adjustment" else None,
+            detail=_jsonable(line.detail)))
+    plan_ids = {seg["plan"]["id"] for seg in priced.inputs["segments"]}
+    session.execute(sa.update(Plan).where(Plan.id.in_(plan_ids)).values(used=True))
+    audit(session, app, "invoice.finalize", "invoice", invoice.number, tenant=tenant.key, period=str(period),
+          total_minor=invoice.total_minor, currency=currency, fingerprint=priced.fingerprint)
+    return invoice
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+# ---------------------------------------------------------------- inspect, void
+
+def list_invoices(app: App, tenant_key: str | None = None, period: Period | None = None,
+                  status: str | None = None) -> list[tuple[Invoice, Tenant]]:
+    with Session(app.engine) as session:
+        query = select(Invoice, Tenant).join(Tenant, Tenant.id == Invoice.tenant_id).order_by(Invoice.id)
+        if tenant_key:
+            query = query.where(Invoice.tenant_id == _tenants(session, tenant_key)[0].id)
+        if period:
+            query = query.where(Invoice.period == str(period))
+        if status:
+            query = query.where(Invoice.status == status)
+        return [(inv, ten) for inv, ten in session.exec(query)]
+
+
+def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]:
+    """An invoice by number (INV-2026-10-000001) or numeric id."""
+    with Session(app.engine) as session:
+        query = select(Invoice).where(Invoice.number == ref)
+        invoice = session.exec(query).first()
+        if invoice is None and ref.isdigit():
+            invoice = session.get(Invoice, int(ref))
+        if invoice is None:
+            raise NotFound(f"unknown invoice '{ref}'", hint="see `billctl invoices list`")
+        tenant = session.get(Tenant, invoice.tenant_id)
+        lines = list(session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
+                                  .order_by(InvoiceLine.position)))
+        return invoice, tenant, lines
+
+
+def void_invoice(app: App, ref: str, reason: str) -> Invoice:
+    if not reason.strip():
+        raise BadInput("--reason is required to void an invoice")
+    invoice, tenant, _ = get_invoice(app, ref)
+    with app.session() as session:
+        invoice = session.get(Invoice, invoice.id)
+        if invoice.status == "void":
+            raise Conflict(f"invoice {invoice.number} is already void")
+        if invoice.status not in ("finalized",):
+            raise Conflict(f"invoice {invoice.number} is {invoice.status} and cannot be voided here")
+        invoice.status = "void"
+        invoice.void_reason = reason.strip()
+        invoice.voided_at = app.now()
+        session.add(invoice)
+        audit(session, app, "invoice.void", "invoice", invoice.number, reason=reason.strip(),
+              tenant=tenant.key, period=invoice.period)
+    return invoice
+
+
+def money(minor: int, currency: str) -> dict:
+    """Money in JSON: integer minor units, currency, and a decimal string for humans."""
+    return {"minor": minor, "currency": currency, "decimal": str(from_minor(minor, currency))}
+
+
+def money_of(amount: Decimal, currency: str) -> dict:
+    return money(to_minor(quantize(amount, currency), currency), currency)

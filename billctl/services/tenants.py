@@ -1,0 +1,229 @@
+"""Tenants, plan assignments and discounts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlmodel import Session, select
+
+from billctl.core import periods
+from billctl.core.money import MoneyError, fits_minor_unit, is_known_currency, parse_decimal
+from billctl.db.models import Discount, Plan, PlanAssignment, Tenant, utcnow
+from billctl.errors import BadInput, Conflict, NotFound
+from billctl.services.context import App, audit
+
+KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+STATUSES = ("active", "suspended", "closed")
+
+
+@dataclass
+class TenantFields:
+    name: str | None = None
+    email: str | None = None
+    timezone: str | None = None
+    currency: str | None = None
+    tax_rate: str | None = None
+    status: str | None = None
+    external_id: str | None = None
+
+
+def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
+    """Check every given field; raise BadInput naming the field and the fix."""
+    out: dict[str, object] = {}
+    if fields.name is not None:
+        if not fields.name.strip():
+            raise BadInput("--name must not be empty")
+        out["name"] = fields.name.strip()
+    if fields.email is not None:
+        if fields.email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", fields.email):
+            raise BadInput(f"--email {fields.email!r} is not an e-mail address")
+        out["email"] = fields.email
+    if fields.timezone is not None:
+        try:
+            tz = periods.validate_timezone(fields.timezone)
+            periods.check_bucket_alignment(bucket_seconds, tz)
+        except periods.PeriodError as exc:
+            raise BadInput(f"--timezone: {exc}") from None
+        out["timezone"] = tz
+    if fields.currency is not None:
+        code = fields.currency.upper()
+        if not is_known_currency(code):
+            raise BadInput(f"--currency {fields.currency!r} is not a known ISO 4217 currency",
+                           hint="e.g. USD, EUR, KRW, BHD")
+        out["currency"] = code
+    if fields.tax_rate is not None:
+        try:
+            rate = Decimal(fields.tax_rate.strip().rstrip("%"))
+        except InvalidOperation:
+            raise BadInput(f"--tax-rate {fields.tax_rate!r} is not a number",
+                           hint="give a percent such as 8.25") from None
+        if not rate.is_finite() or rate < 0 or rate > 100:
+            raise BadInput(f"--tax-rate {fields.tax_rate} must be a percent between 0 and 100")
+        out["tax_rate"] = str(rate.normalize()) if rate else "0"
+    if fields.status is not None:
+        if fields.status not in STATUSES:
+            raise BadInput(f"--status {fields.status!r} must be one of {', '.join(STATUSES)}")
+        out["status"] = fields.status
+    if fields.external_id is not None:
+        out["external_id"] = fields.external_id or None
+    return out
+
+
+def get_tenant(session: Session, key: str) -> Tenant:
+    tenant = session.exec(select(Tenant).where(Tenant.key == key)).first()
+    if tenant is None:
+        raise NotFound(f"unknown tenant '{key}'", hint="see `billctl tenants list`")
+    return tenant
+
+
+def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
+    if not KEY_RE.fullmatch(key):
+        raise BadInput(f"tenant id {key!r} is invalid",
+                       hint="use 1-64 letters, digits and _ . : - (it is the tenant_id gateways send)")
+    fields.name = fields.name if fields.name is not None else key
+    fields.timezone = fields.timezone or app.config["billing.timezone"]
+    fields.currency = fields.currency or app.config["billing.currency"]
+    fields.tax_rate = fields.tax_rate if fields.tax_rate is not None else "0"
+    fields.status = fields.status or "active"
+    values = _validate(fields, app.config["usage.bucket_seconds"])
+    with app.session() as session:
+        if session.exec(select(Tenant).where(Tenant.key == key)).first():
+            raise Conflict(f"tenant '{key}' already exists", hint=f"change it with `billctl tenants update {key}`")
+        tenant = Tenant(key=key, **values)
+        session.add(tenant)
+        session.flush()
+        audit(session, app, "tenant.create", "tenant", key, **{k: str(v) for k, v in values.items()})
+    return tenant
+
+
+def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
+    values = _validate(fields, app.config["usage.bucket_seconds"])
+    if not values:
+        raise BadInput("nothing to update", hint="give at least one option, see --help")
+    with app.session() as session:
+        tenant = get_tenant(session, key)
+        if "currency" in values and values["currency"] != tenant.currency:
+            from billctl.db.models import Invoice
+
+            if session.exec(select(Invoice.id).where(Invoice.tenant_id == tenant.id)).first():
+                raise Conflict(f"tenant '{key}' already has invoices in {tenant.currency}",
+                               hint="currency cannot change once invoiced; create a new tenant")
+        changed = {k: [str(getattr(tenant, k)), str(v)] for k, v in values.items() if getattr(tenant, k) != v}
+        for name, value in values.items():
+            setattr(tenant, name, value)
+        tenant.updated_at = utcnow()
+        session.add(tenant)
+        audit(session, app, "tenant.update", "tenant", key, changes=changed)
+    return tenant
+
+
+def list_tenants(app: App, status: str | None = None) -> list[Tenant]:
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"--status {status!r} must be one of {', '.join(STATUSES)}")
+    with app.session() as session:
+        query = select(Tenant).order_by(Tenant.key)
+        if status:
+            query = query.where(Tenant.status == status)
+        return list(session.exec(query))
+
+
+def assignments(session: Session, tenant_id: int) -> list[PlanAssignment]:
+    return list(session.exec(
+        select(PlanAssignment).where(PlanAssignment.tenant_id == tenant_id)
+        .order_by(PlanAssignment.effective_at, PlanAssignment.id)))
+
+
+def assign_plan(app: App, key: str, plan_code: str, effective: str | None, now: datetime | None = None
+                ) -> PlanAssignment:
+    """Assign a plan. Default start: the next period start in the tenant's time zone, or the
+    current period's start when the tenant has no plan yet. ``effective`` (YYYY-MM-DD) starts it
+    at that day's midnight in the tenant's time zone; a date inside a period splits it into segments."""
+    now = now or app.now()
+    with app.session() as session:
+        tenant = get_tenant(session, key)
+        plan = session.exec(select(Plan).where(Plan.code == plan_code).order_by(Plan.version.desc())).first()
+        if plan is None:
+            raise NotFound(f"unknown plan '{plan_code}'", hint="see `billctl plans list`")
+        if plan.archived:
+            raise Conflict(f"plan '{plan_code}' is archived and cannot be assigned")
+        if plan.currency != tenant.currency:
+            raise BadInput(f"plan '{plan_code}' is priced in {plan.currency} but tenant '{key}' pays in "
+                           f"{tenant.currency}", hint="assign a plan in the tenant's currency")
+        history = assignments(session, tenant.id)
+        if effective:
+            try:
+                effective_at = periods.day_start(effective, tenant.timezone)
+            except periods.PeriodError as exc:
+                raise BadInput(f"--effective: {exc}") from None
+        elif history:
+            effective_at = periods.next_period_start(now, tenant.timezone)
+        else:
+            effective_at = periods.period_of(now, tenant.timezone).bounds(tenant.timezone)[0]
+        _refuse_finalized(session, tenant, effective_at)
+        row = PlanAssignment(tenant_id=tenant.id, plan_code=plan.code, effective_at=effective_at, actor=app.actor)
+        session.add(row)
+        session.flush()
+        audit(session, app, "plan.assign", "tenant", key, plan=plan.code, effective_at=effective_at.isoformat())
+    return row
+
+
+def _refuse_finalized(session: Session, tenant: Tenant, effective_at: datetime) -> None:
+    from billctl.db.models import Invoice
+
+    live = session.exec(select(Invoice).where(Invoice.tenant_id == tenant.id, Invoice.status != "void",
+                                              Invoice.period_end > effective_at)).first()
+    if live is not None:
+        raise Conflict(f"period {live.period} of tenant '{tenant.key}' is already finalized "
+                       f"({live.number}); a plan change cannot take effect inside it",
+                       hint="choose an effective date after that period, or void the invoice first")
+
+
+def add_discount(app: App, key: str, kind: str, value: str, valid_from: str, valid_until: str | None,
+                 description: str) -> Discount:
+    if kind not in ("percent", "fixed"):
+        raise BadInput(f"--kind {kind!r} must be percent or fixed")
+    try:
+        amount = parse_decimal(value, field="--value")
+    except MoneyError as exc:
+        raise BadInput(str(exc)) from None
+    if amount <= 0:
+        raise BadInput(f"--value {value} must be greater than 0")
+    if kind == "percent" and amount > 100:
+        raise BadInput(f"--value {value} is above 100 %")
+    for flag, text in (("--from", valid_from), ("--until", valid_until)):
+        if text is not None:
+            try:
+                periods.day_start(text, "UTC")
+            except periods.PeriodError as exc:
+                raise BadInput(f"{flag}: {exc}") from None
+    if valid_until is not None and valid_until < valid_from:
+        raise BadInput(f"--until {valid_until} is before --from {valid_from}")
+    with app.session() as session:
+        tenant = get_tenant(session, key)
+        if kind == "fixed" and not fits_minor_unit(amount, tenant.currency):
+            raise BadInput(f"--value {value} is finer than {tenant.currency} allows")
+        row = Discount(tenant_id=tenant.id, kind=kind, value=str(amount), valid_from=valid_from,
+                       valid_until=valid_until, description=description)
+        session.add(row)
+        session.flush()
+        audit(session, app, "discount.add", "tenant", key, kind=kind, value=str(amount),
+              valid_from=valid_from, valid_until=valid_until)
+    return row
+
+
+def list_discounts(session: Session, tenant_id: int) -> list[Discount]:
+    return list(session.exec(select(Discount).where(Discount.tenant_id == tenant_id).order_by(Discount.id)))
+
+
+def remove_discount(app: App, key: str, discount_id: int) -> None:
+    with app.session() as session:
+        tenant = get_tenant(session, key)
+        row = session.get(Discount, discount_id)
+        if row is None or row.tenant_id != tenant.id:
+            raise NotFound(f"tenant '{key}' has no discount {discount_id}",
+                           hint=f"see `billctl tenants show {key}`")
+        session.delete(row)
+        audit(session, app, "discount.remove", "tenant", key, discount_id=discount_id)

@@ -1,0 +1,294 @@
+"""Usage in: events -> usage buckets, each (tenant, event_id) counted once.
+
+``apply_events`` does its work inside the caller's transaction, so a stream reader can commit
+its stream position in the same transaction as the aggregates (DESIGN.md invariant 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from billctl.core import periods
+from billctl.core.events import Event, EventError, parse_event
+from billctl.db.models import Invoice, LateUsage, SeenEvent, Tenant, UsageBucket
+from billctl.errors import BadInput
+from billctl.services.context import App
+
+BATCH = 5_000
+
+
+@dataclass
+class TenantInfo:
+    id: int
+    timezone: str
+
+
+@dataclass
+class UsageReport:
+    read: int = 0
+    counted: int = 0
+    units: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
+    late: Counter = field(default_factory=Counter)  # "tenant period" -> events counted for a finalized period
+
+    def merge(self, other: UsageReport) -> None:
+        self.read += other.read
+        self.counted += other.counted
+        self.units += other.units
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+        self.late.update(other.late)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"read": self.read, "counted": self.counted, "units": self.units,
+                "duplicates": self.duplicates, "rejected": len(self.rejected),
+                "rejections": [{"where": w, "reason": r} for w, r in self.rejected[:1000]],
+                "late": [{"tenant": k.split(" ")[0], "period": k.split(" ")[1], "events": n}
+                         for k, n in sorted(self.late.items())]}
+
+
+def tenant_directory(conn: Connection) -> dict[str, TenantInfo]:
+    rows = conn.execute(sa.select(Tenant.key, Tenant.id, Tenant.timezone))
+    return {key: TenantInfo(tid, tz) for key, tid, tz in rows}
+
+
+def _insert(conn: Connection, table: sa.Table):  # type: ignore[no-untyped-def]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def apply_events(conn: Connection, events: Iterable[tuple[str, Event]], tenants: dict[str, TenantInfo],
+                 bucket_seconds: int) -> UsageReport:
+    """Count new events into buckets within the caller's transaction.
+
+    ``events`` are (where, event) pairs; ``where`` names the source for the report (line 12,
+    stream entry id). Unknown tenants are rejected; repeated (tenant, event_id) are duplicates.
+    """
+    report = UsageReport()
+    fresh: dict[tuple[int, str], Event] = {}
+    for where, event in events:
+        report.read += 1
+        info = tenants.get(event.tenant)
+        if info is None:
+            report.rejected.append((where, f"unknown tenant '{event.tenant}'"))
+            continue
+        key = (info.id, event.event_id)
+        if key in fresh:
+            report.duplicates += 1
+            continue
+        fresh[key] = event
+    if not fresh:
+        return report
+    now = int(time.time())
+    seen = SeenEvent.__table__
+    statement = _insert(conn, seen).on_conflict_do_nothing().returning(seen.c.tenant_id, seen.c.event_id)
+    rows = [{"tenant_id": tid, "event_id": eid, "seen_at": now} for tid, eid in fresh]
+    new_keys = {(r[0], r[1]) for r in conn.execute(statement, rows)} if rows else set()
+    report.duplicates += len(fresh) - len(new_keys)
+
+    buckets: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    tz_of = {info.id: info.timezone for info in tenants.values()}
+    for tid, eid in new_keys:
+        event = fresh[(tid, eid)]
+        start = periods.bucket_start(event.ts_ms // 1000, bucket_seconds)
+        acc = buckets[(tid, start, event.endpoint)]
+        acc[0] += event.units
+        acc[1] += 1
+        report.counted += 1
+        report.units += event.units
+    upsert_buckets(conn, buckets)
+    _note_late(conn, buckets, tz_of, {info.id: key for key, info in tenants.items()}, report)
+    return report
+
+
+def upsert_buckets(conn: Connection, buckets: dict[tuple[int, int, str], list[int]]) -> None:
+    if not buckets:
+        return
+    table = UsageBucket.__table__
+    statement = _insert(conn, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.tenant_id, table.c.bucket_start, table.c.endpoint],
+        set_={"units": table.c.units + statement.excluded.units,
+              "events": table.c.events + statement.excluded.events},
+    )
+    conn.execute(statement, [
+        {"tenant_id": t, "bucket_start": b, "endpoint": e, "units": u, "events": n}
+        for (t, b, e), (u, n) in buckets.items()
+    ])
+
+
+def lock_tenants(conn: Connection, tenant_ids: Iterable[int], *, exclusive: bool = False) -> None:
+    """Serialise ingest against finalize per tenant (no late event can slip between them).
+
+    Ingest takes shared locks (aggregators do not block each other); finalize takes an
+    exclusive one. SQLite has one writer at a time: a no-op write takes its write lock."""
+    ids = sorted(set(tenant_ids))
+    if not ids:
+        return
+    table = Tenant.__table__
+    if conn.dialect.name == "postgresql":
+        query = sa.select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id)
+        conn.execute(query.with_for_update(read=not exclusive))
+    else:
+        conn.execute(sa.update(table).where(table.c.id == ids[0]).values(id=table.c.id))
+
+
+def _note_late(conn: Connection, buckets: dict[tuple[int, int, str], list[int]], tz_of: dict[int, str],
+               key_of: dict[int, str], report: UsageReport) -> None:
+    """Find events that landed in a period with a live (finalized) invoice: report them and mark
+    the (tenant, period) so the tenant's next invoice bills the difference."""
+    per_period: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for (tid, start, _endpoint), (units, count) in buckets.items():
+        acc = per_period[(tid, _period_key(start, tz_of[tid]))]
+        acc[0] += units
+        acc[1] += count
+    lock_tenants(conn, (tid for tid, _ in per_period))
+    finalized = set(conn.execute(
+        sa.select(Invoice.tenant_id, Invoice.period)
+        .where(Invoice.tenant_id.in_({tid for tid, _ in per_period}), Invoice.status != "void",
+               Invoice.period.in_({p for _, p in per_period}))).all())
+    late_rows = []
+    for (tid, period), (units, count) in per_period.items():
+        if (tid, period) in finalized:
+            report.late[f"{key_of[tid]} {period}"] += count
+            late_rows.append({"tenant_id": tid, "period": period, "events": count, "units": units,
+                              "last_seen": datetime.now(timezone.utc).replace(tzinfo=None)})
+    if late_rows:
+        table = LateUsage.__table__
+        statement = _insert(conn, table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.tenant_id, table.c.period],
+            set_={"events": table.c.events + statement.excluded.events,
+                  "units": table.c.units + statement.excluded.units,
+                  "last_seen": statement.excluded.last_seen})
+        conn.execute(statement, late_rows)
+
+
+@functools.lru_cache(maxsize=65536)
+def _period_key(bucket: int, tz: str) -> str:
+    return str(periods.period_of(_utc(bucket), tz))
+
+
+def _utc(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | EventError]]:
+    """Events from newline-delimited JSON. A line without event_id gets a stable one derived from
+    its content and its occurrence in the file, so re-importing the same file counts nothing twice."""
+    occurrences: Counter = Counter()
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        where = f"{source}:{number}"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield where, EventError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield where, EventError("not a JSON object")
+            continue
+        unknown = set(data) - {"tenant_id", "endpoint", "ts", "units", "event_id"}
+        if unknown:
+            yield where, EventError(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are "
+                                    "tenant_id, endpoint, ts, units, event_id")
+            continue
+        default_id = None
+        if data.get("event_id") is None:
+            digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+            occurrences[digest] += 1
+            default_id = f"sha:{digest}:{occurrences[digest]}"
+        try:
+            yield where, parse_event(data, default_event_id=default_id)
+        except EventError as exc:
+            yield where, exc
+
+
+def import_events(app: App, path: str, *, dry_run: bool = False,
+                  progress: callable | None = None) -> UsageReport:  # type: ignore[valid-type]
+    """Import an NDJSON file (``-`` = stdin) in batches, one transaction per batch."""
+    bucket_seconds = app.config["usage.bucket_seconds"]
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    report = UsageReport()
+    with handle:
+        with app.engine.connect() as conn:
+            tenants = tenant_directory(conn)
+        _check_alignment(tenants, bucket_seconds)
+        batch: list[tuple[str, Event]] = []
+        for where, item in parse_ndjson(handle, "-" if path == "-" else path):
+            if isinstance(item, EventError):
+                report.read += 1
+                report.rejected.append((where, str(item)))
+                continue
+            batch.append((where, item))
+            if len(batch) >= BATCH:
+                report.merge(_apply_batch(app, batch, tenants, bucket_seconds, dry_run))
+                if progress:
+                    progress(report)
+                batch = []
+        if batch:
+            report.merge(_apply_batch(app, batch, tenants, bucket_seconds, dry_run))
+            if progress:
+                progress(report)
+    return report
+
+
+def _check_alignment(tenants: dict[str, TenantInfo], bucket_seconds: int) -> None:
+    for tz in {info.timezone for info in tenants.values()}:
+        try:
+            periods.check_bucket_alignment(bucket_seconds, tz)
+        except periods.PeriodError as exc:
+            from billctl.errors import ConfigError
+
+            raise ConfigError(f"usage.bucket_seconds = {bucket_seconds}: {exc}",
+                              hint="choose a smaller bucket size") from None
+
+
+def _apply_batch(app: App, batch: list[tuple[str, Event]], tenants: dict[str, TenantInfo],
+                 bucket_seconds: int, dry_run: bool) -> UsageReport:
+    conn = app.engine.connect()
+    transaction = conn.begin()
+    try:
+        report = apply_events(conn, batch, tenants, bucket_seconds)
+        if dry_run:
+            transaction.rollback()  # same code path as the real run; nothing is kept
+        else:
+            transaction.commit()
+        return report
+    except BaseException:
+        transaction.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def usage_totals(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> dict[str, int]:
+    """Units per endpoint for one tenant in [start, end)."""
+    rows = conn.execute(
+        sa.select(UsageBucket.endpoint, sa.func.sum(UsageBucket.units))
+        .where(UsageBucket.tenant_id == tenant_id,
+               UsageBucket.bucket_start >= int(start.timestamp()),
+               UsageBucket.bucket_start < int(end.timestamp()))
+        .group_by(UsageBucket.endpoint))
+    return {endpoint: int(units) for endpoint, units in rows}

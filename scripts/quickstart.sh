@@ -1,0 +1,36 @@
+#!/usr/bin/env sh
+# A whole month on embedded defaults: SQLite, the sample plans, tenants and events shipped in
+# billctl/samples, a preview and then the real finalize. Re-runnable: it starts from a fresh file.
+set -eu
+BILLCTL=${BILLCTL:-billctl}
+SAMPLES=$(dirname "$0")/../billctl/samples
+export BILLCTL_DATABASE_URL=${BILLCTL_DATABASE_URL:-sqlite:///quickstart.db}
+export BILLCTL_ACTOR=${BILLCTL_ACTOR:-quickstart}
+rm -f quickstart.db quickstart.db-wal quickstart.db-shm
+
+step() { printf '\n\033[1m$ billctl %s\033[0m\n' "$*" >&2; "$BILLCTL" "$@"; }
+
+step db upgrade
+for plan in basic pro business-eur starter-krw; do
+  step plans create --file "$SAMPLES/plans/$plan.toml"
+done
+step tenants create acme     --name "Acme Corp"      --email billing@acme.test     --currency USD --tax-rate 8.25
+step tenants create globex   --name "Globex"         --email ap@globex.test        --currency USD --timezone America/New_York
+step tenants create initech  --name "Initech GmbH"   --email rechnung@initech.test --currency EUR --timezone Europe/Berlin --tax-rate 19
+step tenants create hanbit   --name "Hanbit"         --email billing@hanbit.test   --currency KRW --timezone Asia/Seoul --tax-rate 10
+step tenants create tata     --name "Tata Analytics" --email ap@tata.test          --currency USD --timezone Asia/Kolkata
+step tenants create umbrella --name "Umbrella"       --email ap@umbrella.test      --currency USD
+step tenants assign-plan acme basic --effective 2026-10-01
+step tenants assign-plan acme pro --effective 2026-10-16          # mid-month upgrade: two segments
+step tenants assign-plan globex pro --effective 2026-10-01
+step tenants assign-plan initech business-eur --effective 2026-10-01
+step tenants assign-plan hanbit starter-krw --effective 2026-10-01
+step tenants assign-plan tata basic --effective 2026-10-01
+step tenants assign-plan umbrella pro --effective 2026-10-01
+step discounts add umbrella --kind percent --value 10 --from 2026-10-01 --until 2026-12-31 --description "Launch partner 10 %"
+step usage import "$SAMPLES/events-2026-10.ndjson"
+step usage import "$SAMPLES/events-2026-10.ndjson"                # again: every event_id counts once
+step invoices preview --period 2026-10
+step invoices finalize --period 2026-10 --yes
+step invoices finalize --period 2026-10 --yes                     # again: nothing is finalized twice
+step invoices list --period 2026-10
