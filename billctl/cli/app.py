@@ -29,11 +29,9 @@ class BillctlGroup(TyperGroup):
         except sa.exc.OperationalError as exc:
             error = DependencyDown(f"database error: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}")
             _report(ctx, exc, str(error), error.exit_code)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
+            raise  # usage errors and exits keep Click's own handling (exit 2 for usage)
         except Exception as exc:  # an internal error: say so, without a traceback unless --debug
-            if isinstance(exc, typer.BadParameter | typer.core.click.exceptions.ClickException):
-                raise
             _report(ctx, exc, f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)",
                     ExitCode.ERROR)
 

@@ -374,8 +374,7 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) ->
                 if priced.draft is None:
                     return FinalizeResult(priced, None, "skipped")
                 invoice = _invoice_row(app, session, priced, dry_run=dry_run)
-                if dry_run:
-                    session.rollback()
+                if dry_run:  # nothing was written: the same path stopped before its writes
                     return FinalizeResult(priced, invoice, "would finalize")
             return FinalizeResult(priced, invoice, "finalized")
         except sa.exc.IntegrityError:

@@ -168,7 +168,7 @@ def _note_late(conn: Connection, buckets: dict[tuple[int, int, str], list[int]],
         if (tid, period) in finalized:
             report.late[f"{key_of[tid]} {period}"] += count
             late_rows.append({"tenant_id": tid, "period": period, "events": count, "units": units,
-                              "last_seen": datetime.now(timezone.utc).replace(tzinfo=None)})
+                              "last_seen": datetime.now(timezone.utc)})
     if late_rows:
         table = LateUsage.__table__
         statement = _insert(conn, table)
