@@ -21,10 +21,10 @@ from benchmarks.common import best_of, report, scratch_database, stage
 def load(url: str, tenants: int, endpoints: int) -> None:
     from billctl.config import load_config
     from billctl.core.periods import Period
+    from billctl.core.plans import parse_plan
     from billctl.db.engine import create_db_engine, upgrade
     from billctl.services.context import App
     from billctl.services.plans import create_plan
-    from billctl.core.plans import parse_plan
 
     engine = create_db_engine(url)
     upgrade(engine)
@@ -32,27 +32,52 @@ def load(url: str, tenants: int, endpoints: int) -> None:
         if conn.execute(sa.text("SELECT COUNT(*) FROM tenant")).scalar() == tenants:
             return
     app = App(config=load_config(None, {"database.url": url}, env={}))
-    create_plan(app, parse_plan({
-        "name": "bench", "currency": "USD", "base_fee": "29.00", "included_units": 10000,
-        "price": {"model": "graduated", "tiers": [{"up_to": 100000, "unit_price": "0.0008"},
-                                                  {"up_to": 1000000, "unit_price": "0.0005"},
-                                                  {"unit_price": "0.0002"}]},
-        "weights": {"/v1/ep0": "3"}}))
+    create_plan(
+        app,
+        parse_plan(
+            {
+                "name": "bench",
+                "currency": "USD",
+                "base_fee": "29.00",
+                "included_units": 10000,
+                "price": {
+                    "model": "graduated",
+                    "tiers": [
+                        {"up_to": 100000, "unit_price": "0.0008"},
+                        {"up_to": 1000000, "unit_price": "0.0005"},
+                        {"unit_price": "0.0002"},
+                    ],
+                },
+                "weights": {"/v1/ep0": "3"},
+            }
+        ),
+    )
     start, end = Period.parse("2026-10").bounds("UTC")
     s, e = int(start.timestamp()), int(end.timestamp())
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
-            "SELECT 't' || g, 'Tenant ' || g, '', 'UTC', 'USD', '8.25', 'active', now(), now() "
-            "FROM generate_series(1, :n) g"), {"n": tenants})
-        conn.execute(sa.text(
-            "INSERT INTO plan_assignment (tenant_id, plan_code, effective_at, created_at, actor) "
-            "SELECT id, 'bench', :at, now(), 'bench' FROM tenant"), {"at": start.replace(tzinfo=None)})
-        conn.execute(sa.text(
-            "INSERT INTO usage_bucket (tenant_id, bucket_start, endpoint, units, events) "
-            "SELECT t.id, h, '/v1/ep' || ep, 1 + ((t.id * 7 + ep * 13 + h / 3600) % 50), 1 "
-            "FROM tenant t, generate_series(0, :eps - 1) ep, generate_series(:s, :e - 1, 3600) h"),
-            {"eps": endpoints, "s": s, "e": e})
+        conn.execute(
+            sa.text(
+                "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
+                "SELECT 't' || g, 'Tenant ' || g, '', 'UTC', 'USD', '8.25', 'active', now(), now() "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"n": tenants},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO plan_assignment (tenant_id, plan_code, effective_at, created_at, actor) "
+                "SELECT id, 'bench', :at, now(), 'bench' FROM tenant"
+            ),
+            {"at": start.replace(tzinfo=None)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO usage_bucket (tenant_id, bucket_start, endpoint, units, events) "
+                "SELECT t.id, h, '/v1/ep' || ep, 1 + ((t.id * 7 + ep * 13 + h / 3600) % 50), 1 "
+                "FROM tenant t, generate_series(0, :eps - 1) ep, generate_series(:s, :e - 1, 3600) h"
+            ),
+            {"eps": endpoints, "s": s, "e": e},
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE usage_bucket"))
     engine.dispose()
@@ -83,10 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     def bare_group_by() -> None:
         with app.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=10_000).execute(sa.text(
-                "SELECT tenant_id, endpoint, SUM(units) FROM usage_bucket "
-                "WHERE bucket_start >= :s AND bucket_start < :e GROUP BY tenant_id, endpoint"),
-                {"s": int(start.timestamp()), "e": int(end.timestamp())})
+            result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+                sa.text(
+                    "SELECT tenant_id, endpoint, SUM(units) FROM usage_bucket "
+                    "WHERE bucket_start >= :s AND bucket_start < :e GROUP BY tenant_id, endpoint"
+                ),
+                {"s": int(start.timestamp()), "e": int(end.timestamp())},
+            )
             for _ in result:
                 pass
 
@@ -115,15 +143,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tracemalloc.stop()
     small, large = peaks[args.tenants // 10], peaks[args.tenants]
     ratio = ours / base
-    report("preview vs bare GROUP BY", [
-        ("bucket rows", f"{rows:,}"),
-        ("bare GROUP BY", f"{base:.2f} s"),
-        ("billctl preview", f"{ours:.2f} s ({args.tenants / ours:,.0f} tenants/s)"),
-        ("ratio (target <= 1.5)", f"{ratio:.2f}x  {'OK' if ratio <= 1.5 else 'ABOVE TARGET'}"),
-        (f"peak Python memory after {args.tenants // 10} tenants", f"{small / 1e6:.1f} MB"),
-        (f"peak Python memory after {args.tenants} tenants", f"{large / 1e6:.1f} MB"),
-        ("memory growth ratio", f"{large / small:.2f}x"),
-    ])
+    report(
+        "preview vs bare GROUP BY",
+        [
+            ("bucket rows", f"{rows:,}"),
+            ("bare GROUP BY", f"{base:.2f} s"),
+            ("billctl preview", f"{ours:.2f} s ({args.tenants / ours:,.0f} tenants/s)"),
+            ("ratio (target <= 1.5)", f"{ratio:.2f}x  {'OK' if ratio <= 1.5 else 'ABOVE TARGET'}"),
+            (f"peak Python memory after {args.tenants // 10} tenants", f"{small / 1e6:.1f} MB"),
+            (f"peak Python memory after {args.tenants} tenants", f"{large / 1e6:.1f} MB"),
+            ("memory growth ratio", f"{large / small:.2f}x"),
+        ],
+    )
     app.dispose()
     return {"ratio": ratio, "memory_growth": large / small}
 

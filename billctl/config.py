@@ -87,7 +87,8 @@ def _number_pattern(value: Any) -> str:
     try:
         pattern.format(period="2026-10", seq=1, year=2026, month=10)
     except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"invalid pattern ({exc}); placeholders are {{period}}, {{year}}, {{month}}, {{seq}}")
+        hint = "placeholders are {period}, {year}, {month}, {seq}"
+        raise ValueError(f"invalid pattern ({exc}); {hint}") from None
     if "{seq" not in pattern:
         raise ValueError("must contain {seq} (e.g. {seq:06d}) so numbers are unique")
     return pattern
@@ -115,24 +116,53 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("database.url", "sqlite:///billctl.db", _str,
-            "SQLAlchemy URL. SQLite file (embedded default) or postgresql+psycopg://user@host/db. "
-            "Put no password here: use BILLCTL_DATABASE_PASSWORD or database.password_file."),
-    Setting("database.password_file", "", _str,
-            "Path of a file holding the database password (e.g. a mounted Kubernetes Secret)."),
-    Setting("database.password", "", _str,
-            "Database password. Environment only (BILLCTL_DATABASE_PASSWORD), never the TOML file.",
-            secret=True, in_toml=False),
-    Setting("billing.timezone", "UTC", _timezone,
-            "Default billing time zone (IANA) for new tenants; periods are calendar months in it."),
+    Setting(
+        "database.url",
+        "sqlite:///billctl.db",
+        _str,
+        "SQLAlchemy URL. SQLite file (embedded default) or postgresql+psycopg://user@host/db. "
+        "Put no password here: use BILLCTL_DATABASE_PASSWORD or database.password_file.",
+    ),
+    Setting(
+        "database.password_file",
+        "",
+        _str,
+        "Path of a file holding the database password (e.g. a mounted Kubernetes Secret).",
+    ),
+    Setting(
+        "database.password",
+        "",
+        _str,
+        "Database password. Environment only (BILLCTL_DATABASE_PASSWORD), never the TOML file.",
+        secret=True,
+        in_toml=False,
+    ),
+    Setting(
+        "billing.timezone",
+        "UTC",
+        _timezone,
+        "Default billing time zone (IANA) for new tenants; periods are calendar months in it.",
+    ),
     Setting("billing.currency", "USD", _currency, "Default currency for new tenants (ISO 4217)."),
-    Setting("billing.invoice_number_pattern", "INV-{period}-{seq:06d}", _number_pattern,
-            "Invoice number pattern; placeholders {period} {year} {month} {seq} (a global sequence)."),
-    Setting("billing.adjustment_lookback_months", 12, _positive_int,
-            "How many finalized months back late usage is looked for and billed as adjustments."),
-    Setting("usage.bucket_seconds", 300, _int_in(60, 300, 900, 3600),
-            "Usage bucket size in seconds (60, 300, 900 or 3600). A size that would straddle a month "
-            "boundary in some tenant's time zone (3600 with Asia/Kolkata) is refused."),
+    Setting(
+        "billing.invoice_number_pattern",
+        "INV-{period}-{seq:06d}",
+        _number_pattern,
+        "Invoice number pattern; placeholders {period} {year} {month} {seq} (a global sequence).",
+    ),
+    Setting(
+        "billing.adjustment_lookback_months",
+        12,
+        _positive_int,
+        "How many finalized months back late usage is looked for and billed as adjustments.",
+    ),
+    Setting(
+        "usage.bucket_seconds",
+        300,
+        _int_in(60, 300, 900, 3600),
+        "Usage bucket size in seconds (60, 300, 900 or 3600). A size that would straddle a month "
+        "boundary in some tenant's time zone (3600 with Asia/Kolkata) is refused.",
+    ),
     Setting("output.format", "table", _output, "Default output format: table, json or csv."),
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -220,8 +250,7 @@ def load_config(
     if path is not None:
         if not path.exists():
             if must_exist:
-                raise ConfigError(f"config file {path} does not exist",
-                                  hint="create one with `billctl config init`")
+                raise ConfigError(f"config file {path} does not exist", hint="create one with `billctl config init`")
         else:
             try:
                 file_values = _flatten(tomllib.loads(path.read_text()))
@@ -233,8 +262,10 @@ def load_config(
         if key not in BY_KEY:
             raise ConfigError(f"config file {path}: unknown setting '{key}'{_suggest(key)}")
         if not BY_KEY[key].in_toml:
-            raise ConfigError(f"config file {path}: '{key}' is a secret and is not read from the file",
-                              hint=f"set {BY_KEY[key].env} or use database.password_file")
+            raise ConfigError(
+                f"config file {path}: '{key}' is a secret and is not read from the file",
+                hint=f"set {BY_KEY[key].env} or use database.password_file",
+            )
     for key in overrides:
         if key not in BY_KEY:
             raise ConfigError(f"unknown setting '{key}' given as a flag{_suggest(key)}")
@@ -263,7 +294,8 @@ def load_config(
             if make_url(values["database.url"]).password:
                 raise ConfigError(
                     f"config file {path}: database.url contains a password",
-                    hint="remove it and set BILLCTL_DATABASE_PASSWORD or database.password_file")
+                    hint="remove it and set BILLCTL_DATABASE_PASSWORD or database.password_file",
+                )
         except ConfigError:
             raise
         except Exception:
@@ -271,18 +303,22 @@ def load_config(
     try:
         make_url(values["database.url"])
     except Exception:
-        raise ConfigError(f"database.url {redact_url(values['database.url'])!r} is not a database URL",
-                          hint="e.g. sqlite:///billctl.db or postgresql+psycopg://billctl@db/billctl") from None
-    return Config(values=values, sources=sources, file=path if path and path.exists() else None,
-                  overrides=overrides)
+        raise ConfigError(
+            f"database.url {redact_url(values['database.url'])!r} is not a database URL",
+            hint="e.g. sqlite:///billctl.db or postgresql+psycopg://billctl@db/billctl",
+        ) from None
+    return Config(values=values, sources=sources, file=path if path and path.exists() else None, overrides=overrides)
 
 
 def starter_toml() -> str:
     """The documented starter configuration: every key that belongs in the file, with its default."""
     import tomli_w
 
-    lines = ["# billctl configuration. Precedence: flag > environment (BILLCTL_*) > this file > default.",
-             "# Secrets (database password, Stripe key) never go in this file: use the environment.", ""]
+    lines = [
+        "# billctl configuration. Precedence: flag > environment (BILLCTL_*) > this file > default.",
+        "# Secrets (database password, Stripe key) never go in this file: use the environment.",
+        "",
+    ]
     section = None
     for setting in SETTINGS:
         name_section, name = setting.key.split(".", 1)

@@ -8,7 +8,8 @@ export BILLCTL_DATABASE_URL=${BILLCTL_DATABASE_URL:-sqlite:///quickstart.db}
 export BILLCTL_ACTOR=${BILLCTL_ACTOR:-quickstart}
 rm -f quickstart.db quickstart.db-wal quickstart.db-shm
 
-step() { printf '\n\033[1m$ billctl %s\033[0m\n' "$*" >&2; "$BILLCTL" "$@"; }
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then B='\033[1m'; N='\033[0m'; else B=''; N=''; fi
+step() { printf "\n${B}\$ billctl %s${N}\n" "$*" >&2; "$BILLCTL" "$@"; }
 
 step db upgrade
 for plan in basic pro business-eur starter-krw; do

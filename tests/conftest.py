@@ -24,8 +24,10 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def server_missing(what: str, detail: str) -> None:
-    message = (f"{what} is not reachable ({detail}). Start it (README: 'Test servers') or point "
-               f"the BILLCTL_TEST_* variable at one.")
+    message = (
+        f"{what} is not reachable ({detail}). Start it (README: 'Test servers') or point "
+        f"the BILLCTL_TEST_* variable at one."
+    )
     if IN_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -38,8 +40,10 @@ def pg_admin_url() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001
-        server_missing("PostgreSQL", f"{sa.engine.make_url(PG_URL).render_as_string(hide_password=True)}: "
-                       f"{str(exc).splitlines()[0]}")
+        server_missing(
+            "PostgreSQL",
+            f"{sa.engine.make_url(PG_URL).render_as_string(hide_password=True)}: {str(exc).splitlines()[0]}",
+        )
     finally:
         engine.dispose()
     return PG_URL
@@ -125,13 +129,19 @@ class Cli:
         from billctl.cli.app import app
 
         runner = CliRunner()
-        result = runner.invoke(app, ["--database-url", self.db_url, *args], input=input,
-                               env={"NO_COLOR": "1", "COLUMNS": "200", "BILLCTL_ACTOR": "tester", **self.env},
-                               catch_exceptions=False)
+        result = runner.invoke(
+            app,
+            ["--database-url", self.db_url, *args],
+            input=input,
+            env={"NO_COLOR": "1", "COLUMNS": "200", "BILLCTL_ACTOR": "tester", **self.env},
+            catch_exceptions=False,
+        )
         out = Result(result.exit_code, result.stdout, result.stderr)
         if expect is not None:
-            assert out.exit_code == expect, (f"billctl {' '.join(args)} exited {out.exit_code}, expected {expect}\n"
-                                             f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}")
+            assert out.exit_code == expect, (
+                f"billctl {' '.join(args)} exited {out.exit_code}, expected {expect}\n"
+                f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+            )
         return out
 
 

@@ -18,13 +18,27 @@ def events_file(tmp: Path, events: list[dict], name: str = "events.ndjson") -> s
     return str(path)
 
 
-def bulk(tenant: str, units: int, *, endpoint: str = "/v1/search", day: str = "2026-10-10",
-         prefix: str = "e", chunks: int = 1) -> list[dict]:
+def bulk(
+    tenant: str,
+    units: int,
+    *,
+    endpoint: str = "/v1/search",
+    day: str = "2026-10-10",
+    prefix: str = "e",
+    chunks: int = 1,
+) -> list[dict]:
     """``units`` spread over ``chunks`` events of one tenant on one day."""
     per, rest = divmod(units, chunks)
-    return [{"tenant_id": tenant, "endpoint": endpoint, "ts": f"{day}T12:{i % 60:02d}:00Z",
-             "units": per + (rest if i == 0 else 0), "event_id": f"{prefix}-{tenant}-{endpoint}-{day}-{i}"}
-            for i in range(chunks)]
+    return [
+        {
+            "tenant_id": tenant,
+            "endpoint": endpoint,
+            "ts": f"{day}T12:{i % 60:02d}:00Z",
+            "units": per + (rest if i == 0 else 0),
+            "event_id": f"{prefix}-{tenant}-{endpoint}-{day}-{i}",
+        }
+        for i in range(chunks)
+    ]
 
 
 BASIC = """

@@ -22,10 +22,10 @@ def test_precedence(tmp_path: Path):
 
 def test_errors_name_key_and_source(tmp_path: Path):
     path = tmp_path / "c.toml"
-    path.write_text('[usage]\nbuckt_seconds = 60\n')
+    path.write_text("[usage]\nbuckt_seconds = 60\n")
     with pytest.raises(ConfigError, match="did you mean 'usage.bucket_seconds'"):
         load_config(str(path), env={})
-    path.write_text('[usage]\nbucket_seconds = 7\n')
+    path.write_text("[usage]\nbucket_seconds = 7\n")
     with pytest.raises(ConfigError, match=r"usage.bucket_seconds = 7 \(from file"):
         load_config(str(path), env={})
     path.write_text("[usage\n")
@@ -49,8 +49,9 @@ def test_secrets_never_from_file_and_redacted(tmp_path: Path):
     assert "hunter2" not in cfg.shown("database.password") and cfg.shown("database.password") == "********"
     secret_file = tmp_path / "pw"
     secret_file.write_text("from-file\n")
-    cfg = load_config(None, env={"BILLCTL_DATABASE_URL": "postgresql://u@db/x",
-                                 "BILLCTL_DATABASE_PASSWORD_FILE": str(secret_file)})
+    cfg = load_config(
+        None, env={"BILLCTL_DATABASE_URL": "postgresql://u@db/x", "BILLCTL_DATABASE_PASSWORD_FILE": str(secret_file)}
+    )
     assert ":from-file@" in cfg.database_url
 
 
@@ -65,8 +66,9 @@ def test_config_cli(cli, tmp_path):
     result = cli("config", "init", str(tmp_path / "billctl.toml"))
     assert "wrote" in result.stderr
     cli("config", "init", str(tmp_path / "billctl.toml"), expect=9)
-    env_cli = type(cli)(db_url=cli.db_url, env={"BILLCTL_DATABASE_PASSWORD": "topsecret",
-                                                 "BILLCTL_BILLING_TIMEZONE": "Europe/Paris"})
+    env_cli = type(cli)(
+        db_url=cli.db_url, env={"BILLCTL_DATABASE_PASSWORD": "topsecret", "BILLCTL_BILLING_TIMEZONE": "Europe/Paris"}
+    )
     shown = env_cli("--config", str(tmp_path / "billctl.toml"), "config", "show", "-o", "json")
     rows = {row["key"]: row for row in shown.json()}
     assert rows["billing.timezone"]["value"] == "Europe/Paris"

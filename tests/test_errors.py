@@ -3,6 +3,8 @@ nothing half-written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.helpers import BASIC, bulk, events_file, write_plan
 
 
@@ -20,8 +22,9 @@ def test_unknown_tenant_and_plan(cli, tmp_path):
     assert_one_line_error(cli("tenants", "show", "nobody", expect=3), "unknown tenant 'nobody'", "tenants list")
     cli("tenants", "create", "acme")
     assert_one_line_error(cli("tenants", "assign-plan", "acme", "gold", expect=3), "unknown plan 'gold'")
-    assert_one_line_error(cli("invoices", "preview", "--period", "2026-10", "--tenant", "nobody", expect=3),
-                          "unknown tenant")
+    assert_one_line_error(
+        cli("invoices", "preview", "--period", "2026-10", "--tenant", "nobody", expect=3), "unknown tenant"
+    )
 
 
 def test_bad_period(cli):
@@ -32,8 +35,9 @@ def test_bad_period(cli):
 
 def test_invalid_timezone_and_currency(cli):
     cli("db", "upgrade")
-    assert_one_line_error(cli("tenants", "create", "acme", "--timezone", "Mars/Base", expect=3),
-                          "--timezone", "Mars/Base")
+    assert_one_line_error(
+        cli("tenants", "create", "acme", "--timezone", "Mars/Base", expect=3), "--timezone", "Mars/Base"
+    )
     assert_one_line_error(cli("tenants", "create", "acme", "--currency", "XYZ", expect=3), "--currency")
     assert_one_line_error(cli("tenants", "create", "acme", "--tax-rate", "-5", expect=3), "--tax-rate")
     assert cli("tenants", "list", "-o", "json").json() == []  # nothing half-written
@@ -41,12 +45,19 @@ def test_invalid_timezone_and_currency(cli):
 
 def test_kolkata_refused_with_hourly_buckets(cli):
     cli("db", "upgrade")
-    result = cli("--set", "usage.bucket_seconds=3600", "tenants", "create", "tata", "--timezone", "Asia/Kolkata",
-                 expect=3)
+    result = cli(
+        "--set", "usage.bucket_seconds=3600", "tenants", "create", "tata", "--timezone", "Asia/Kolkata", expect=3
+    )
     assert_one_line_error(result, "Asia/Kolkata")
     cli("tenants", "create", "tata", "--timezone", "Asia/Kolkata")  # 300 s buckets align
-    result = cli("--set", "usage.bucket_seconds=3600", "usage", "import",
-                 events_file(__import__("pathlib").Path("."), bulk("tata", 5)), expect=4)
+    result = cli(
+        "--set",
+        "usage.bucket_seconds=3600",
+        "usage",
+        "import",
+        events_file(__import__("pathlib").Path("."), bulk("tata", 5)),
+        expect=4,
+    )
     assert_one_line_error(result, "bucket_seconds")
 
 
@@ -73,8 +84,9 @@ def test_plan_file_float_money_and_malformed_toml(cli, tmp_path):
     cli("db", "upgrade")
     result = cli("plans", "create", "--file", write_plan(tmp_path, "f", BASIC.replace('"29.00"', "29.00")), expect=3)
     assert "base_fee" in result.stderr and "string" in result.stderr
-    assert_one_line_error(cli("plans", "create", "--file", write_plan(tmp_path, "m", "name = [unclosed"),
-                              expect=3), "invalid TOML")
+    assert_one_line_error(
+        cli("plans", "create", "--file", write_plan(tmp_path, "m", "name = [unclosed"), expect=3), "invalid TOML"
+    )
     assert_one_line_error(cli("plans", "create", "--file", str(tmp_path / "nope.toml"), expect=3), "cannot read")
 
 
@@ -82,15 +94,20 @@ def test_import_bad_lines_are_reported_and_good_ones_land(cli, tmp_path):
     cli("db", "upgrade")
     cli("tenants", "create", "acme")
     path = tmp_path / "mixed.ndjson"
-    path.write_text("\n".join([
-        '{"tenant_id": "acme", "ts": "2026-10-01T00:00:00Z", "units": 2, "event_id": "a"}',
-        "this is not json",
-        '{"tenant_id": "ghost", "ts": "2026-10-01T00:00:00Z", "event_id": "b"}',
-        '{"tenant_id": "acme", "ts": "2026-10-01T00:00:00Z", "units": "many", "event_id": "c"}',
-        '{"endpoint": "/x", "ts": "2026-10-01T00:00:00Z"}',
-        '{"tenant_id": "acme", "ts": 1790000000000, "event_id": "d", "endpont": "/typo"}',
-        '{"tenant_id": "acme", "ts": 1790000000000, "event_id": "e"}',
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                '{"tenant_id": "acme", "ts": "2026-10-01T00:00:00Z", "units": 2, "event_id": "a"}',
+                "this is not json",
+                '{"tenant_id": "ghost", "ts": "2026-10-01T00:00:00Z", "event_id": "b"}',
+                '{"tenant_id": "acme", "ts": "2026-10-01T00:00:00Z", "units": "many", "event_id": "c"}',
+                '{"endpoint": "/x", "ts": "2026-10-01T00:00:00Z"}',
+                '{"tenant_id": "acme", "ts": 1790000000000, "event_id": "d", "endpont": "/typo"}',
+                '{"tenant_id": "acme", "ts": 1790000000000, "event_id": "e"}',
+            ]
+        )
+        + "\n"
+    )
     result = cli("usage", "import", str(path), "-o", "json")
     doc = result.json()
     assert doc["counted"] == 2 and doc["units"] == 3
@@ -110,7 +127,7 @@ def test_import_counts_each_event_once_across_imports_and_stdin(cli, tmp_path):
     assert cli("usage", "import", path, "-o", "json").json()["counted"] == 10
     again = cli("usage", "import", path, "-o", "json").json()
     assert again["counted"] == 0 and again["duplicates"] == 10
-    stdin = cli("usage", "import", "-", "-o", "json", input=open(path).read()).json()
+    stdin = cli("usage", "import", "-", "-o", "json", input=Path(path).read_text()).json()
     assert stdin["counted"] == 0
     # lines without event_id get a stable id from their content: re-import counts nothing
     anonymous = events_file(tmp_path, [{"tenant_id": "acme", "ts": "2026-10-02T00:00:00Z"}] * 3, "anon.ndjson")

@@ -85,12 +85,14 @@ def test_finalize_is_exactly_once_and_numbered(cli, tmp_path):
     numbers = sorted(i["number"] for i in first["invoices"])
     assert numbers == ["INV-2026-10-000001", "INV-2026-10-000002"]
     # preview and finalize price identically (same code path)
-    assert ({i["tenant"]: i["total"] for i in preview["invoices"]}
-            == {i["tenant"]: i["total"] for i in first["invoices"]})
+    assert {i["tenant"]: i["total"] for i in preview["invoices"]} == {
+        i["tenant"]: i["total"] for i in first["invoices"]
+    }
     again = cli("invoices", "finalize", "--period", "2026-10", "--yes")
     assert "already finalized" in again.stderr
     assert cli("invoices", "finalize", "--period", "2026-10", "--yes", "-o", "json").json()["outcomes"] == {
-        "already finalized": 2}
+        "already finalized": 2
+    }
     listed = cli("invoices", "list", "--period", "2026-10", "-o", "json").json()
     assert len(listed) == 2
     shown = cli("invoices", "show", "INV-2026-10-000001", "-o", "json").json()
@@ -108,8 +110,17 @@ def test_finalize_needs_confirmation_without_terminal(cli, tmp_path):
 
 def test_custom_number_pattern(cli, tmp_path):
     setup_basic(cli, tmp_path)
-    doc = cli("--set", "billing.invoice_number_pattern=ACME/{year}/{seq:04d}", "invoices", "finalize",
-              "--period", "2026-10", "--yes", "-o", "json").json()
+    doc = cli(
+        "--set",
+        "billing.invoice_number_pattern=ACME/{year}/{seq:04d}",
+        "invoices",
+        "finalize",
+        "--period",
+        "2026-10",
+        "--yes",
+        "-o",
+        "json",
+    ).json()
     assert doc["invoices"][0]["number"] == "ACME/2026/0001"
 
 
@@ -171,14 +182,23 @@ def test_plan_edit_after_invoice_makes_new_version(cli, tmp_path):
 
 def test_mid_period_plan_change_prices_segments(cli, tmp_path):
     setup_basic(cli, tmp_path)
-    cli("plans", "create", "--file", write_plan(tmp_path, "flat", """
+    cli(
+        "plans",
+        "create",
+        "--file",
+        write_plan(
+            tmp_path,
+            "flat",
+            """
 name = "flat"
 currency = "USD"
 base_fee = "62.00"
 [price]
 model = "per_unit"
 unit_price = "0"
-"""))
+""",
+        ),
+    )
     cli("tenants", "assign-plan", "acme", "flat", "--effective", "2026-10-16")
     (invoice,) = cli("invoices", "preview", "--period", "2026-10", "-o", "json").json()["invoices"]
     base = [line for line in invoice["lines"] if line["kind"] == "base"]
@@ -190,8 +210,21 @@ unit_price = "0"
 
 def test_discount_applies_in_window(cli, tmp_path):
     setup_basic(cli, tmp_path)
-    cli("discounts", "add", "acme", "--kind", "percent", "--value", "10", "--from", "2026-10-01",
-        "--until", "2026-10-31", "--description", "Launch")
+    cli(
+        "discounts",
+        "add",
+        "acme",
+        "--kind",
+        "percent",
+        "--value",
+        "10",
+        "--from",
+        "2026-10-01",
+        "--until",
+        "2026-10-31",
+        "--description",
+        "Launch",
+    )
     cli("usage", "import", events_file(tmp_path, bulk("acme", 25_000)))
     (oct_,) = cli("invoices", "preview", "--period", "2026-10", "-o", "json").json()["invoices"]
     assert oct_["total"]["minor"] == 4400 - 440
@@ -224,6 +257,8 @@ def test_quickstart_samples_run(cli, tmp_path):
     assert result["counted"] == 900
     doc = cli("invoices", "finalize", "--period", "2026-10", "--yes", "-o", "json").json()
     (invoice,) = doc["invoices"]
-    assert {line["detail"].get("plan_code", line["detail"].get("segment", {}).get("plan_code"))
-            for line in invoice["lines"] if line["kind"] == "base"} >= {"basic", "pro"} or len(
-        [line for line in invoice["lines"] if line["kind"] == "base"]) == 2
+    assert {
+        line["detail"].get("plan_code", line["detail"].get("segment", {}).get("plan_code"))
+        for line in invoice["lines"]
+        if line["kind"] == "base"
+    } >= {"basic", "pro"} or len([line for line in invoice["lines"] if line["kind"] == "base"]) == 2

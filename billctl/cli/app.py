@@ -32,8 +32,12 @@ class BillctlGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise  # usage errors and exits keep Click's own handling (exit 2 for usage)
         except Exception as exc:  # an internal error: say so, without a traceback unless --debug
-            _report(ctx, exc, f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)",
-                    ExitCode.ERROR)
+            _report(
+                ctx,
+                exc,
+                f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)",
+                ExitCode.ERROR,
+            )
 
 
 def _report(ctx, exc: BaseException, message: str, code: int) -> None:  # type: ignore[no-untyped-def]
@@ -64,13 +68,26 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[str | None, typer.Option("--config", "-c", help="TOML config file (default ./billctl.toml; env BILLCTL_CONFIG).")] = None,
-    database_url: Annotated[str | None, typer.Option("--database-url", help="Overrides database.url.", show_default=False)] = None,
-    setting: Annotated[list[str] | None, typer.Option("--set", help="Override any setting: --set usage.bucket_seconds=60 (repeatable).")] = None,
-    actor: Annotated[str | None, typer.Option("--actor", envvar="BILLCTL_ACTOR", help="Who is acting, for the audit log (default: $USER).")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="TOML config file (default ./billctl.toml; env BILLCTL_CONFIG)."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Overrides database.url.", show_default=False)
+    ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any setting: --set usage.bucket_seconds=60 (repeatable)."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", envvar="BILLCTL_ACTOR", help="Who is acting, for the audit log (default: $USER)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data on stdout; no progress or notes.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     out = Out(quiet=quiet)
     ctx.obj = State(app=None, out=out, debug=debug)  # type: ignore[arg-type]

@@ -36,5 +36,4 @@ def show(ctx: typer.Context, output: OutputOpt = None) -> None:
     out = st.output(output)
     rows = [(s.key, cfg.shown(s.key), cfg.sources[s.key], s.env) for s in SETTINGS]
     docs = [{"key": k, "value": v, "source": src, "env": env} for k, v, src, env in rows]
-    out.rows(["key", "value", "source", "env"], rows, documents=docs,
-             title=f"config file: {cfg.file or '(none)'}")
+    out.rows(["key", "value", "source", "env"], rows, documents=docs, title=f"config file: {cfg.file or '(none)'}")

@@ -32,8 +32,12 @@ def status(ctx: typer.Context, output: OutputOpt = None) -> None:
     db.check_reachable(engine)
     current, head = db.current_revision(engine), db.head_revision()
     out = st.output(output)
-    doc = {"database": redact_url(st.app.config["database.url"]), "current": current, "head": head,
-           "up_to_date": current == head}
+    doc = {
+        "database": redact_url(st.app.config["database.url"]),
+        "current": current,
+        "head": head,
+        "up_to_date": current == head,
+    }
     out.rows(["database", "current", "head", "up_to_date"], [tuple(doc.values())], documents=[doc])
     if current != head:
         raise typer.Exit(8)

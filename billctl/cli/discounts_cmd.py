@@ -10,24 +10,30 @@ from sqlmodel import Session
 from billctl.cli.common import OutputOpt, YesOpt, confirm, state
 from billctl.services import tenants as svc
 
-app = typer.Typer(help="Per-tenant discounts: percentage or fixed amount, with a validity window.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Per-tenant discounts: percentage or fixed amount, with a validity window.", no_args_is_help=True
+)
 
 
 @app.command("add")
 def add(
-    ctx: typer.Context, tenant_id: str,
+    ctx: typer.Context,
+    tenant_id: str,
     kind: Annotated[str, typer.Option("--kind", help="percent or fixed.")],
     value: Annotated[str, typer.Option("--value", help="Percent (10 = 10 %) or amount in the tenant's currency.")],
     valid_from: Annotated[str, typer.Option("--from", help="First day it applies, YYYY-MM-DD.")],
-    valid_until: Annotated[str | None, typer.Option("--until", help="Last day it applies (inclusive); open if omitted.")] = None,
+    valid_until: Annotated[
+        str | None, typer.Option("--until", help="Last day it applies (inclusive); open if omitted.")
+    ] = None,
     description: Annotated[str, typer.Option("--description", help="Shown on the invoice line.")] = "",
 ) -> None:
     """Add a discount. It applies to every period that overlaps [--from, --until]."""
     st = state(ctx)
     row = svc.add_discount(st.app, tenant_id, kind, value, valid_from, valid_until, description)
-    st.out.success(f"discount {row.id} added to {tenant_id}: {row.kind} {row.value} from {row.valid_from}"
-                   f" until {row.valid_until or 'further notice'}")
+    st.out.success(
+        f"discount {row.id} added to {tenant_id}: {row.kind} {row.value} from {row.valid_from}"
+        f" until {row.valid_until or 'further notice'}"
+    )
 
 
 @app.command("list")
@@ -36,8 +42,10 @@ def list_(ctx: typer.Context, tenant_id: str, output: OutputOpt = None) -> None:
     st = state(ctx)
     with Session(st.app.engine) as session:
         rows = svc.list_discounts(session, svc.get_tenant(session, tenant_id).id)
-    st.output(output).rows(["id", "kind", "value", "from", "until", "description"],
-                           [(d.id, d.kind, d.value, d.valid_from, d.valid_until, d.description) for d in rows])
+    st.output(output).rows(
+        ["id", "kind", "value", "from", "until", "description"],
+        [(d.id, d.kind, d.value, d.valid_from, d.valid_until, d.description) for d in rows],
+    )
 
 
 @app.command("remove")

@@ -10,7 +10,7 @@ import typer
 
 from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
 from billctl.cli.output import Out
-from billctl.core.money import format_money, from_minor, to_minor
+from billctl.core.money import format_amount, format_money, from_minor, to_minor
 from billctl.services import invoices as svc
 
 app = typer.Typer(help="Preview, finalize and inspect invoices.", no_args_is_help=True)
@@ -19,25 +19,51 @@ TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Only this
 
 
 def _line_doc(kind, description, quantity, unit_price, amount_minor, unrounded, detail, currency) -> dict:  # type: ignore[no-untyped-def]
-    return {"kind": kind, "description": description, "quantity": str(quantity),
-            "unit_price": None if unrounded is None or unit_price is None else str(unit_price),
-            "amount": svc.money(amount_minor, currency), "unrounded": str(unrounded), "detail": detail}
+    return {
+        "kind": kind,
+        "description": description,
+        "quantity": str(quantity),
+        "unit_price": None if unrounded is None or unit_price is None else str(unit_price),
+        "amount": svc.money(amount_minor, currency),
+        "unrounded": str(unrounded),
+        "detail": detail,
+    }
 
 
 def priced_doc(p: svc.Priced, number: str | None = None, status: str = "preview") -> dict:
     """The JSON document of one priced invoice (preview or finalize)."""
-    doc: dict = {"tenant": p.tenant.key, "period": str(p.period), "currency": p.currency, "status": status,
-                 "number": number}
+    doc: dict = {
+        "tenant": p.tenant.key,
+        "period": str(p.period),
+        "currency": p.currency,
+        "status": status,
+        "number": number,
+    }
     if p.draft is None:
-        doc.update({"status": "skipped" if not p.existing else "already finalized", "reason": p.skipped,
-                    "number": p.existing.number if p.existing else None})
+        doc.update(
+            {
+                "status": "skipped" if not p.existing else "already finalized",
+                "reason": p.skipped,
+                "number": p.existing.number if p.existing else None,
+            }
+        )
         if p.existing:
             doc["total"] = svc.money(p.existing.total_minor, p.existing.currency)
         return doc
     c = p.currency
-    doc["lines"] = [_line_doc(line.kind, line.description, line.quantity, line.unit_price,
-                              to_minor(line.amount, c), line.unrounded, svc._jsonable(line.detail), c)
-                    for line in p.draft.lines]
+    doc["lines"] = [
+        _line_doc(
+            line.kind,
+            line.description,
+            line.quantity,
+            line.unit_price,
+            to_minor(line.amount, c),
+            line.unrounded,
+            svc._jsonable(line.detail),
+            c,
+        )
+        for line in p.draft.lines
+    ]
     doc["subtotal"] = svc.money_of(p.draft.subtotal, c)
     doc["tax"] = svc.money_of(p.draft.tax, c)
     doc["total"] = svc.money_of(p.draft.total, c)
@@ -46,16 +72,30 @@ def priced_doc(p: svc.Priced, number: str | None = None, status: str = "preview"
     return doc
 
 
+FLAT_KINDS = ("discount", "minimum", "adjustment", "tax")
+
+
 def _render_lines(out: Out, title: str, currency: str, lines: list[tuple], total_rows: list[tuple]) -> None:
-    rows = [(kind, desc, qty, price if price is not None else "", amount) for kind, desc, qty, price, amount in lines]
-    rows += [("", f"[bold]{label}[/bold]", "", "", f"[bold]{value}[/bold]") for label, value in total_rows]
-    out.table(["kind", "description", "quantity", "unit price", f"amount {currency}"], rows, title=title,
-              right=["quantity", "unit price", f"amount {currency}"])
+    rows = [
+        (kind, desc, "" if kind in FLAT_KINDS else qty, price if price is not None else "", amount)
+        for kind, desc, qty, price, amount in lines
+    ]
+    footer = [("", label, "", "", value) for label, value in total_rows]
+    out.table(
+        ["kind", "description", "quantity", "unit price", f"amount {currency}"],
+        rows,
+        title=title,
+        right=["quantity", "unit price", f"amount {currency}"],
+        footer=footer,
+    )
 
 
 def _qty(value: Decimal | str) -> str:
+    """Quantities for people: thousands separators, fractions (prorated base fees) to 4 places."""
     number = Decimal(value)
-    return f"{number:,}" if number == number.to_integral_value() else f"{number.normalize():,}"
+    if number == number.to_integral_value():
+        return f"{int(number):,}"
+    return f"{number.quantize(Decimal('0.0001')).normalize():,f}"
 
 
 def render_priced(out: Out, p: svc.Priced, number: str | None = None) -> None:
@@ -64,11 +104,21 @@ def render_priced(out: Out, p: svc.Priced, number: str | None = None) -> None:
     from billctl.core.money import format_amount
 
     c = p.currency
-    lines = [(line.kind, line.description, _qty(line.quantity),
-              None if line.unit_price is None else str(line.unit_price), format_amount(line.amount, c))
-             for line in p.draft.lines]
-    totals = [("subtotal", format_amount(p.draft.subtotal, c)), ("tax", format_amount(p.draft.tax, c)),
-              ("total", format_amount(p.draft.total, c))]
+    lines = [
+        (
+            line.kind,
+            line.description,
+            _qty(line.quantity),
+            None if line.unit_price is None else str(line.unit_price),
+            format_amount(line.amount, c),
+        )
+        for line in p.draft.lines
+    ]
+    totals = [
+        ("subtotal", format_amount(p.draft.subtotal, c)),
+        ("tax", format_amount(p.draft.tax, c)),
+        ("total", format_amount(p.draft.total, c)),
+    ]
     title = f"{number or 'preview'} · {p.tenant.key} · {p.period} · {c}"
     _render_lines(out, title, c, lines, totals)
 
@@ -94,21 +144,41 @@ class Summary:
             self.previous[p.currency] += p.previous_total_minor
 
     def doc(self) -> dict:
-        return {"tenants": self.tenants,
-                "skipped": [{"tenant": t, "reason": r} for t, r in self.skipped],
-                "currencies": [{"currency": c, "invoices": self.count[c], "total": svc.money(v, c),
-                                "previous_total": svc.money(self.previous[c], c),
-                                "change_percent": _change(v, self.previous[c])}
-                               for c, v in sorted(self.totals.items())]}
+        return {
+            "tenants": self.tenants,
+            "skipped": [{"tenant": t, "reason": r} for t, r in self.skipped],
+            "currencies": [
+                {
+                    "currency": c,
+                    "invoices": self.count[c],
+                    "total": svc.money(v, c),
+                    "previous_total": svc.money(self.previous[c], c),
+                    "change_percent": _change(v, self.previous[c]),
+                }
+                for c, v in sorted(self.totals.items())
+            ],
+        }
 
     def render(self, out: Out, title: str) -> None:
-        rows = [(c, self.count[c], format_money(from_minor(v, c), c), format_money(from_minor(self.previous[c], c), c),
-                 _change(v, self.previous[c]) or "n/a") for c, v in sorted(self.totals.items())]
-        out.table(["currency", "invoices", "total", "previous period", "change %"], rows,
-                  title=f"{title}: {self.tenants} invoice(s), {len(self.skipped)} skipped",
-                  right=["invoices", "total", "previous period", "change %"])
+        if self.totals:
+            rows = [
+                (
+                    c,
+                    self.count[c],
+                    format_money(from_minor(v, c), c),
+                    format_money(from_minor(self.previous[c], c), c) if self.previous[c] else "—",
+                    _change(v, self.previous[c]) or "—",
+                )
+                for c, v in sorted(self.totals.items())
+            ]
+            out.table(
+                ["currency", "invoices", "total", "previous period", "change %"],
+                rows,
+                title=f"{title}: {self.tenants} invoice(s), {len(self.skipped)} not invoiced",
+                right=["invoices", "total", "previous period", "change %"],
+            )
         for tenant, reason in self.skipped:
-            out.info(f"  skipped {tenant}: {reason}")
+            out.info(f"  {tenant}: {reason}")
 
 
 def _change(now: int, before: int) -> str | None:
@@ -141,19 +211,49 @@ def preview(ctx: typer.Context, period: PeriodOpt, tenant: TenantOpt = None, out
         summary.render(out, f"preview {parsed}")
 
 
-CSV_COLUMNS = ["tenant", "period", "number", "status", "line", "kind", "description", "quantity", "unit_price",
-               "amount", "currency"]
+CSV_COLUMNS = [
+    "tenant",
+    "period",
+    "number",
+    "status",
+    "line",
+    "kind",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+    "currency",
+]
 
 
 def _csv_rows(doc: dict) -> list[list]:
-    return [[doc["tenant"], doc["period"], doc.get("number") or "", doc["status"], i, line["kind"],
-             line["description"], line["quantity"], line["unit_price"] or "", line["amount"]["decimal"],
-             doc["currency"]] for i, line in enumerate(doc.get("lines", []), start=1)]
+    return [
+        [
+            doc["tenant"],
+            doc["period"],
+            doc.get("number") or "",
+            doc["status"],
+            i,
+            line["kind"],
+            line["description"],
+            line["quantity"],
+            line["unit_price"] or "",
+            line["amount"]["decimal"],
+            doc["currency"],
+        ]
+        for i, line in enumerate(doc.get("lines", []), start=1)
+    ]
 
 
 @app.command("finalize")
-def finalize(ctx: typer.Context, period: PeriodOpt, tenant: TenantOpt = None, dry_run: DryRunOpt = False,
-             yes: YesOpt = False, output: OutputOpt = None) -> None:
+def finalize(
+    ctx: typer.Context,
+    period: PeriodOpt,
+    tenant: TenantOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+) -> None:
     """Write immutable, numbered invoices for a period: exactly one per tenant. Safe to re-run."""
     st = state(ctx)
     out = st.output(output)
@@ -175,61 +275,119 @@ def finalize(ctx: typer.Context, period: PeriodOpt, tenant: TenantOpt = None, dr
                 render_priced(out, p, result.invoice.number + (" (dry run)" if dry_run else ""))
         else:
             summary.add(p, None)
+            if result.invoice is not None:
+                summary.skipped[-1] = (p.tenant.key, f"already finalized as {result.invoice.number}")
             if out.fmt == "json":
                 docs.append(priced_doc(p))
 
     results = svc.finalize(st.app, parsed, tenant, dry_run=dry_run, on_result=show)
     if out.fmt == "json":
-        out.json({"period": str(parsed), "dry_run": dry_run, "invoices": docs, "summary": summary.doc(),
-                  "outcomes": dict(counts)})
+        out.json(
+            {
+                "period": str(parsed),
+                "dry_run": dry_run,
+                "invoices": docs,
+                "summary": summary.doc(),
+                "outcomes": dict(counts),
+            }
+        )
     elif out.fmt == "csv":
-        out.csv(["tenant", "period", "outcome", "number", "total", "currency"],
-                [[r.priced.tenant.key, str(parsed), r.outcome, r.invoice.number if r.invoice else "",
-                  str(from_minor(r.invoice.total_minor, r.invoice.currency)) if r.invoice else "",
-                  r.priced.currency] for r in results])
+        out.csv(
+            ["tenant", "period", "outcome", "number", "total", "currency"],
+            [
+                [
+                    r.priced.tenant.key,
+                    str(parsed),
+                    r.outcome,
+                    r.invoice.number if r.invoice else "",
+                    str(from_minor(r.invoice.total_minor, r.invoice.currency)) if r.invoice else "",
+                    r.priced.currency,
+                ]
+                for r in results
+            ],
+        )
     else:
         summary.render(out, f"{'dry run: ' if dry_run else ''}finalize {parsed}")
         done = counts.get("finalized", 0) + counts.get("would finalize", 0)
         verb = "would finalize" if dry_run else "finalized"
-        out.success(f"{verb} {done} invoice(s); {counts.get('already finalized', 0)} already finalized "
-                    f"(nothing finalized twice); {counts.get('skipped', 0)} skipped")
+        out.success(
+            f"{verb} {done} invoice(s); {counts.get('already finalized', 0)} already finalized "
+            f"(nothing finalized twice); {counts.get('skipped', 0)} skipped"
+        )
 
 
 @app.command("list")
-def list_(ctx: typer.Context, tenant: TenantOpt = None,
-          period: Annotated[str | None, typer.Option("--period", "-p", help="YYYY-MM.")] = None,
-          status: Annotated[str | None, typer.Option("--status", help="finalized, void, ...")] = None,
-          output: OutputOpt = None) -> None:
+def list_(
+    ctx: typer.Context,
+    tenant: TenantOpt = None,
+    period: Annotated[str | None, typer.Option("--period", "-p", help="YYYY-MM.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="finalized, void, ...")] = None,
+    output: OutputOpt = None,
+) -> None:
     """List invoices."""
     st = state(ctx)
     rows = svc.list_invoices(st.app, tenant, svc.parse_period(period) if period else None, status)
-    docs = [{"number": i.number, "tenant": t.key, "period": i.period, "status": i.status, "currency": i.currency,
-             "total": svc.money(i.total_minor, i.currency), "finalized_at": i.finalized_at.isoformat()}
-            for i, t in rows]
+    docs = [
+        {
+            "number": i.number,
+            "tenant": t.key,
+            "period": i.period,
+            "status": i.status,
+            "currency": i.currency,
+            "total": svc.money(i.total_minor, i.currency),
+            "finalized_at": i.finalized_at.isoformat(),
+        }
+        for i, t in rows
+    ]
     st.output(output).rows(
         ["number", "tenant", "period", "status", "total", "currency", "finalized"],
-        [(i.number, t.key, i.period, i.status, str(from_minor(i.total_minor, i.currency)), i.currency,
-          i.finalized_at.strftime("%Y-%m-%d %H:%M")) for i, t in rows],
-        documents=docs, right=["total"])
+        [
+            (
+                i.number,
+                t.key,
+                i.period,
+                i.status,
+                format_amount(from_minor(i.total_minor, i.currency), i.currency),
+                i.currency,
+                i.finalized_at.strftime("%Y-%m-%d %H:%M"),
+            )
+            for i, t in rows
+        ],
+        documents=docs,
+        right=["total"],
+    )
 
 
 def invoice_doc(invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
     c = invoice.currency
-    return {"number": invoice.number, "id": invoice.id, "tenant": tenant.key, "period": invoice.period,
-            "period_start": invoice.period_start.isoformat(), "period_end": invoice.period_end.isoformat(),
-            "status": invoice.status, "currency": c,
-            "lines": [_line_doc(x.kind, x.description, x.quantity, x.unit_price, x.amount_minor, x.unrounded,
-                                x.detail, c) for x in lines],
-            "subtotal": svc.money(invoice.subtotal_minor, c), "tax": svc.money(invoice.tax_minor, c),
-            "total": svc.money(invoice.total_minor, c), "fingerprint": invoice.fingerprint,
-            "finalized_at": invoice.finalized_at.isoformat(), "finalized_by": invoice.actor,
-            "void_reason": invoice.void_reason,
-            "voided_at": invoice.voided_at.isoformat() if invoice.voided_at else None}
+    return {
+        "number": invoice.number,
+        "id": invoice.id,
+        "tenant": tenant.key,
+        "period": invoice.period,
+        "period_start": invoice.period_start.isoformat(),
+        "period_end": invoice.period_end.isoformat(),
+        "status": invoice.status,
+        "currency": c,
+        "lines": [
+            _line_doc(x.kind, x.description, x.quantity, x.unit_price, x.amount_minor, x.unrounded, x.detail, c)
+            for x in lines
+        ],
+        "subtotal": svc.money(invoice.subtotal_minor, c),
+        "tax": svc.money(invoice.tax_minor, c),
+        "total": svc.money(invoice.total_minor, c),
+        "fingerprint": invoice.fingerprint,
+        "finalized_at": invoice.finalized_at.isoformat(),
+        "finalized_by": invoice.actor,
+        "void_reason": invoice.void_reason,
+        "voided_at": invoice.voided_at.isoformat() if invoice.voided_at else None,
+    }
 
 
 @app.command("show")
-def show(ctx: typer.Context, invoice: Annotated[str, typer.Argument(help="Invoice number or id.")],
-         output: OutputOpt = None) -> None:
+def show(
+    ctx: typer.Context, invoice: Annotated[str, typer.Argument(help="Invoice number or id.")], output: OutputOpt = None
+) -> None:
     """Show an invoice with every line explained."""
     from billctl.core.money import format_amount
 
@@ -244,11 +402,15 @@ def show(ctx: typer.Context, invoice: Annotated[str, typer.Argument(help="Invoic
         out.csv(CSV_COLUMNS, _csv_rows(doc))
         return
     c = inv.currency
-    rows = [(x.kind, x.description, _qty(x.quantity), x.unit_price, format_amount(from_minor(x.amount_minor, c), c))
-            for x in lines]
-    totals = [("subtotal", format_amount(from_minor(inv.subtotal_minor, c), c)),
-              ("tax", format_amount(from_minor(inv.tax_minor, c), c)),
-              ("total", format_amount(from_minor(inv.total_minor, c), c))]
+    rows = [
+        (x.kind, x.description, _qty(x.quantity), x.unit_price, format_amount(from_minor(x.amount_minor, c), c))
+        for x in lines
+    ]
+    totals = [
+        ("subtotal", format_amount(from_minor(inv.subtotal_minor, c), c)),
+        ("tax", format_amount(from_minor(inv.tax_minor, c), c)),
+        ("total", format_amount(from_minor(inv.total_minor, c), c)),
+    ]
     _render_lines(out, f"{inv.number} · {tenant.key} · {inv.period} · {inv.status}", c, rows, totals)
     out.info("[bold]how each line was computed[/bold]")
     for position, line in enumerate(lines, start=1):
@@ -273,9 +435,12 @@ def _explain(detail: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 
 @app.command("void")
-def void(ctx: typer.Context, invoice: Annotated[str, typer.Argument(help="Invoice number or id.")],
-         reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
-         yes: YesOpt = False) -> None:
+def void(
+    ctx: typer.Context,
+    invoice: Annotated[str, typer.Argument(help="Invoice number or id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    yes: YesOpt = False,
+) -> None:
     """Void a finalized invoice (recorded with the reason). The period can then be finalized again."""
     st = state(ctx)
     confirm(st.out, f"Void invoice {invoice}?", yes)

@@ -11,14 +11,15 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -60,17 +61,39 @@ class Out:
         sys.stdout.write(buffer.getvalue())
         sys.stdout.flush()
 
-    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
-              right: Sequence[str] = (), caption: str | None = None) -> None:
-        table = Table(title=title, caption=caption, title_justify="left", header_style="bold")
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        title: str | None = None,
+        right: Sequence[str] = (),
+        caption: str | None = None,
+        footer: Sequence[Sequence[Any]] = (),
+    ) -> None:
+        """Cells are data, never markup (a description may contain [brackets]); ``footer`` rows are bold."""
+        table = Table(
+            title=escape(title) if title else None, caption=caption, title_justify="left", header_style="bold"
+        )
         for column in columns:
             table.add_column(column, justify="right" if column in right else "left", overflow="fold")
         for row in rows:
-            table.add_row(*["" if v is None else str(v) for v in row])
+            table.add_row(*[escape("" if v is None else str(v)) for v in row])
+        for index, row in enumerate(footer):
+            table.add_row(
+                *[escape("" if v is None else str(v)) for v in row], style="bold", end_section=False if index else None
+            )
         self.console.print(table)
 
-    def rows(self, columns: Sequence[str], rows: list[Sequence[Any]], *, documents: list[dict] | None = None,
-             title: str | None = None, right: Sequence[str] = ()) -> None:
+    def rows(
+        self,
+        columns: Sequence[str],
+        rows: list[Sequence[Any]],
+        *,
+        documents: list[dict] | None = None,
+        title: str | None = None,
+        right: Sequence[str] = (),
+    ) -> None:
         """A list in the chosen format; JSON uses ``documents`` (one object per row) when given."""
         if self.fmt == "json":
             self.json(documents if documents is not None else [dict(zip(columns, r, strict=True)) for r in rows])

@@ -19,10 +19,18 @@ FileOpt = Annotated[str, typer.Option("--file", "-f", help="Plan TOML file (- fo
 def _summary(row) -> dict:  # type: ignore[no-untyped-def]
     d = row.definition
     price = d["price"]
-    return {"name": row.code, "version": row.version, "currency": row.currency, "model": price["model"],
-            "base_fee": d.get("base_fee", "0"), "included_units": d.get("included_units", 0),
-            "minimum": d.get("minimum"), "archived": row.archived, "used": row.used,
-            "description": row.description}
+    return {
+        "name": row.code,
+        "version": row.version,
+        "currency": row.currency,
+        "model": price["model"],
+        "base_fee": d.get("base_fee", "0"),
+        "included_units": d.get("included_units", 0),
+        "minimum": d.get("minimum"),
+        "archived": row.archived,
+        "used": row.used,
+        "description": row.description,
+    }
 
 
 @app.command("create")
@@ -38,30 +46,51 @@ def update(ctx: typer.Context, file: FileOpt) -> None:
     """Edit a plan. If invoices were priced with it, this makes a new version; they keep theirs."""
     st = state(ctx)
     row, outcome = svc.update_plan(st.app, svc.read_plan_file(file))
-    messages = {"unchanged": f"plan {row.code} v{row.version} unchanged",
-                "updated": f"plan {row.code} v{row.version} updated (no invoice used it yet)",
-                "new version": f"plan {row.code} is now v{row.version}; earlier invoices keep v{row.version - 1}"}
+    messages = {
+        "unchanged": f"plan {row.code} v{row.version} unchanged",
+        "updated": f"plan {row.code} v{row.version} updated (no invoice used it yet)",
+        "new version": f"plan {row.code} is now v{row.version}; earlier invoices keep v{row.version - 1}",
+    }
     st.out.success(messages[outcome])
 
 
 @app.command("list")
-def list_(ctx: typer.Context, all_: Annotated[bool, typer.Option("--all", help="Include archived plans.")] = False,
-          output: OutputOpt = None) -> None:
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include archived plans.")] = False,
+    output: OutputOpt = None,
+) -> None:
     """List plans (latest version of each)."""
     st = state(ctx)
     rows = svc.list_plans(st.app, include_archived=all_)
     docs = [_summary(r) for r in rows]
     st.output(output).rows(
         ["name", "version", "currency", "model", "base_fee", "included_units", "minimum", "archived"],
-        [(d["name"], d["version"], d["currency"], d["model"], d["base_fee"], f"{d['included_units']:,}",
-          d["minimum"] or "", "yes" if d["archived"] else "") for d in docs],
-        documents=docs, right=["version", "base_fee", "included_units", "minimum"])
+        [
+            (
+                d["name"],
+                d["version"],
+                d["currency"],
+                d["model"],
+                d["base_fee"],
+                f"{d['included_units']:,}",
+                d["minimum"] or "",
+                "yes" if d["archived"] else "",
+            )
+            for d in docs
+        ],
+        documents=docs,
+        right=["version", "base_fee", "included_units", "minimum"],
+    )
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str,
-         version: Annotated[int | None, typer.Option("--version", help="A specific version.")] = None,
-         output: OutputOpt = None) -> None:
+def show(
+    ctx: typer.Context,
+    name: str,
+    version: Annotated[int | None, typer.Option("--version", help="A specific version.")] = None,
+    output: OutputOpt = None,
+) -> None:
     """Show a plan: its definition (as TOML) and its versions."""
     st = state(ctx)
     with Session(st.app.engine) as session:
@@ -69,21 +98,31 @@ def show(ctx: typer.Context, name: str,
         history = svc.versions(session, name)
     out = st.output(output)
     if out.fmt == "json":
-        out.json({**_summary(row), "definition": row.definition,
-                  "versions": [{"version": v.version, "created_at": v.created_at.isoformat(), "used": v.used}
-                               for v in history]})
+        out.json(
+            {
+                **_summary(row),
+                "definition": row.definition,
+                "versions": [
+                    {"version": v.version, "created_at": v.created_at.isoformat(), "used": v.used} for v in history
+                ],
+            }
+        )
         return
     if out.fmt == "csv":
         summary = _summary(row)
         out.csv(list(summary), [list(summary.values())])
         return
-    out.info(f"[bold]plan {row.code}[/bold] v{row.version} ({row.currency})"
-             + (" [yellow]archived[/yellow]" if row.archived else ""))
+    out.info(
+        f"[bold]plan {row.code}[/bold] v{row.version} ({row.currency})"
+        + (" [yellow]archived[/yellow]" if row.archived else "")
+    )
     out.console.print(tomli_w.dumps(row.definition), markup=False)
     _tiers(out, row)
-    out.table(["version", "created", "used by invoices"],
-              [(v.version, v.created_at.strftime("%Y-%m-%d %H:%M"), "yes" if v.used else "no") for v in history],
-              title="versions")
+    out.table(
+        ["version", "created", "used by invoices"],
+        [(v.version, v.created_at.strftime("%Y-%m-%d %H:%M"), "yes" if v.used else "no") for v in history],
+        title="versions",
+    )
 
 
 def _tiers(out, row) -> None:  # type: ignore[no-untyped-def]
@@ -93,11 +132,21 @@ def _tiers(out, row) -> None:  # type: ignore[no-untyped-def]
     rows, low = [], 1
     for tier in price["tiers"]:
         high = tier.get("up_to")
-        rows.append((f"{low:,}", f"{high:,}" if high else "∞", tier["unit_price"],
-                     format_amount(__import__("decimal").Decimal(tier.get("flat_fee", "0")), row.currency)))
+        rows.append(
+            (
+                f"{low:,}",
+                f"{high:,}" if high else "∞",
+                tier["unit_price"],
+                format_amount(__import__("decimal").Decimal(tier.get("flat_fee", "0")), row.currency),
+            )
+        )
         low = (high or 0) + 1
-    out.table(["from", "up to", "unit price", "flat fee"], rows, title=f"{price['model']} tiers",
-              right=["from", "up to", "unit price", "flat fee"])
+    out.table(
+        ["from", "up to", "unit price", "flat fee"],
+        rows,
+        title=f"{price['model']} tiers",
+        right=["from", "up to", "unit price", "flat fee"],
+    )
 
 
 @app.command("archive")

@@ -37,10 +37,14 @@ def import_(
             out.warn(f"... and {len(report.rejected) - 50} more rejected lines (see -o json)")
         for key, count in sorted(report.late.items()):
             tenant, period = key.split(" ")
-            out.warn(f"{count:,} event(s) for {tenant} landed in finalized period {period}: "
-                     "they will be billed as an adjustment on the next invoice")
+            out.warn(
+                f"{count:,} event(s) for {tenant} landed in finalized period {period}: "
+                "they will be billed as an adjustment on the next invoice"
+            )
         verb = "would count" if dry_run else "counted"
-        out.success(f"{report.read:,} events read, {verb} {report.counted:,} ({report.units:,} units), "
-                    f"{report.duplicates:,} duplicates skipped, {len(report.rejected):,} rejected")
+        out.success(
+            f"{report.read:,} events read, {verb} {report.counted:,} ({report.units:,} units), "
+            f"{report.duplicates:,} duplicates skipped, {len(report.rejected):,} rejected"
+        )
     if strict and report.rejected:
         raise typer.Exit(int(ExitCode.PARTIAL))

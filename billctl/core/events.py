@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MAX_FIELD = 200  # longest tenant_id / endpoint / event_id accepted
 MAX_UNITS = 1_000_000_000
@@ -64,7 +64,7 @@ def parse_ts_ms(value: object) -> int:
     except ValueError:
         raise EventError(f"ts {text[:40]!r} is neither milliseconds since the epoch nor ISO-8601") from None
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=timezone.utc)
+        instant = instant.replace(tzinfo=UTC)
     return int(instant.timestamp() * 1000)
 
 

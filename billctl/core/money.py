@@ -4,21 +4,150 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
-                "XAF", "XOF", "XPF"}
+ZERO_DECIMAL = {
+    "BIF",
+    "CLP",
+    "DJF",
+    "GNF",
+    "JPY",
+    "KMF",
+    "KRW",
+    "MGA",
+    "PYG",
+    "RWF",
+    "UGX",
+    "VND",
+    "VUV",
+    "XAF",
+    "XOF",
+    "XPF",
+}
 THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
 TWO_DECIMAL = {
-    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BMD",
-    "BND", "BOB", "BRL", "BSD", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CNY", "COP", "CRC", "CVE", "CZK",
-    "DKK", "DOP", "DZD", "EGP", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GIP", "GMD", "GTQ", "GYD", "HKD",
-    "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "ISK", "JMD", "KES", "KGS", "KHR", "KYD", "KZT", "LAK", "LBP",
-    "LKR", "LRD", "LSL", "MAD", "MDL", "MKD", "MMK", "MNT", "MOP", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN",
-    "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "QAR", "RON", "RSD",
-    "RUB", "SAR", "SBD", "SCR", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "STD", "SZL", "THB", "TJS", "TOP",
-    "TRY", "TTD", "TWD", "TZS", "UAH", "USD", "UYU", "UZS", "WST", "XCD", "YER", "ZAR", "ZMW",
+    "AED",
+    "AFN",
+    "ALL",
+    "AMD",
+    "ANG",
+    "AOA",
+    "ARS",
+    "AUD",
+    "AWG",
+    "AZN",
+    "BAM",
+    "BBD",
+    "BDT",
+    "BGN",
+    "BMD",
+    "BND",
+    "BOB",
+    "BRL",
+    "BSD",
+    "BWP",
+    "BYN",
+    "BZD",
+    "CAD",
+    "CDF",
+    "CHF",
+    "CNY",
+    "COP",
+    "CRC",
+    "CVE",
+    "CZK",
+    "DKK",
+    "DOP",
+    "DZD",
+    "EGP",
+    "ETB",
+    "EUR",
+    "FJD",
+    "FKP",
+    "GBP",
+    "GEL",
+    "GIP",
+    "GMD",
+    "GTQ",
+    "GYD",
+    "HKD",
+    "HNL",
+    "HTG",
+    "HUF",
+    "IDR",
+    "ILS",
+    "INR",
+    "ISK",
+    "JMD",
+    "KES",
+    "KGS",
+    "KHR",
+    "KYD",
+    "KZT",
+    "LAK",
+    "LBP",
+    "LKR",
+    "LRD",
+    "LSL",
+    "MAD",
+    "MDL",
+    "MKD",
+    "MMK",
+    "MNT",
+    "MOP",
+    "MUR",
+    "MVR",
+    "MWK",
+    "MXN",
+    "MYR",
+    "MZN",
+    "NAD",
+    "NGN",
+    "NIO",
+    "NOK",
+    "NPR",
+    "NZD",
+    "PAB",
+    "PEN",
+    "PGK",
+    "PHP",
+    "PKR",
+    "PLN",
+    "QAR",
+    "RON",
+    "RSD",
+    "RUB",
+    "SAR",
+    "SBD",
+    "SCR",
+    "SEK",
+    "SGD",
+    "SHP",
+    "SLE",
+    "SOS",
+    "SRD",
+    "STD",
+    "SZL",
+    "THB",
+    "TJS",
+    "TOP",
+    "TRY",
+    "TTD",
+    "TWD",
+    "TZS",
+    "UAH",
+    "USD",
+    "UYU",
+    "UZS",
+    "WST",
+    "XCD",
+    "YER",
+    "ZAR",
+    "ZMW",
 }
 CURRENCY_EXPONENTS: dict[str, int] = {
-    **{c: 2 for c in TWO_DECIMAL}, **{c: 0 for c in ZERO_DECIMAL}, **{c: 3 for c in THREE_DECIMAL}}
+    **{c: 2 for c in TWO_DECIMAL},
+    **{c: 0 for c in ZERO_DECIMAL},
+    **{c: 3 for c in THREE_DECIMAL},
+}
 
 
 class MoneyError(ValueError):
@@ -43,10 +172,11 @@ def minor_unit(currency: str) -> Decimal:
 def parse_decimal(value: object, *, field: str) -> Decimal:
     """A Decimal from a string or an integer. Floats are refused: they cannot hold exact money."""
     if isinstance(value, bool):
-        raise MoneyError(f"{field}: expected a decimal string such as \"29.00\", got a boolean")
+        raise MoneyError(f'{field}: expected a decimal string such as "29.00", got a boolean')
     if isinstance(value, float):
-        raise MoneyError(f'{field}: write money as a string, e.g. {field} = "{value}" '
-                         "(a float cannot hold exact money)")
+        raise MoneyError(
+            f'{field}: write money as a string, e.g. {field} = "{value}" (a float cannot hold exact money)'
+        )
     if isinstance(value, Decimal):
         number = value
     elif isinstance(value, int):
@@ -57,7 +187,7 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
         except InvalidOperation:
             raise MoneyError(f"{field}: {value!r} is not a decimal number") from None
     else:
-        raise MoneyError(f"{field}: expected a decimal string such as \"29.00\", got {type(value).__name__}")
+        raise MoneyError(f'{field}: expected a decimal string such as "29.00", got {type(value).__name__}')
     if not number.is_finite():
         raise MoneyError(f"{field}: {value!r} is not a finite number")
     return number

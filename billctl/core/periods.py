@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -36,7 +36,7 @@ def _zones() -> frozenset[str]:
 
 
 def _utc(value: pendulum.DateTime) -> datetime:
-    return datetime.fromtimestamp(value.int_timestamp, tz=timezone.utc)
+    return datetime.fromtimestamp(value.int_timestamp, tz=UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -80,7 +80,7 @@ def _bounds(year: int, month: int, tz: str) -> tuple[datetime, datetime]:
 
 
 def period_of(instant: datetime, tz: str) -> Period:
-    local = pendulum.instance(instant.astimezone(timezone.utc)).in_timezone(validate_timezone(tz))
+    local = pendulum.instance(instant.astimezone(UTC)).in_timezone(validate_timezone(tz))
     return Period(local.year, local.month)
 
 
@@ -120,9 +120,11 @@ def check_bucket_alignment(bucket_seconds: int, tz: str) -> None:
     bad = sorted(o for o in _offsets(tz) if o % bucket_seconds)
     if bad:
         shown = ", ".join(_fmt_offset(o) for o in bad[:3])
-        raise PeriodError(f"{bucket_seconds} s usage buckets would straddle month boundaries in {tz} "
-                          f"(UTC offset {shown}); use buckets of at most "
-                          f"{_largest_divisor(bad)} s, e.g. usage.bucket_seconds = 300")
+        raise PeriodError(
+            f"{bucket_seconds} s usage buckets would straddle month boundaries in {tz} "
+            f"(UTC offset {shown}); use buckets of at most "
+            f"{_largest_divisor(bad)} s, e.g. usage.bucket_seconds = 300"
+        )
 
 
 def _largest_divisor(offsets: list[int]) -> int:

@@ -13,8 +13,12 @@ from billctl.core.types import Plan, PriceModel, Tier
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MODELS = ("per_unit", "graduated", "volume", "package")
 TOP_KEYS = ("name", "currency", "description", "base_fee", "included_units", "minimum", "price", "weights")
-PRICE_KEYS = {"per_unit": ("model", "unit_price"), "graduated": ("model", "tiers"),
-              "volume": ("model", "tiers"), "package": ("model", "package_size", "package_price")}
+PRICE_KEYS = {
+    "per_unit": ("model", "unit_price"),
+    "graduated": ("model", "tiers"),
+    "volume": ("model", "tiers"),
+    "package": ("model", "package_size", "package_price"),
+}
 ALL_PRICE_KEYS = ("model", "unit_price", "tiers", "package_size", "package_price")
 TIER_KEYS = ("up_to", "unit_price", "flat_fee")
 
@@ -53,8 +57,9 @@ class _Checker:
             self.problems.append(f"{field}: must not be negative (got {value})")
             return None
         if payable and self.currency and not fits_minor_unit(number, self.currency):
-            self.problems.append(f"{field}: {value} is finer than {self.currency} allows "
-                                 f"({exponent(self.currency)} decimal places)")
+            self.problems.append(
+                f"{field}: {value} is finer than {self.currency} allows ({exponent(self.currency)} decimal places)"
+            )
             return None
         return number
 
@@ -120,8 +125,9 @@ def parse_plan(data: dict[str, Any]) -> Plan:
                 try:
                     weight = parse_decimal(raw, field=field)
                 except MoneyError as exc:
-                    problems.append(str(exc).replace("write money as a string", "write the weight as an "
-                                                     "integer or a string"))
+                    problems.append(
+                        str(exc).replace("write money as a string", "write the weight as an integer or a string")
+                    )
                     continue
             if weight <= 0:
                 problems.append(f"{field}: must be greater than 0 (got {raw})")
@@ -131,8 +137,16 @@ def parse_plan(data: dict[str, Any]) -> Plan:
     if problems:
         raise PlanError(problems)
     assert model is not None and base_fee is not None and included is not None and currency is not None
-    return Plan(code=name, currency=currency, base_fee=base_fee, included_units=included, model=model,
-                weights=weights, minimum=minimum, description=description)
+    return Plan(
+        code=name,
+        currency=currency,
+        base_fee=base_fee,
+        included_units=included,
+        model=model,
+        weights=weights,
+        minimum=minimum,
+        description=description,
+    )
 
 
 def _price(price: Any, check: _Checker) -> PriceModel | None:
@@ -154,8 +168,9 @@ def _price(price: Any, check: _Checker) -> PriceModel | None:
     _unknown([k for k in price if k not in ALL_PRICE_KEYS], ALL_PRICE_KEYS, "price.", problems)
     for key in known:
         if key not in PRICE_KEYS[model]:
-            problems.append(f"price.{key}: does not belong to the {model} model "
-                            f"(it takes {', '.join(PRICE_KEYS[model][1:])})")
+            problems.append(
+                f"price.{key}: does not belong to the {model} model (it takes {', '.join(PRICE_KEYS[model][1:])})"
+            )
     if model == "per_unit":
         unit_price = check.money(price.get("unit_price"), "price.unit_price", payable=False, required=True)
         return PriceModel(kind="per_unit", unit_price=unit_price) if unit_price is not None else None
@@ -172,8 +187,10 @@ def _price(price: Any, check: _Checker) -> PriceModel | None:
 def _tiers(raw: Any, check: _Checker) -> tuple[Tier, ...] | None:
     problems = check.problems
     if not isinstance(raw, list) or not raw:
-        problems.append("price.tiers: at least one tier is required, e.g. "
-                        'tiers = [{ up_to = 1000, unit_price = "0.01" }, { unit_price = "0.005" }]')
+        problems.append(
+            "price.tiers: at least one tier is required, e.g. "
+            'tiers = [{ up_to = 1000, unit_price = "0.01" }, { unit_price = "0.005" }]'
+        )
         return None
     before = len(problems)
     tiers: list[Tier] = []
@@ -181,7 +198,7 @@ def _tiers(raw: Any, check: _Checker) -> tuple[Tier, ...] | None:
     for index, tier in enumerate(raw):
         where = f"price.tiers[{index}]"
         if not isinstance(tier, dict):
-            problems.append(f"{where}: must be a table such as {{ up_to = 1000, unit_price = \"0.01\" }}")
+            problems.append(f'{where}: must be a table such as {{ up_to = 1000, unit_price = "0.01" }}')
             continue
         _unknown(tier, TIER_KEYS, f"{where}.", problems)
         last = index == len(raw) - 1
@@ -191,8 +208,10 @@ def _tiers(raw: Any, check: _Checker) -> tuple[Tier, ...] | None:
         if not last:
             up_to = check.integer(up_to, f"{where}.up_to", minimum=1, required=True)
             if up_to is not None and previous is not None and up_to <= previous:
-                problems.append(f"{where}.up_to: must be greater than the previous tier's up_to ({previous}); "
-                                "tiers are sorted and must not overlap")
+                problems.append(
+                    f"{where}.up_to: must be greater than the previous tier's up_to ({previous}); "
+                    "tiers are sorted and must not overlap"
+                )
             if up_to is not None:
                 previous = up_to if previous is None else max(previous, up_to)
         unit_price = check.money(tier.get("unit_price"), f"{where}.unit_price", payable=False, required=True)

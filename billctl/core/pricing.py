@@ -20,10 +20,18 @@ def fmt_units(value: Decimal | int) -> str:
     return f"{number.normalize():,f}"
 
 
-def _line(description: str, quantity: Decimal, unit_price: Decimal, unrounded: Decimal, currency: str,
-          detail: dict) -> Line:
-    return Line(kind="usage", description=description, quantity=quantity, unit_price=unit_price,
-                amount=quantize(unrounded, currency), unrounded=unrounded, detail=detail)
+def _line(
+    description: str, quantity: Decimal, unit_price: Decimal, unrounded: Decimal, currency: str, detail: dict
+) -> Line:
+    return Line(
+        kind="usage",
+        description=description,
+        quantity=quantity,
+        unit_price=unit_price,
+        amount=quantize(unrounded, currency),
+        unrounded=unrounded,
+        detail=detail,
+    )
 
 
 def _tier_range(low: int, tier: Tier) -> str:
@@ -38,8 +46,16 @@ def _flat(tier: Tier) -> str:
 def per_unit(model: PriceModel, billable: Decimal, currency: str) -> list[Line]:
     price = model.unit_price
     assert price is not None
-    return [_line(f"{fmt_units(billable)} units × {price}", billable, price, billable * price, currency,
-                  {"model": "per_unit", "units": str(billable), "unit_price": str(price)})]
+    return [
+        _line(
+            f"{fmt_units(billable)} units × {price}",
+            billable,
+            price,
+            billable * price,
+            currency,
+            {"model": "per_unit", "units": str(billable), "unit_price": str(price)},
+        )
+    ]
 
 
 def graduated(model: PriceModel, billable: Decimal, currency: str) -> list[Line]:
@@ -50,11 +66,25 @@ def graduated(model: PriceModel, billable: Decimal, currency: str) -> list[Line]
         if inside <= 0:
             break
         unrounded = inside * tier.unit_price + tier.flat_fee
-        lines.append(_line(
-            f"Tier {index} ({_tier_range(int(lower) + 1, tier)}): {fmt_units(inside)} × {tier.unit_price}{_flat(tier)}",
-            inside, tier.unit_price, unrounded, currency,
-            {"model": "graduated", "tier": index, "from": int(lower) + 1, "up_to": tier.up_to,
-             "units_in_tier": str(inside), "unit_price": str(tier.unit_price), "flat_fee": str(tier.flat_fee)}))
+        lines.append(
+            _line(
+                f"Tier {index} ({_tier_range(int(lower) + 1, tier)}): "
+                f"{fmt_units(inside)} × {tier.unit_price}{_flat(tier)}",
+                inside,
+                tier.unit_price,
+                unrounded,
+                currency,
+                {
+                    "model": "graduated",
+                    "tier": index,
+                    "from": int(lower) + 1,
+                    "up_to": tier.up_to,
+                    "units_in_tier": str(inside),
+                    "unit_price": str(tier.unit_price),
+                    "flat_fee": str(tier.flat_fee),
+                },
+            )
+        )
         if upper is None:
             break
         lower = upper
@@ -68,11 +98,25 @@ def volume(model: PriceModel, billable: Decimal, currency: str) -> list[Line]:
     for index, tier in enumerate(model.tiers, start=1):
         if tier.up_to is None or billable <= tier.up_to:
             unrounded = billable * tier.unit_price + tier.flat_fee
-            return [_line(f"{fmt_units(billable)} units × {tier.unit_price} (volume tier {index}, "
-                          f"{_tier_range(low, tier)}){_flat(tier)}", billable, tier.unit_price, unrounded, currency,
-                          {"model": "volume", "tier": index, "from": low, "up_to": tier.up_to,
-                           "units": str(billable), "unit_price": str(tier.unit_price),
-                           "flat_fee": str(tier.flat_fee)})]
+            return [
+                _line(
+                    f"{fmt_units(billable)} units × {tier.unit_price} (volume tier {index}, "
+                    f"{_tier_range(low, tier)}){_flat(tier)}",
+                    billable,
+                    tier.unit_price,
+                    unrounded,
+                    currency,
+                    {
+                        "model": "volume",
+                        "tier": index,
+                        "from": low,
+                        "up_to": tier.up_to,
+                        "units": str(billable),
+                        "unit_price": str(tier.unit_price),
+                        "flat_fee": str(tier.flat_fee),
+                    },
+                )
+            ]
         low = tier.up_to + 1
     raise AssertionError("the last tier is unbounded")
 
@@ -81,14 +125,30 @@ def package(model: PriceModel, billable: Decimal, currency: str) -> list[Line]:
     size, price = model.package_size, model.package_price
     assert size is not None and price is not None
     packages = (billable / size).to_integral_value(rounding=ROUND_CEILING)
-    return [_line(f"{fmt_units(packages)} package(s) of {size:,} units × {price} ({fmt_units(billable)} units)",
-                  packages, price, packages * price, currency,
-                  {"model": "package", "units": str(billable), "package_size": size, "packages": str(packages),
-                   "package_price": str(price)})]
+    return [
+        _line(
+            f"{fmt_units(packages)} package(s) of {size:,} units × {price} ({fmt_units(billable)} units)",
+            packages,
+            price,
+            packages * price,
+            currency,
+            {
+                "model": "package",
+                "units": str(billable),
+                "package_size": size,
+                "packages": str(packages),
+                "package_price": str(price),
+            },
+        )
+    ]
 
 
 STRATEGIES: dict[str, Callable[[PriceModel, Decimal, str], list[Line]]] = {
-    "per_unit": per_unit, "graduated": graduated, "volume": volume, "package": package}
+    "per_unit": per_unit,
+    "graduated": graduated,
+    "volume": volume,
+    "package": package,
+}
 
 
 def price(model: PriceModel, billable: Decimal | int, currency: str) -> list[Line]:

@@ -27,8 +27,7 @@ def usage_from_rows(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
 
 
 def _segment_label(segment: Segment) -> str:
-    end = segment.end
-    return f"{segment.plan.code}, {segment.start:%Y-%m-%d}–{end:%Y-%m-%d}"
+    return segment.label or f"{segment.plan.code}, {segment.start:%Y-%m-%d %H:%M}–{segment.end:%Y-%m-%d %H:%M} UTC"
 
 
 def _rate_segment(segment: Segment, currency: str, multi: bool) -> list[Line]:
@@ -37,16 +36,29 @@ def _rate_segment(segment: Segment, currency: str, multi: bool) -> list[Line]:
         raise ValueError(f"plan {plan.code} is priced in {plan.currency}, the invoice is in {currency}")
     fraction = segment.fraction
     prefix = f"[{_segment_label(segment)}] " if multi else ""
-    seg_detail = {"plan_code": plan.code, "plan_version": plan.version, "start": segment.start.isoformat(),
-                  "end": segment.end.isoformat(), "fraction": str(fraction)}
+    seg_detail = {
+        "plan_code": plan.code,
+        "plan_version": plan.version,
+        "start": segment.start.isoformat(),
+        "end": segment.end.isoformat(),
+        "fraction": str(fraction),
+    }
     lines: list[Line] = []
 
     if plan.base_fee > 0:
         unrounded = plan.base_fee * fraction
         share = "" if fraction == ONE else f", {fraction.quantize(Decimal('0.0001'))} of the period"
-        lines.append(Line(kind="base", description=f"{prefix}Base fee ({plan.code}{share})", quantity=fraction,
-                          unit_price=plan.base_fee, amount=quantize(unrounded, currency), unrounded=unrounded,
-                          detail={**seg_detail, "base_fee": str(plan.base_fee)}))
+        lines.append(
+            Line(
+                kind="base",
+                description=f"{prefix}Base fee ({plan.code}{share})",
+                quantity=fraction,
+                unit_price=plan.base_fee,
+                amount=quantize(unrounded, currency),
+                unrounded=unrounded,
+                detail={**seg_detail, "base_fee": str(plan.base_fee)},
+            )
+        )
 
     by_endpoint = {}
     weighted_total = Decimal(0)
@@ -59,23 +71,41 @@ def _rate_segment(segment: Segment, currency: str, multi: bool) -> list[Line]:
     included = int((plan.included_units * fraction).to_integral_value(rounding=ROUND_FLOOR))
     included_used = min(weighted_total, Decimal(included))
     billable = max(Decimal(0), weighted_total - included)
-    usage_detail = {**seg_detail, "weighted_units": str(weighted_total), "included_units": included,
-                    "included_used": str(included_used), "billable_units": str(billable),
-                    "by_endpoint": by_endpoint}
+    usage_detail = {
+        **seg_detail,
+        "weighted_units": str(weighted_total),
+        "included_units": included,
+        "included_used": str(included_used),
+        "billable_units": str(billable),
+        "by_endpoint": by_endpoint,
+    }
     usage_lines = price(plan.model, billable, currency)
     if usage_lines:
         first = usage_lines[0]
-        note = (f" — {fmt_units(weighted_total)} weighted units, {fmt_units(included_used)} of "
-                f"{included:,} included used" if included or weighted_total != billable else "")
-        usage_lines[0] = replace(first, description=f"{prefix}{first.description}{note}",
-                                 detail={**usage_detail, **first.detail})
-        usage_lines[1:] = [replace(x, description=prefix + x.description, detail={**seg_detail, **x.detail})
-                           for x in usage_lines[1:]]
+        note = (
+            f" — {fmt_units(weighted_total)} weighted units, {fmt_units(included_used)} of {included:,} included used"
+            if included or weighted_total != billable
+            else ""
+        )
+        usage_lines[0] = replace(
+            first, description=f"{prefix}{first.description}{note}", detail={**usage_detail, **first.detail}
+        )
+        usage_lines[1:] = [
+            replace(x, description=prefix + x.description, detail={**seg_detail, **x.detail}) for x in usage_lines[1:]
+        ]
     else:
-        usage_lines = [Line(kind="usage", description=f"{prefix}Usage: {fmt_units(weighted_total)} weighted units, "
-                            f"{fmt_units(included_used)} of {included:,} included units used",
-                            quantity=weighted_total, unit_price=None, amount=quantize(Decimal(0), currency),
-                            unrounded=Decimal(0), detail=usage_detail)]
+        usage_lines = [
+            Line(
+                kind="usage",
+                description=f"{prefix}Usage: {fmt_units(weighted_total)} weighted units, "
+                f"{fmt_units(included_used)} of {included:,} included units used",
+                quantity=weighted_total,
+                unit_price=None,
+                amount=quantize(Decimal(0), currency),
+                unrounded=Decimal(0),
+                detail=usage_detail,
+            )
+        ]
     lines.extend(usage_lines)
 
     if plan.minimum is not None and plan.minimum > 0:
@@ -83,13 +113,22 @@ def _rate_segment(segment: Segment, currency: str, multi: bool) -> list[Line]:
         charges = sum((x.amount for x in lines), Decimal(0))
         if charges < quantize(floor, currency):
             unrounded = floor - charges
-            lines.append(Line(kind="minimum",
-                              description=f"{prefix}Minimum top-up to {quantize(floor, currency)} "
-                                          f"(charges {charges})",
-                              quantity=ONE, unit_price=None, amount=quantize(unrounded, currency),
-                              unrounded=unrounded,
-                              detail={**seg_detail, "minimum": str(plan.minimum), "prorated_minimum": str(floor),
-                                      "charges": str(charges)}))
+            lines.append(
+                Line(
+                    kind="minimum",
+                    description=f"{prefix}Minimum top-up to {quantize(floor, currency)} (charges {charges})",
+                    quantity=ONE,
+                    unit_price=None,
+                    amount=quantize(unrounded, currency),
+                    unrounded=unrounded,
+                    detail={
+                        **seg_detail,
+                        "minimum": str(plan.minimum),
+                        "prorated_minimum": str(floor),
+                        "charges": str(charges),
+                    },
+                )
+            )
     return lines
 
 
@@ -107,18 +146,38 @@ def _discount_lines(discounts: Sequence[Discount], base: Decimal, currency: str)
         applied = min(rounded, max(running, Decimal(0)))
         capped = applied < rounded
         running -= applied
-        detail = {"kind": discount.kind, "value": str(discount.value), "applies_to": str(base),
-                  "wanted": str(wanted), "applied": str(applied), "capped": capped, "discount_id": discount.id}
+        detail = {
+            "kind": discount.kind,
+            "value": str(discount.value),
+            "applies_to": str(base),
+            "wanted": str(wanted),
+            "applied": str(applied),
+            "capped": capped,
+            "discount_id": discount.id,
+        }
         description = discount.description or "Discount"
-        lines.append(Line(kind="discount", description=f"{description} ({what}"
-                          + (", capped so the subtotal is not negative)" if capped else ")"),
-                          quantity=ONE, unit_price=None, amount=-applied,
-                          unrounded=-(applied if capped else wanted), detail=detail))
+        lines.append(
+            Line(
+                kind="discount",
+                description=f"{description} ({what}" + (", capped so the subtotal is not negative)" if capped else ")"),
+                quantity=ONE,
+                unit_price=None,
+                amount=-applied,
+                unrounded=-(applied if capped else wanted),
+                detail=detail,
+            )
+        )
     return lines
 
 
-def rate(*, currency: str, segments: Sequence[Segment], discounts: Sequence[Discount] = (),
-         tax_rate: Decimal = Decimal(0), adjustments: Sequence[Adjustment] = ()) -> InvoiceDraft:
+def rate(
+    *,
+    currency: str,
+    segments: Sequence[Segment],
+    discounts: Sequence[Discount] = (),
+    tax_rate: Decimal = Decimal(0),
+    adjustments: Sequence[Adjustment] = (),
+) -> InvoiceDraft:
     """Price one tenant's period. ``tax_rate`` is a percent (8.25 = 8.25 %)."""
     multi = len(segments) > 1
     lines: list[Line] = []
@@ -129,17 +188,33 @@ def rate(*, currency: str, segments: Sequence[Segment], discounts: Sequence[Disc
     for adjustment in adjustments:
         if not fits_minor_unit(adjustment.amount, currency):
             raise ValueError(f"adjustment {adjustment.amount} is finer than {currency} allows")
-        lines.append(Line(kind="adjustment", description=adjustment.description, quantity=ONE, unit_price=None,
-                          amount=adjustment.amount, unrounded=adjustment.amount,
-                          detail={"for_period": adjustment.for_period, **adjustment.detail}))
+        lines.append(
+            Line(
+                kind="adjustment",
+                description=adjustment.description,
+                quantity=ONE,
+                unit_price=None,
+                amount=adjustment.amount,
+                unrounded=adjustment.amount,
+                detail={"for_period": adjustment.for_period, **adjustment.detail},
+            )
+        )
     subtotal = sum((x.amount for x in lines), Decimal(0))
     tax = quantize(Decimal(0), currency)
     if tax_rate > 0:
         unrounded = subtotal * tax_rate / 100
         tax = quantize(unrounded, currency)
-        lines.append(Line(kind="tax", description=f"Tax {tax_rate.normalize():f} % of {subtotal}", quantity=ONE,
-                          unit_price=None, amount=tax, unrounded=unrounded,
-                          detail={"rate_percent": str(tax_rate), "on": str(subtotal)}))
+        lines.append(
+            Line(
+                kind="tax",
+                description=f"Tax {tax_rate.normalize():f} % of {subtotal}",
+                quantity=ONE,
+                unit_price=None,
+                amount=tax,
+                unrounded=unrounded,
+                detail={"rate_percent": str(tax_rate), "on": str(subtotal)},
+            )
+        )
     return InvoiceDraft(currency=currency, lines=tuple(lines), subtotal=subtotal, tax=tax, total=subtotal + tax)
 
 

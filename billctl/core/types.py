@@ -7,10 +7,11 @@ Instances are frozen so a rating result cannot be mutated after the fact.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal, Mapping
+from typing import Literal
 
 PriceModelKind = Literal["per_unit", "graduated", "volume", "package"]
 LineKind = Literal["base", "usage", "minimum", "discount", "adjustment", "tax"]
@@ -62,6 +63,7 @@ class Segment:
     plan: Plan
     usage: Mapping[str, int]
     fraction: Decimal = Decimal("1")
+    label: str = ""  # how invoice lines name the segment, e.g. "basic, 2026-10-01–2026-10-15" (local dates)
 
 
 @dataclass(frozen=True)

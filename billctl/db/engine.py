@@ -49,8 +49,7 @@ def check_reachable(engine: Engine) -> None:
     except sa.exc.OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DependencyDown(
-            f"database unreachable at {redact_url(str(engine.url.render_as_string(hide_password=False)))}: "
-            f"{reason}",
+            f"database unreachable at {redact_url(str(engine.url.render_as_string(hide_password=False)))}: {reason}",
             hint="is the server running and database.url right? see `billctl config show`",
         ) from None
 
@@ -97,7 +96,9 @@ def require_current(engine: Engine) -> None:
     script = ScriptDirectory.from_config(_alembic_config())
     known = {rev.revision for rev in script.walk_revisions()}
     if current not in known:
-        raise SchemaBehind(f"the database schema ({current}) is newer than this billctl ({head})",
-                           hint="upgrade billctl")
-    raise SchemaBehind(f"the database schema is behind ({current}, this billctl needs {head})",
-                       hint="run `billctl db upgrade`")
+        raise SchemaBehind(
+            f"the database schema ({current}) is newer than this billctl ({head})", hint="upgrade billctl"
+        )
+    raise SchemaBehind(
+        f"the database schema is behind ({current}, this billctl needs {head})", hint="run `billctl db upgrade`"
+    )

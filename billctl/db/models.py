@@ -7,7 +7,7 @@ checks that these declarations and the migrations agree.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,14 +26,14 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _ts(**kw: Any) -> Any:
@@ -125,8 +125,14 @@ class Invoice(SQLModel, table=True):
     __tablename__ = "invoice"
     __table_args__ = (
         # Invariant 4: one live invoice per tenant and period (a void one may be re-issued).
-        sa.Index("uq_invoice_tenant_period_live", "tenant_id", "period", unique=True,
-                 sqlite_where=sa.text("status <> 'void'"), postgresql_where=sa.text("status <> 'void'")),
+        sa.Index(
+            "uq_invoice_tenant_period_live",
+            "tenant_id",
+            "period",
+            unique=True,
+            sqlite_where=sa.text("status <> 'void'"),
+            postgresql_where=sa.text("status <> 'void'"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=64, unique=True)

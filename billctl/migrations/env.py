@@ -2,9 +2,9 @@
 the connection to migrate is passed in ``config.attributes['connection']``."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 from billctl.db import models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 config = context.config
 connection = config.attributes["connection"]

@@ -63,7 +63,16 @@ class App:
             self._engine.dispose()
 
 
-def audit(session: Session, app: App, action: str, object_type: str, object_id: object,
-          reason: str = "", **detail: object) -> None:
-    session.add(AuditLog(actor=app.actor, action=action, object_type=object_type,
-                         object_id=str(object_id), reason=reason, detail=detail))
+def audit(
+    session: Session, app: App, action: str, object_type: str, object_id: object, reason: str = "", **detail: object
+) -> None:
+    session.add(
+        AuditLog(
+            actor=app.actor,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            reason=reason,
+            detail=detail,
+        )
+    )

@@ -65,6 +65,7 @@ class Priced:
 
 # ---------------------------------------------------------------- inputs
 
+
 @dataclass
 class _Context:
     """What pricing needs beyond usage, loaded once for many tenants."""
@@ -84,8 +85,11 @@ def _load_context(session: Session, tenant_ids: Sequence[int] | None, lookback: 
     for row in session.exec(select(Plan).order_by(Plan.code, Plan.version)):
         plans[row.code] = row
     assignments: dict[int, list[PlanAssignment]] = defaultdict(list)
-    for row in session.exec(scoped(select(PlanAssignment), PlanAssignment.tenant_id)
-                            .order_by(PlanAssignment.effective_at, PlanAssignment.id)):
+    for row in session.exec(
+        scoped(select(PlanAssignment), PlanAssignment.tenant_id).order_by(
+            PlanAssignment.effective_at, PlanAssignment.id
+        )
+    ):
         assignments[row.tenant_id].append(row)
     discounts: dict[int, list[DiscountRow]] = defaultdict(list)
     for row in session.exec(scoped(select(DiscountRow), DiscountRow.tenant_id).order_by(DiscountRow.id)):
@@ -96,7 +100,9 @@ def _load_context(session: Session, tenant_ids: Sequence[int] | None, lookback: 
     return _Context(plans, assignments, discounts, late, lookback)
 
 
-def _segments_plan(ctx: _Context, tenant: Tenant, start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
+def _segments_plan(
+    ctx: _Context, tenant: Tenant, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime, str]]:
     """(segment start, segment end, plan code) covering the part of [start, end) that has a plan."""
     history = ctx.assignments.get(tenant.id, [])
     current: str | None = None
@@ -132,14 +138,21 @@ def _spec(row: Plan) -> PlanSpec:
 def _discounts_for(ctx: _Context, tenant: Tenant, period: Period) -> list[DiscountRow]:
     first = f"{period}-01"
     last = f"{period}-31"  # ISO dates compare as text; no month has a day after 31
-    return [d for d in ctx.discounts.get(tenant.id, [])
-            if d.valid_from <= last and (d.valid_until is None or d.valid_until >= first)]
+    return [
+        d
+        for d in ctx.discounts.get(tenant.id, [])
+        if d.valid_from <= last and (d.valid_until is None or d.valid_until >= first)
+    ]
 
 
 def _segment_json(start: datetime, end: datetime, fraction: Decimal, plan: Plan, usage: dict[str, int]) -> dict:
-    return {"start": start.isoformat(), "end": end.isoformat(), "fraction": str(fraction),
-            "plan": {"id": plan.id, "code": plan.code, "version": plan.version, "definition": plan.definition},
-            "usage": dict(sorted(usage.items()))}
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "fraction": str(fraction),
+        "plan": {"id": plan.id, "code": plan.code, "version": plan.version, "definition": plan.definition},
+        "usage": dict(sorted(usage.items())),
+    }
 
 
 def _rate_inputs(inputs: dict, adjustments: Sequence[Adjustment] = (), *, with_tax: bool = True) -> InvoiceDraft:
@@ -148,15 +161,33 @@ def _rate_inputs(inputs: dict, adjustments: Sequence[Adjustment] = (), *, with_t
     for seg in inputs["segments"]:
         spec = parse_plan(seg["plan"]["definition"])
         spec = PlanSpec(**{**spec.__dict__, "version": seg["plan"]["version"]})
-        segments.append(Segment(start=datetime.fromisoformat(seg["start"]), end=datetime.fromisoformat(seg["end"]),
-                                plan=spec, usage=seg["usage"], fraction=Decimal(seg["fraction"])))
-    discounts = [Discount(kind=d["kind"], value=Decimal(d["value"]), description=d["description"], id=d["id"])
-                 for d in inputs["discounts"]]
-    return rate(currency=inputs["currency"], segments=segments, discounts=discounts,
-                tax_rate=Decimal(inputs["tax_rate"]) if with_tax else Decimal(0), adjustments=adjustments)
+        start, end = datetime.fromisoformat(seg["start"]), datetime.fromisoformat(seg["end"])
+        segments.append(
+            Segment(
+                start=start,
+                end=end,
+                plan=spec,
+                usage=seg["usage"],
+                fraction=Decimal(seg["fraction"]),
+                label=segment_label(spec.code, start, end, inputs["timezone"]),
+            )
+        )
+    discounts = [
+        Discount(kind=d["kind"], value=Decimal(d["value"]), description=d["description"], id=d["id"])
+        for d in inputs["discounts"]
+    ]
+    return rate(
+        currency=inputs["currency"],
+        segments=segments,
+        discounts=discounts,
+        tax_rate=Decimal(inputs["tax_rate"]) if with_tax else Decimal(0),
+        adjustments=adjustments,
+    )
 
 
-def _adjustments(conn: Connection, ctx: _Context, tenant: Tenant, period: Period) -> tuple[list[Adjustment], list[dict]]:
+def _adjustments(
+    conn: Connection, ctx: _Context, tenant: Tenant, period: Period
+) -> tuple[list[Adjustment], list[dict]]:
     """Re-price earlier finalized periods that received late usage; bill the difference."""
     late_periods = sorted(p for p in ctx.late.get(tenant.id, ()) if p < str(period))
     if not late_periods:
@@ -165,31 +196,49 @@ def _adjustments(conn: Connection, ctx: _Context, tenant: Tenant, period: Period
     for _ in range(ctx.lookback):
         oldest = oldest.previous()
     late_periods = [p for p in late_periods if p >= str(oldest)]
-    invoices = {row.period: row for row in conn.execute(
-        sa.select(Invoice.__table__).where(Invoice.tenant_id == tenant.id, Invoice.status != "void",
-                                           Invoice.period.in_(late_periods)))}
+    invoices = {
+        row.period: row
+        for row in conn.execute(
+            sa.select(Invoice.__table__).where(
+                Invoice.tenant_id == tenant.id, Invoice.status != "void", Invoice.period.in_(late_periods)
+            )
+        )
+    }
     adjustments, records = [], []
     for for_period in late_periods:
         invoice = invoices.get(for_period)
         if invoice is None:
             continue
         billed = _billed_snapshot(conn, tenant.id, invoice)
-        now_usage = [usage_totals(conn, tenant.id, datetime.fromisoformat(s["start"]),
-                                  datetime.fromisoformat(s["end"])) for s in invoice.inputs["segments"]]
+        now_usage = [
+            usage_totals(conn, tenant.id, datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"]))
+            for s in invoice.inputs["segments"]
+        ]
         if now_usage == billed:
             continue
-        then_inputs = {**invoice.inputs, "segments": [{**s, "usage": u} for s, u in
-                                                       zip(invoice.inputs["segments"], billed, strict=True)]}
-        now_inputs = {**invoice.inputs, "segments": [{**s, "usage": u} for s, u in
-                                                     zip(invoice.inputs["segments"], now_usage, strict=True)]}
+        then_inputs = {
+            **invoice.inputs,
+            "segments": [{**s, "usage": u} for s, u in zip(invoice.inputs["segments"], billed, strict=True)],
+        }
+        now_inputs = {
+            **invoice.inputs,
+            "segments": [{**s, "usage": u} for s, u in zip(invoice.inputs["segments"], now_usage, strict=True)],
+        }
         before = _rate_inputs(then_inputs, with_tax=False).subtotal
         after = _rate_inputs(now_inputs, with_tax=False).subtotal
         delta_units = sum(sum(u.values()) for u in now_usage) - sum(sum(u.values()) for u in billed)
-        description = (f"Adjustment for {for_period} ({invoice.number}): {delta_units:+,} units of late usage")
-        record = {"for_period": for_period, "invoice": invoice.number, "usage": now_usage,
-                  "billed_usage": billed, "charges_before": str(before), "charges_now": str(after)}
-        adjustments.append(Adjustment(for_period=for_period, amount=after - before, description=description,
-                                      detail=record))
+        description = f"Adjustment for {for_period} ({invoice.number}): {delta_units:+,} units of late usage"
+        record = {
+            "for_period": for_period,
+            "invoice": invoice.number,
+            "usage": now_usage,
+            "billed_usage": billed,
+            "charges_before": str(before),
+            "charges_now": str(after),
+        }
+        adjustments.append(
+            Adjustment(for_period=for_period, amount=after - before, description=description, detail=record)
+        )
         records.append({**record, "amount": str(after - before)})
     return adjustments, records
 
@@ -199,17 +248,29 @@ def _billed_snapshot(conn: Connection, tenant_id: int, invoice: sa.Row) -> list[
     that period on a live invoice, else the invoice's own inputs."""
     table = InvoiceLine.__table__
     newest = conn.execute(
-        sa.select(table.c.detail).join(Invoice.__table__, Invoice.id == table.c.invoice_id)
-        .where(Invoice.tenant_id == tenant_id, Invoice.status != "void", table.c.kind == "adjustment",
-               table.c.for_period == invoice.period)
-        .order_by(Invoice.id.desc(), table.c.id.desc()).limit(1)).first()
+        sa.select(table.c.detail)
+        .join(Invoice.__table__, Invoice.id == table.c.invoice_id)
+        .where(
+            Invoice.tenant_id == tenant_id,
+            Invoice.status != "void",
+            table.c.kind == "adjustment",
+            table.c.for_period == invoice.period,
+        )
+        .order_by(Invoice.id.desc(), table.c.id.desc())
+        .limit(1)
+    ).first()
     if newest is not None:
         return [dict(u) for u in newest[0]["usage"]]
     return [dict(s["usage"]) for s in invoice.inputs["segments"]]
 
 
-def _price(conn: Connection, ctx: _Context, tenant: Tenant, period: Period,
-           usage_of: Callable[[datetime, datetime], dict[str, int]]) -> Priced:
+def _price(
+    conn: Connection,
+    ctx: _Context,
+    tenant: Tenant,
+    period: Period,
+    usage_of: Callable[[datetime, datetime], dict[str, int]],
+) -> Priced:
     start, end = period.bounds(tenant.timezone)
     pieces = _segments_plan(ctx, tenant, start, end)
     if not pieces:
@@ -219,24 +280,61 @@ def _price(conn: Connection, ctx: _Context, tenant: Tenant, period: Period,
         plan = ctx.plans[code]
         fraction = periods.segment_fraction(seg_start, seg_end, start, end)
         usage = usage_of(seg_start, seg_end)
-        segments.append(Segment(start=seg_start, end=seg_end, plan=_spec(plan), usage=usage, fraction=fraction))
+        segments.append(
+            Segment(
+                start=seg_start,
+                end=seg_end,
+                plan=_spec(plan),
+                usage=usage,
+                fraction=fraction,
+                label=segment_label(code, seg_start, seg_end, tenant.timezone),
+            )
+        )
         segment_docs.append(_segment_json(seg_start, seg_end, fraction, plan, usage))
     discount_rows = _discounts_for(ctx, tenant, period)
-    discounts = [Discount(kind=d.kind, value=Decimal(d.value), description=d.description or
-                          (f"Discount {d.value} %" if d.kind == "percent" else "Discount"), id=d.id)
-                 for d in discount_rows]
+    discounts = [
+        Discount(
+            kind=d.kind,
+            value=Decimal(d.value),
+            description=d.description or (f"Discount {d.value} %" if d.kind == "percent" else "Discount"),
+            id=d.id,
+        )
+        for d in discount_rows
+    ]
     adjustments, adjustment_docs = _adjustments(conn, ctx, tenant, period)
     inputs = {
-        "schema": INPUTS_SCHEMA, "tenant": tenant.key, "period": str(period), "timezone": tenant.timezone,
-        "currency": tenant.currency, "tax_rate": tenant.tax_rate, "rounding": ROUNDING_RULE,
+        "schema": INPUTS_SCHEMA,
+        "tenant": tenant.key,
+        "period": str(period),
+        "timezone": tenant.timezone,
+        "currency": tenant.currency,
+        "tax_rate": tenant.tax_rate,
+        "rounding": ROUNDING_RULE,
         "segments": segment_docs,
-        "discounts": [{"id": d.id, "kind": d.kind, "value": str(d.value), "description": d.description}
-                      for d in discounts],
+        "discounts": [
+            {"id": d.id, "kind": d.kind, "value": str(d.value), "description": d.description} for d in discounts
+        ],
         "adjustments": adjustment_docs,
     }
-    draft = rate(currency=tenant.currency, segments=segments, discounts=discounts,
-                 tax_rate=Decimal(tenant.tax_rate), adjustments=adjustments)
+    draft = rate(
+        currency=tenant.currency,
+        segments=segments,
+        discounts=discounts,
+        tax_rate=Decimal(tenant.tax_rate),
+        adjustments=adjustments,
+    )
     return Priced(tenant=tenant, period=period, draft=draft, inputs=inputs, fingerprint=fingerprint(inputs))
+
+
+def segment_label(code: str, start: datetime, end: datetime, tz: str) -> str:
+    """Local, inclusive dates: a segment [Oct 16 00:00, Nov 1 00:00) reads "2026-10-16–2026-10-31"."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    first = start.astimezone(zone).date()
+    last = (end - timedelta(seconds=1)).astimezone(zone).date()
+    return f"{code}, {first}–{last}"
 
 
 def fingerprint(inputs: dict) -> str:
@@ -245,6 +343,7 @@ def fingerprint(inputs: dict) -> str:
 
 
 # ---------------------------------------------------------------- preview
+
 
 def _tenants(session: Session, tenant_key: str | None) -> list[Tenant]:
     if tenant_key:
@@ -275,12 +374,18 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
             rows = _bulk_usage(conn, start, end, [t.id for t in group] if (tenant_key or len(by_tz) > 1) else None)
             for tenant, usage in _merge(group, rows):
                 if tenant.id in live:
-                    yield Priced(tenant=tenant, period=period, skipped="already finalized",
-                                 existing=live[tenant.id], previous_total_minor=previous.get(tenant.id))
+                    yield Priced(
+                        tenant=tenant,
+                        period=period,
+                        skipped="already finalized",
+                        existing=live[tenant.id],
+                        previous_total_minor=previous.get(tenant.id),
+                    )
                     continue
-                whole = (start, end)
 
-                def usage_of(s: datetime, e: datetime, tenant: Tenant = tenant, usage: dict = usage) -> dict:
+                def usage_of(
+                    s: datetime, e: datetime, tenant: Tenant = tenant, usage: dict = usage, whole: tuple = (start, end)
+                ) -> dict:
                     return usage if (s, e) == whole else usage_totals(conn, tenant.id, s, e)
 
                 priced = _price(conn, ctx, tenant, period, usage_of)
@@ -290,10 +395,12 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
 
 def _bulk_usage(conn: Connection, start: datetime, end: datetime, tenant_ids: list[int] | None):  # type: ignore[no-untyped-def]
     table = UsageBucket.__table__
-    query = (sa.select(table.c.tenant_id, table.c.endpoint, sa.func.sum(table.c.units))
-             .where(table.c.bucket_start >= int(start.timestamp()), table.c.bucket_start < int(end.timestamp()))
-             .group_by(table.c.tenant_id, table.c.endpoint)
-             .order_by(table.c.tenant_id))
+    query = (
+        sa.select(table.c.tenant_id, table.c.endpoint, sa.func.sum(table.c.units))
+        .where(table.c.bucket_start >= int(start.timestamp()), table.c.bucket_start < int(end.timestamp()))
+        .group_by(table.c.tenant_id, table.c.endpoint)
+        .order_by(table.c.tenant_id)
+    )
     if tenant_ids is not None:
         query = query.where(table.c.tenant_id.in_(tenant_ids))
     return conn.execution_options(stream_results=True, yield_per=10_000).execute(query)
@@ -330,6 +437,7 @@ def _live_invoices(session: Session, period: Period, tenant_ids: Sequence[int] |
 
 # ---------------------------------------------------------------- finalize
 
+
 @dataclass
 class FinalizeResult:
     priced: Priced
@@ -337,8 +445,14 @@ class FinalizeResult:
     outcome: str = ""  # finalized | would finalize | already finalized | skipped
 
 
-def finalize(app: App, period: Period, tenant_key: str | None = None, *, dry_run: bool = False,
-             on_result: Callable[[FinalizeResult], None] | None = None) -> list[FinalizeResult]:
+def finalize(
+    app: App,
+    period: Period,
+    tenant_key: str | None = None,
+    *,
+    dry_run: bool = False,
+    on_result: Callable[[FinalizeResult], None] | None = None,
+) -> list[FinalizeResult]:
     """Finalize ``period``: one immutable, numbered invoice per tenant, each in its own transaction.
 
     Safe to re-run: a tenant with a live invoice is reported as already finalized; the unique
@@ -365,8 +479,11 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) ->
                 tenant = session.get(Tenant, tenant_id)
                 existing = _live_invoices(session, period, [tenant_id]).get(tenant_id)
                 if existing is not None:
-                    return FinalizeResult(Priced(tenant=tenant, period=period, skipped="already finalized",
-                                                 existing=existing), existing, "already finalized")
+                    return FinalizeResult(
+                        Priced(tenant=tenant, period=period, skipped="already finalized", existing=existing),
+                        existing,
+                        "already finalized",
+                    )
                 ctx = _load_context(session, [tenant_id], lookback)
                 priced = _price(conn, ctx, tenant, period, lambda s, e: usage_totals(conn, tenant_id, s, e))
                 prev = _live_invoices(session, period.previous(), [tenant_id]).get(tenant_id)
@@ -381,8 +498,11 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) ->
             # another finalize wrote this tenant's invoice between our check and our insert
             existing = _live_invoices(session, period, [tenant_id]).get(tenant_id)
             tenant = session.get(Tenant, tenant_id)
-            return FinalizeResult(Priced(tenant=tenant, period=period, skipped="already finalized",
-                                         existing=existing), existing, "already finalized")
+            return FinalizeResult(
+                Priced(tenant=tenant, period=period, skipped="already finalized", existing=existing),
+                existing,
+                "already finalized",
+            )
 
 
 def _next_number(session: Session, app: App, period: Period, *, dry_run: bool) -> str:
@@ -390,15 +510,17 @@ def _next_number(session: Session, app: App, period: Period, *, dry_run: bool) -
     table = sa.table("counter", sa.column("name"), sa.column("value"))
     value = None
     if not dry_run:
-        value = conn.execute(sa.update(table).where(table.c.name == "invoice")
-                             .values(value=table.c.value + 1).returning(table.c.value)).scalar()
+        value = conn.execute(
+            sa.update(table).where(table.c.name == "invoice").values(value=table.c.value + 1).returning(table.c.value)
+        ).scalar()
         if value is None:
             conn.execute(sa.insert(table).values(name="invoice", value=1))
             value = 1
     else:
         value = (conn.execute(sa.select(table.c.value).where(table.c.name == "invoice")).scalar() or 0) + 1
     return app.config["billing.invoice_number_pattern"].format(
-        period=str(period), year=period.year, month=f"{period.month:02d}", seq=value)
+        period=str(period), year=period.year, month=f"{period.month:02d}", seq=value
+    )
 
 
 def _invoice_row(app: App, session: Session, priced: Priced, *, dry_run: bool) -> Invoice:
@@ -407,26 +529,53 @@ def _invoice_row(app: App, session: Session, priced: Priced, *, dry_run: bool) -
     start, end = period.bounds(tenant.timezone)
     currency = draft.currency
     invoice = Invoice(
-        number=_next_number(session, app, period, dry_run=dry_run), tenant_id=tenant.id, period=str(period),
-        period_start=start, period_end=end, currency=currency,
-        subtotal_minor=to_minor(draft.subtotal, currency), tax_minor=to_minor(draft.tax, currency),
-        total_minor=to_minor(draft.total, currency), status="finalized", fingerprint=priced.fingerprint,
-        inputs=priced.inputs, actor=app.actor)
+        number=_next_number(session, app, period, dry_run=dry_run),
+        tenant_id=tenant.id,
+        period=str(period),
+        period_start=start,
+        period_end=end,
+        currency=currency,
+        subtotal_minor=to_minor(draft.subtotal, currency),
+        tax_minor=to_minor(draft.tax, currency),
+        total_minor=to_minor(draft.total, currency),
+        status="finalized",
+        fingerprint=priced.fingerprint,
+        inputs=priced.inputs,
+        actor=app.actor,
+    )
     if dry_run:
         return invoice
     session.add(invoice)
     session.flush()
     for position, line in enumerate(draft.lines, start=1):
-        session.add(InvoiceLine(
-            invoice_id=invoice.id, position=position, kind=line.kind, description=line.description,
-            quantity=str(line.quantity), unit_price=None if line.unit_price is None else str(line.unit_price),
-            amount_minor=to_minor(line.amount, currency), unrounded=str(line.unrounded),
-            for_period=line.detail.get("for_period") if line.kind == "adjustment" else None,
-            detail=_jsonable(line.detail)))
+        session.add(
+            InvoiceLine(
+                invoice_id=invoice.id,
+                position=position,
+                kind=line.kind,
+                description=line.description,
+                quantity=str(line.quantity),
+                unit_price=None if line.unit_price is None else str(line.unit_price),
+                amount_minor=to_minor(line.amount, currency),
+                unrounded=str(line.unrounded),
+                for_period=line.detail.get("for_period") if line.kind == "adjustment" else None,
+                detail=_jsonable(line.detail),
+            )
+        )
     plan_ids = {seg["plan"]["id"] for seg in priced.inputs["segments"]}
     session.execute(sa.update(Plan).where(Plan.id.in_(plan_ids)).values(used=True))
-    audit(session, app, "invoice.finalize", "invoice", invoice.number, tenant=tenant.key, period=str(period),
-          total_minor=invoice.total_minor, currency=currency, fingerprint=priced.fingerprint)
+    audit(
+        session,
+        app,
+        "invoice.finalize",
+        "invoice",
+        invoice.number,
+        tenant=tenant.key,
+        period=str(period),
+        total_minor=invoice.total_minor,
+        currency=currency,
+        fingerprint=priced.fingerprint,
+    )
     return invoice
 
 
@@ -444,8 +593,10 @@ def _jsonable(value: object) -> object:
 
 # ---------------------------------------------------------------- inspect, void
 
-def list_invoices(app: App, tenant_key: str | None = None, period: Period | None = None,
-                  status: str | None = None) -> list[tuple[Invoice, Tenant]]:
+
+def list_invoices(
+    app: App, tenant_key: str | None = None, period: Period | None = None, status: str | None = None
+) -> list[tuple[Invoice, Tenant]]:
     with Session(app.engine) as session:
         query = select(Invoice, Tenant).join(Tenant, Tenant.id == Invoice.tenant_id).order_by(Invoice.id)
         if tenant_key:
@@ -467,8 +618,9 @@ def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]
         if invoice is None:
             raise NotFound(f"unknown invoice '{ref}'", hint="see `billctl invoices list`")
         tenant = session.get(Tenant, invoice.tenant_id)
-        lines = list(session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
-                                  .order_by(InvoiceLine.position)))
+        lines = list(
+            session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position))
+        )
         return invoice, tenant, lines
 
 
@@ -486,8 +638,16 @@ def void_invoice(app: App, ref: str, reason: str) -> Invoice:
         invoice.void_reason = reason.strip()
         invoice.voided_at = app.now()
         session.add(invoice)
-        audit(session, app, "invoice.void", "invoice", invoice.number, reason=reason.strip(),
-              tenant=tenant.key, period=invoice.period)
+        audit(
+            session,
+            app,
+            "invoice.void",
+            "invoice",
+            invoice.number,
+            reason=reason.strip(),
+            tenant=tenant.key,
+            period=invoice.period,
+        )
     return invoice
 
 

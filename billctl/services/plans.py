@@ -46,18 +46,26 @@ def get_plan(session: Session, code: str, version: int | None = None) -> Plan:
     else:
         row = session.exec(select(Plan).where(Plan.code == code, Plan.version == version)).first()
     if row is None:
-        raise NotFound(f"unknown plan '{code}'" + (f" version {version}" if version else ""),
-                       hint="see `billctl plans list`")
+        raise NotFound(
+            f"unknown plan '{code}'" + (f" version {version}" if version else ""), hint="see `billctl plans list`"
+        )
     return row
 
 
 def create_plan(app: App, spec: PlanSpec) -> Plan:
     with app.session() as session:
         if latest(session, spec.code) is not None:
-            raise Conflict(f"plan '{spec.code}' already exists",
-                           hint=f"edit it with `billctl plans update --file ...` (it keeps a version history)")
-        row = Plan(code=spec.code, version=1, currency=spec.currency, description=spec.description,
-                   definition=plan_to_dict(spec))
+            raise Conflict(
+                f"plan '{spec.code}' already exists",
+                hint="edit it with `billctl plans update --file ...` (it keeps a version history)",
+            )
+        row = Plan(
+            code=spec.code,
+            version=1,
+            currency=spec.currency,
+            description=spec.description,
+            definition=plan_to_dict(spec),
+        )
         session.add(row)
         session.flush()
         audit(session, app, "plan.create", "plan", spec.code, version=1)
@@ -77,11 +85,18 @@ def update_plan(app: App, spec: PlanSpec) -> tuple[Plan, str]:
         if current.definition == definition:
             return current, "unchanged"
         if current.currency != spec.currency:
-            raise Conflict(f"plan '{spec.code}' is in {current.currency}; its currency cannot change",
-                           hint="create a plan with another name for another currency")
+            raise Conflict(
+                f"plan '{spec.code}' is in {current.currency}; its currency cannot change",
+                hint="create a plan with another name for another currency",
+            )
         if current.used:
-            row = Plan(code=spec.code, version=current.version + 1, currency=spec.currency,
-                       description=spec.description, definition=definition)
+            row = Plan(
+                code=spec.code,
+                version=current.version + 1,
+                currency=spec.currency,
+                description=spec.description,
+                definition=definition,
+            )
             outcome = "new version"
         else:
             row = current

@@ -51,18 +51,20 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
     if fields.currency is not None:
         code = fields.currency.upper()
         if not is_known_currency(code):
-            raise BadInput(f"--currency {fields.currency!r} is not a known ISO 4217 currency",
-                           hint="e.g. USD, EUR, KRW, BHD")
+            raise BadInput(
+                f"--currency {fields.currency!r} is not a known ISO 4217 currency", hint="e.g. USD, EUR, KRW, BHD"
+            )
         out["currency"] = code
     if fields.tax_rate is not None:
         try:
             rate = Decimal(fields.tax_rate.strip().rstrip("%"))
         except InvalidOperation:
-            raise BadInput(f"--tax-rate {fields.tax_rate!r} is not a number",
-                           hint="give a percent such as 8.25") from None
+            raise BadInput(
+                f"--tax-rate {fields.tax_rate!r} is not a number", hint="give a percent such as 8.25"
+            ) from None
         if not rate.is_finite() or rate < 0 or rate > 100:
             raise BadInput(f"--tax-rate {fields.tax_rate} must be a percent between 0 and 100")
-        out["tax_rate"] = str(rate.normalize()) if rate else "0"
+        out["tax_rate"] = f"{rate.normalize():f}" if rate else "0"
     if fields.status is not None:
         if fields.status not in STATUSES:
             raise BadInput(f"--status {fields.status!r} must be one of {', '.join(STATUSES)}")
@@ -81,8 +83,10 @@ def get_tenant(session: Session, key: str) -> Tenant:
 
 def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
     if not KEY_RE.fullmatch(key):
-        raise BadInput(f"tenant id {key!r} is invalid",
-                       hint="use 1-64 letters, digits and _ . : - (it is the tenant_id gateways send)")
+        raise BadInput(
+            f"tenant id {key!r} is invalid",
+            hint="use 1-64 letters, digits and _ . : - (it is the tenant_id gateways send)",
+        )
     fields.name = fields.name if fields.name is not None else key
     fields.timezone = fields.timezone or app.config["billing.timezone"]
     fields.currency = fields.currency or app.config["billing.currency"]
@@ -109,8 +113,10 @@ def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
             from billctl.db.models import Invoice
 
             if session.exec(select(Invoice.id).where(Invoice.tenant_id == tenant.id)).first():
-                raise Conflict(f"tenant '{key}' already has invoices in {tenant.currency}",
-                               hint="currency cannot change once invoiced; create a new tenant")
+                raise Conflict(
+                    f"tenant '{key}' already has invoices in {tenant.currency}",
+                    hint="currency cannot change once invoiced; create a new tenant",
+                )
         changed = {k: [str(getattr(tenant, k)), str(v)] for k, v in values.items() if getattr(tenant, k) != v}
         for name, value in values.items():
             setattr(tenant, name, value)
@@ -131,13 +137,18 @@ def list_tenants(app: App, status: str | None = None) -> list[Tenant]:
 
 
 def assignments(session: Session, tenant_id: int) -> list[PlanAssignment]:
-    return list(session.exec(
-        select(PlanAssignment).where(PlanAssignment.tenant_id == tenant_id)
-        .order_by(PlanAssignment.effective_at, PlanAssignment.id)))
+    return list(
+        session.exec(
+            select(PlanAssignment)
+            .where(PlanAssignment.tenant_id == tenant_id)
+            .order_by(PlanAssignment.effective_at, PlanAssignment.id)
+        )
+    )
 
 
-def assign_plan(app: App, key: str, plan_code: str, effective: str | None, now: datetime | None = None
-                ) -> PlanAssignment:
+def assign_plan(
+    app: App, key: str, plan_code: str, effective: str | None, now: datetime | None = None
+) -> PlanAssignment:
     """Assign a plan. Default start: the next period start in the tenant's time zone, or the
     current period's start when the tenant has no plan yet. ``effective`` (YYYY-MM-DD) starts it
     at that day's midnight in the tenant's time zone; a date inside a period splits it into segments."""
@@ -150,8 +161,10 @@ def assign_plan(app: App, key: str, plan_code: str, effective: str | None, now: 
         if plan.archived:
             raise Conflict(f"plan '{plan_code}' is archived and cannot be assigned")
         if plan.currency != tenant.currency:
-            raise BadInput(f"plan '{plan_code}' is priced in {plan.currency} but tenant '{key}' pays in "
-                           f"{tenant.currency}", hint="assign a plan in the tenant's currency")
+            raise BadInput(
+                f"plan '{plan_code}' is priced in {plan.currency} but tenant '{key}' pays in {tenant.currency}",
+                hint="assign a plan in the tenant's currency",
+            )
         history = assignments(session, tenant.id)
         if effective:
             try:
@@ -173,16 +186,22 @@ def assign_plan(app: App, key: str, plan_code: str, effective: str | None, now: 
 def _refuse_finalized(session: Session, tenant: Tenant, effective_at: datetime) -> None:
     from billctl.db.models import Invoice
 
-    live = session.exec(select(Invoice).where(Invoice.tenant_id == tenant.id, Invoice.status != "void",
-                                              Invoice.period_end > effective_at)).first()
+    live = session.exec(
+        select(Invoice).where(
+            Invoice.tenant_id == tenant.id, Invoice.status != "void", Invoice.period_end > effective_at
+        )
+    ).first()
     if live is not None:
-        raise Conflict(f"period {live.period} of tenant '{tenant.key}' is already finalized "
-                       f"({live.number}); a plan change cannot take effect inside it",
-                       hint="choose an effective date after that period, or void the invoice first")
+        raise Conflict(
+            f"period {live.period} of tenant '{tenant.key}' is already finalized "
+            f"({live.number}); a plan change cannot take effect inside it",
+            hint="choose an effective date after that period, or void the invoice first",
+        )
 
 
-def add_discount(app: App, key: str, kind: str, value: str, valid_from: str, valid_until: str | None,
-                 description: str) -> Discount:
+def add_discount(
+    app: App, key: str, kind: str, value: str, valid_from: str, valid_until: str | None, description: str
+) -> Discount:
     if kind not in ("percent", "fixed"):
         raise BadInput(f"--kind {kind!r} must be percent or fixed")
     try:
@@ -205,12 +224,27 @@ def add_discount(app: App, key: str, kind: str, value: str, valid_from: str, val
         tenant = get_tenant(session, key)
         if kind == "fixed" and not fits_minor_unit(amount, tenant.currency):
             raise BadInput(f"--value {value} is finer than {tenant.currency} allows")
-        row = Discount(tenant_id=tenant.id, kind=kind, value=str(amount), valid_from=valid_from,
-                       valid_until=valid_until, description=description)
+        row = Discount(
+            tenant_id=tenant.id,
+            kind=kind,
+            value=str(amount),
+            valid_from=valid_from,
+            valid_until=valid_until,
+            description=description,
+        )
         session.add(row)
         session.flush()
-        audit(session, app, "discount.add", "tenant", key, kind=kind, value=str(amount),
-              valid_from=valid_from, valid_until=valid_until)
+        audit(
+            session,
+            app,
+            "discount.add",
+            "tenant",
+            key,
+            kind=kind,
+            value=str(amount),
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
     return row
 
 
@@ -223,7 +257,6 @@ def remove_discount(app: App, key: str, discount_id: int) -> None:
         tenant = get_tenant(session, key)
         row = session.get(Discount, discount_id)
         if row is None or row.tenant_id != tenant.id:
-            raise NotFound(f"tenant '{key}' has no discount {discount_id}",
-                           hint=f"see `billctl tenants show {key}`")
+            raise NotFound(f"tenant '{key}' has no discount {discount_id}", hint=f"see `billctl tenants show {key}`")
         session.delete(row)
         audit(session, app, "discount.remove", "tenant", key, discount_id=discount_id)

@@ -14,7 +14,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO
 
 import sqlalchemy as sa
@@ -53,11 +53,18 @@ class UsageReport:
         self.late.update(other.late)
 
     def as_dict(self) -> dict[str, object]:
-        return {"read": self.read, "counted": self.counted, "units": self.units,
-                "duplicates": self.duplicates, "rejected": len(self.rejected),
-                "rejections": [{"where": w, "reason": r} for w, r in self.rejected[:1000]],
-                "late": [{"tenant": k.split(" ")[0], "period": k.split(" ")[1], "events": n}
-                         for k, n in sorted(self.late.items())]}
+        return {
+            "read": self.read,
+            "counted": self.counted,
+            "units": self.units,
+            "duplicates": self.duplicates,
+            "rejected": len(self.rejected),
+            "rejections": [{"where": w, "reason": r} for w, r in self.rejected[:1000]],
+            "late": [
+                {"tenant": k.split(" ")[0], "period": k.split(" ")[1], "events": n}
+                for k, n in sorted(self.late.items())
+            ],
+        }
 
 
 def tenant_directory(conn: Connection) -> dict[str, TenantInfo]:
@@ -73,8 +80,9 @@ def _insert(conn: Connection, table: sa.Table):  # type: ignore[no-untyped-def]
     return insert(table)
 
 
-def apply_events(conn: Connection, events: Iterable[tuple[str, Event]], tenants: dict[str, TenantInfo],
-                 bucket_seconds: int) -> UsageReport:
+def apply_events(
+    conn: Connection, events: Iterable[tuple[str, Event]], tenants: dict[str, TenantInfo], bucket_seconds: int
+) -> UsageReport:
     """Count new events into buckets within the caller's transaction.
 
     ``events`` are (where, event) pairs; ``where`` names the source for the report (line 12,
@@ -124,13 +132,15 @@ def upsert_buckets(conn: Connection, buckets: dict[tuple[int, int, str], list[in
     statement = _insert(conn, table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.tenant_id, table.c.bucket_start, table.c.endpoint],
-        set_={"units": table.c.units + statement.excluded.units,
-              "events": table.c.events + statement.excluded.events},
+        set_={"units": table.c.units + statement.excluded.units, "events": table.c.events + statement.excluded.events},
     )
-    conn.execute(statement, [
-        {"tenant_id": t, "bucket_start": b, "endpoint": e, "units": u, "events": n}
-        for (t, b, e), (u, n) in buckets.items()
-    ])
+    conn.execute(
+        statement,
+        [
+            {"tenant_id": t, "bucket_start": b, "endpoint": e, "units": u, "events": n}
+            for (t, b, e), (u, n) in buckets.items()
+        ],
+    )
 
 
 def lock_tenants(conn: Connection, tenant_ids: Iterable[int], *, exclusive: bool = False) -> None:
@@ -149,8 +159,13 @@ def lock_tenants(conn: Connection, tenant_ids: Iterable[int], *, exclusive: bool
         conn.execute(sa.update(table).where(table.c.id == ids[0]).values(id=table.c.id))
 
 
-def _note_late(conn: Connection, buckets: dict[tuple[int, int, str], list[int]], tz_of: dict[int, str],
-               key_of: dict[int, str], report: UsageReport) -> None:
+def _note_late(
+    conn: Connection,
+    buckets: dict[tuple[int, int, str], list[int]],
+    tz_of: dict[int, str],
+    key_of: dict[int, str],
+    report: UsageReport,
+) -> None:
     """Find events that landed in a period with a live (finalized) invoice: report them and mark
     the (tenant, period) so the tenant's next invoice bills the difference."""
     per_period: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -159,24 +174,33 @@ def _note_late(conn: Connection, buckets: dict[tuple[int, int, str], list[int]],
         acc[0] += units
         acc[1] += count
     lock_tenants(conn, (tid for tid, _ in per_period))
-    finalized = set(conn.execute(
-        sa.select(Invoice.tenant_id, Invoice.period)
-        .where(Invoice.tenant_id.in_({tid for tid, _ in per_period}), Invoice.status != "void",
-               Invoice.period.in_({p for _, p in per_period}))).all())
+    finalized = set(
+        conn.execute(
+            sa.select(Invoice.tenant_id, Invoice.period).where(
+                Invoice.tenant_id.in_({tid for tid, _ in per_period}),
+                Invoice.status != "void",
+                Invoice.period.in_({p for _, p in per_period}),
+            )
+        ).all()
+    )
     late_rows = []
     for (tid, period), (units, count) in per_period.items():
         if (tid, period) in finalized:
             report.late[f"{key_of[tid]} {period}"] += count
-            late_rows.append({"tenant_id": tid, "period": period, "events": count, "units": units,
-                              "last_seen": datetime.now(timezone.utc)})
+            late_rows.append(
+                {"tenant_id": tid, "period": period, "events": count, "units": units, "last_seen": datetime.now(UTC)}
+            )
     if late_rows:
         table = LateUsage.__table__
         statement = _insert(conn, table)
         statement = statement.on_conflict_do_update(
             index_elements=[table.c.tenant_id, table.c.period],
-            set_={"events": table.c.events + statement.excluded.events,
-                  "units": table.c.units + statement.excluded.units,
-                  "last_seen": statement.excluded.last_seen})
+            set_={
+                "events": table.c.events + statement.excluded.events,
+                "units": table.c.units + statement.excluded.units,
+                "last_seen": statement.excluded.last_seen,
+            },
+        )
         conn.execute(statement, late_rows)
 
 
@@ -186,7 +210,7 @@ def _period_key(bucket: int, tz: str) -> str:
 
 
 def _utc(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | EventError]]:
@@ -208,8 +232,13 @@ def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | Ev
             continue
         unknown = set(data) - {"tenant_id", "endpoint", "ts", "units", "event_id"}
         if unknown:
-            yield where, EventError(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are "
-                                    "tenant_id, endpoint, ts, units, event_id")
+            yield (
+                where,
+                EventError(
+                    f"unknown field(s) {', '.join(sorted(unknown))}; the fields are "
+                    "tenant_id, endpoint, ts, units, event_id"
+                ),
+            )
             continue
         default_id = None
         if data.get("event_id") is None:
@@ -222,8 +251,7 @@ def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | Ev
             yield where, exc
 
 
-def import_events(app: App, path: str, *, dry_run: bool = False,
-                  progress: callable | None = None) -> UsageReport:  # type: ignore[valid-type]
+def import_events(app: App, path: str, *, dry_run: bool = False, progress: callable | None = None) -> UsageReport:  # type: ignore[valid-type]
     """Import an NDJSON file (``-`` = stdin) in batches, one transaction per batch."""
     bucket_seconds = app.config["usage.bucket_seconds"]
     try:
@@ -261,12 +289,14 @@ def _check_alignment(tenants: dict[str, TenantInfo], bucket_seconds: int) -> Non
         except periods.PeriodError as exc:
             from billctl.errors import ConfigError
 
-            raise ConfigError(f"usage.bucket_seconds = {bucket_seconds}: {exc}",
-                              hint="choose a smaller bucket size") from None
+            raise ConfigError(
+                f"usage.bucket_seconds = {bucket_seconds}: {exc}", hint="choose a smaller bucket size"
+            ) from None
 
 
-def _apply_batch(app: App, batch: list[tuple[str, Event]], tenants: dict[str, TenantInfo],
-                 bucket_seconds: int, dry_run: bool) -> UsageReport:
+def _apply_batch(
+    app: App, batch: list[tuple[str, Event]], tenants: dict[str, TenantInfo], bucket_seconds: int, dry_run: bool
+) -> UsageReport:
     conn = app.engine.connect()
     transaction = conn.begin()
     try:
@@ -287,8 +317,11 @@ def usage_totals(conn: Connection, tenant_id: int, start: datetime, end: datetim
     """Units per endpoint for one tenant in [start, end)."""
     rows = conn.execute(
         sa.select(UsageBucket.endpoint, sa.func.sum(UsageBucket.units))
-        .where(UsageBucket.tenant_id == tenant_id,
-               UsageBucket.bucket_start >= int(start.timestamp()),
-               UsageBucket.bucket_start < int(end.timestamp()))
-        .group_by(UsageBucket.endpoint))
+        .where(
+            UsageBucket.tenant_id == tenant_id,
+            UsageBucket.bucket_start >= int(start.timestamp()),
+            UsageBucket.bucket_start < int(end.timestamp()),
+        )
+        .group_by(UsageBucket.endpoint)
+    )
     return {endpoint: int(units) for endpoint, units in rows}

@@ -6,7 +6,12 @@ from billctl.core.events import EventError, parse_event
 def test_defaults_from_stream_entry():
     event = parse_event({"tenant_id": b"acme"}, default_ts_ms=1_700_000_000_000, default_event_id="1-0")
     assert (event.tenant, event.endpoint, event.ts_ms, event.units, event.event_id) == (
-        "acme", "*", 1_700_000_000_000, 1, "1-0")
+        "acme",
+        "*",
+        1_700_000_000_000,
+        1,
+        "1-0",
+    )
 
 
 def test_iso_and_ms_timestamps_agree():
@@ -16,15 +21,18 @@ def test_iso_and_ms_timestamps_agree():
     assert a.ts_ms == b.ts_ms == c.ts_ms
 
 
-@pytest.mark.parametrize("fields, reason", [
-    ({}, "tenant_id is missing"),
-    ({"tenant_id": "t", "units": "0"}, "units"),
-    ({"tenant_id": "t", "units": "1.5"}, "units"),
-    ({"tenant_id": "t", "units": True}, "units"),
-    ({"tenant_id": "t", "ts": "yesterday"}, "ts"),
-    ({"tenant_id": "x" * 500}, "longer than"),
-    ({"tenant_id": "t", "ts": 4_000_000_000_000}, "in the future"),
-])
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({}, "tenant_id is missing"),
+        ({"tenant_id": "t", "units": "0"}, "units"),
+        ({"tenant_id": "t", "units": "1.5"}, "units"),
+        ({"tenant_id": "t", "units": True}, "units"),
+        ({"tenant_id": "t", "ts": "yesterday"}, "ts"),
+        ({"tenant_id": "x" * 500}, "longer than"),
+        ({"tenant_id": "t", "ts": 4_000_000_000_000}, "in the future"),
+    ],
+)
 def test_rejections(fields, reason):
     with pytest.raises(EventError, match=reason):
         parse_event(fields, default_ts_ms=1_790_812_800_000, default_event_id="1-0", now_ms=1_790_812_800_000)
