@@ -5,12 +5,12 @@
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 rng = random.Random(20261001)
 TENANTS = {"acme": 900, "globex": 1400, "initech": 700, "hanbit": 500, "tata": 400, "umbrella": 1100}
 ENDPOINTS = ["/v1/search", "/v1/search", "/v1/translate", "/v1/ocr", "/v1/users"]
-start = datetime(2026, 10, 1, tzinfo=timezone.utc)
+start = datetime(2026, 10, 1, tzinfo=UTC)
 events = []
 for tenant, count in TENANTS.items():
     for n in range(count):

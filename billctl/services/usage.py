@@ -80,53 +80,101 @@ def _insert(conn: Connection, table: sa.Table):  # type: ignore[no-untyped-def]
     return insert(table)
 
 
+def event_hash(event_id: str) -> int:
+    """64-bit signed BLAKE2b of an event_id: the dedupe key stored in seen_event."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def apply_events(
     conn: Connection, events: Iterable[tuple[str, Event]], tenants: dict[str, TenantInfo], bucket_seconds: int
 ) -> UsageReport:
     """Count new events into buckets within the caller's transaction.
 
     ``events`` are (where, event) pairs; ``where`` names the source for the report (line 12,
-    stream entry id). Unknown tenants are rejected; repeated (tenant, event_id) are duplicates.
+    stream entry id). Unknown tenants are rejected; repeated (tenant, event_id) are duplicates,
+    whether repeated inside this batch or already counted by an earlier one.
     """
     report = UsageReport()
-    fresh: dict[tuple[int, str], Event] = {}
+    fresh: dict[tuple[int, int], Event] = {}
     for where, event in events:
         report.read += 1
         info = tenants.get(event.tenant)
         if info is None:
             report.rejected.append((where, f"unknown tenant '{event.tenant}'"))
             continue
-        key = (info.id, event.event_id)
+        key = (info.id, event_hash(event.event_id))
         if key in fresh:
             report.duplicates += 1
             continue
         fresh[key] = event
     if not fresh:
         return report
-    now = int(time.time())
-    seen = SeenEvent.__table__
-    statement = _insert(conn, seen).on_conflict_do_nothing().returning(seen.c.tenant_id, seen.c.event_id)
-    rows = [{"tenant_id": tid, "event_id": eid, "seen_at": now} for tid, eid in fresh]
-    new_keys = {(r[0], r[1]) for r in conn.execute(statement, rows)} if rows else set()
+    new_keys = insert_seen(conn, list(fresh), int(time.time()))
     report.duplicates += len(fresh) - len(new_keys)
 
     buckets: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
-    tz_of = {info.id: info.timezone for info in tenants.values()}
-    for tid, eid in new_keys:
-        event = fresh[(tid, eid)]
-        start = periods.bucket_start(event.ts_ms // 1000, bucket_seconds)
-        acc = buckets[(tid, start, event.endpoint)]
+    for key in new_keys:
+        event = fresh[key]
+        acc = buckets[(key[0], event.ts_ms // 1000 // bucket_seconds * bucket_seconds, event.endpoint)]
         acc[0] += event.units
         acc[1] += 1
         report.counted += 1
         report.units += event.units
     upsert_buckets(conn, buckets)
+    tz_of = {info.id: info.timezone for info in tenants.values()}
     _note_late(conn, buckets, tz_of, {info.id: key for key, info in tenants.items()}, report)
     return report
 
 
+_PG_TEMP = {
+    "seen": "CREATE TEMP TABLE IF NOT EXISTS billctl_tmp_seen (tenant_id int, id_hash bigint) ON COMMIT DELETE ROWS",
+    "bucket": "CREATE TEMP TABLE IF NOT EXISTS billctl_tmp_bucket (tenant_id int, bucket_start bigint, "
+    "endpoint varchar(200), units bigint, events bigint) ON COMMIT DELETE ROWS",
+}
+
+
+def _pg_copy(conn: Connection, table: str, columns: str, types: list[str], rows: Iterable[tuple]) -> None:
+    conn.exec_driver_sql(_PG_TEMP[table.removeprefix("billctl_tmp_")])
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def insert_seen(conn: Connection, keys: list[tuple[int, int]], now: int) -> set[tuple[int, int]]:
+    """Record (tenant, id hash) keys; return the ones that were not recorded before."""
+    if conn.dialect.name == "postgresql":
+        _pg_copy(conn, "billctl_tmp_seen", "tenant_id, id_hash", ["int4", "int8"], keys)
+        rows = conn.exec_driver_sql(
+            "INSERT INTO seen_event (tenant_id, id_hash, seen_at) SELECT tenant_id, id_hash, %(now)s "
+            "FROM billctl_tmp_seen ON CONFLICT DO NOTHING RETURNING tenant_id, id_hash",
+            {"now": now},
+        )
+        return {(r[0], r[1]) for r in rows}
+    seen = SeenEvent.__table__
+    statement = _insert(conn, seen).on_conflict_do_nothing().returning(seen.c.tenant_id, seen.c.id_hash)
+    rows = conn.execute(statement, [{"tenant_id": t, "id_hash": h, "seen_at": now} for t, h in keys])
+    return {(r[0], r[1]) for r in rows}
+
+
 def upsert_buckets(conn: Connection, buckets: dict[tuple[int, int, str], list[int]]) -> None:
     if not buckets:
+        return
+    if conn.dialect.name == "postgresql":
+        _pg_copy(
+            conn,
+            "billctl_tmp_bucket",
+            "tenant_id, bucket_start, endpoint, units, events",
+            ["int4", "int8", "text", "int8", "int8"],
+            ((t, b, e, u, n) for (t, b, e), (u, n) in buckets.items()),
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO usage_bucket (tenant_id, bucket_start, endpoint, units, events) "
+            "SELECT tenant_id, bucket_start, endpoint, units, events FROM billctl_tmp_bucket "
+            "ON CONFLICT (tenant_id, bucket_start, endpoint) DO UPDATE SET "
+            "units = usage_bucket.units + excluded.units, events = usage_bucket.events + excluded.events"
+        )
         return
     table = UsageBucket.__table__
     statement = _insert(conn, table)

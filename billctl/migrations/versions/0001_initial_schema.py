@@ -54,11 +54,19 @@ def upgrade() -> None:
     op.create_table(
         "seen_event",
         sa.Column("tenant_id", sa.Integer(), nullable=False),
-        sa.Column("event_id", sa.String(length=200), nullable=False),
+        sa.Column("id_hash", sa.BigInteger(), nullable=False),
         sa.Column("seen_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("tenant_id", "event_id"),
+        sa.PrimaryKeyConstraint("tenant_id", "id_hash"),
     )
-    op.create_index(op.f("ix_seen_event_seen_at"), "seen_event", ["seen_at"], unique=False)
+    op.create_table(
+        "stream_offset",
+        sa.Column("stream", sa.String(length=200), nullable=False),
+        sa.Column("group", sa.String(length=100), nullable=False),
+        sa.Column("last_id", sa.String(length=40), nullable=False),
+        sa.Column("events", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("stream", "group"),
+    )
 
     op.create_table(
         "tenant",
@@ -209,7 +217,7 @@ def downgrade() -> None:
 
     op.drop_table("discount")
     op.drop_table("tenant")
-    op.drop_index(op.f("ix_seen_event_seen_at"), table_name="seen_event")
+    op.drop_table("stream_offset")
 
     op.drop_table("seen_event")
     op.drop_index(op.f("ix_plan_code"), table_name="plan")
