@@ -1057,10 +1057,9 @@ class StripeState:
         customer = self.customers.get(customer_id) or {}
         keys = [customer_id, customer.get("email")]
         keys += [v for k, v in (customer.get("metadata") or {}).items() if "tenant" in k.lower()]
-        for key in keys:
-            if key is not None and key in self.payment_outcomes:
-                return self.payment_outcomes[key]
-        return self.payment_outcomes.get("*", "succeed")
+        # The most recently set rule that names this customer wins (dict order is set order).
+        matching = [outcome for key, outcome in self.payment_outcomes.items() if key in keys]
+        return matching[-1] if matching else self.payment_outcomes.get("*", "succeed")
 
     def _attempt_payment(self, invoice: dict[str, Any], req: dict[str, Any] | None) -> bool:
         invoice["attempt_count"] += 1
