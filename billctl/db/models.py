@@ -53,6 +53,7 @@ class Tenant(SQLModel, table=True):
     external_id: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    stripe_customer_id: str | None = Field(default=None, max_length=64)  # issue 4: stored once known
 
 
 class Plan(SQLModel, table=True):
@@ -166,6 +167,15 @@ class Invoice(SQLModel, table=True):
     actor: str = Field(default="", max_length=200)
     void_reason: str | None = Field(default=None, max_length=500)
     voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Stripe (issue 4): each id stored as soon as Stripe returns it; payment outcome from events
+    stripe_push_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # a create may have run
+    stripe_invoice_id: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    stripe_number: str | None = Field(default=None, max_length=64)
+    stripe_hosted_url: str | None = Field(default=None, max_length=500)
+    stripe_status: str | None = Field(default=None, max_length=24)  # draft open payment_failed paid ...
+    stripe_attempt_count: int | None = Field(default=None)
+    stripe_next_payment_attempt: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stripe_event_at: int | None = Field(default=None, sa_type=sa.BigInteger)  # newest applied event
 
 
 class InvoiceLine(SQLModel, table=True):
@@ -181,12 +191,35 @@ class InvoiceLine(SQLModel, table=True):
     unrounded: str = Field(max_length=80)
     for_period: str | None = Field(default=None, max_length=7)  # adjustment lines
     detail: dict = Field(sa_type=sa.JSON)
+    stripe_item_id: str | None = Field(default=None, max_length=64)  # issue 4
 
 
 class Counter(SQLModel, table=True):
     __tablename__ = "counter"
     name: str = Field(primary_key=True, max_length=64)
     value: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class StripeCursor(SQLModel, table=True):
+    """Where `stripe sync-status` stopped in Stripe's events list (issue 4)."""
+
+    __tablename__ = "stripe_cursor"
+    name: str = Field(primary_key=True, max_length=64)
+    event_id: str = Field(max_length=64)
+    created: int = Field(sa_type=sa.BigInteger)  # the event's Stripe timestamp
+    updated_at: datetime = _ts()
+
+
+class StripeEvent(SQLModel, table=True):
+    """Stripe events already applied (by sync-status or the webhook receiver): dedupe by id."""
+
+    __tablename__ = "stripe_event"
+    id: str = Field(primary_key=True, max_length=64)
+    type: str = Field(max_length=64)
+    created: int = Field(sa_type=sa.BigInteger)
+    source: str = Field(max_length=16)  # sync | webhook
+    invoice_number: str | None = Field(default=None, max_length=64)
+    processed_at: datetime = _ts()
 
 
 class AuditLog(SQLModel, table=True):

@@ -1,0 +1,255 @@
+"""A small adapter over the official ``stripe`` SDK: the only module that talks to Stripe.
+
+Every HTTP request (first attempts and retries alike) waits for the throttle. Retries happen here
+(the SDK's own are off so none escapes the throttle): 429 with backoff unless Stripe says
+``Stripe-Should-Retry: false``; 409 (lock or idempotency key in use), 5xx and connection errors.
+Writes always carry an idempotency key, so a retry can never act twice. Results are plain dicts.
+
+In a dry run, reads go to Stripe and writes do not: each write returns a stand-in object, so the
+service runs exactly the code path of a real run without changing anything.
+
+``on_call`` (tests): called after each request that Stripe answered successfully, with its label;
+raising from it simulates a crash between two Stripe calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import stripe
+
+from billctl.errors import BillctlError, ConfigError, DependencyDown
+from billctl.stripe.keys import StripeSettings, redact
+from billctl.stripe.throttle import Throttle
+
+TIMEOUT_SECONDS = 30
+
+
+class StripeFailure(BillctlError):
+    """One Stripe request failed for good (after retries): the item fails, the run goes on."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(redact(message))
+        self.status = status
+        self.code = code
+
+
+def _describe(exc: stripe.StripeError) -> str:
+    status = getattr(exc, "http_status", None)
+    message = getattr(exc, "user_message", None) or str(exc) or type(exc).__name__
+    code = getattr(exc, "code", None)
+    return redact(f"Stripe {status or 'error'}{f' {code}' if code else ''}: {message}")
+
+
+def _header(exc: stripe.StripeError, name: str) -> str | None:
+    headers = getattr(exc, "headers", None) or {}
+    for key, value in dict(headers).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        dry_run: bool = False,
+        on_call: Callable[[str], None] | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.dry_run = dry_run
+        self.on_call = on_call
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._sleep = sleep
+        self.throttle = Throttle(settings.max_requests_per_second)
+        http_client = stripe.RequestsClient(timeout=TIMEOUT_SECONDS)
+        self._client = stripe.StripeClient(
+            settings.api_key,
+            base_addresses={"api": settings.api_base},
+            max_network_retries=0,
+            http_client=http_client,
+        )
+        self._lock = threading.Lock()
+        self.requests = 0  # HTTP requests sent (attempts)
+        self.retries = 0
+        self.calls = 0  # requests Stripe answered successfully
+        self.writes_skipped = 0  # writes a dry run did not send
+        self._dry_ids = itertools.count(1)
+
+    def __repr__(self) -> str:  # never the key
+        return f"Gateway({self.settings})"
+
+    # ------------------------------------------------------------------ the request loop
+    def _call(self, label: str, fn: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            self.throttle.acquire()
+            with self._lock:
+                self.requests += 1
+            try:
+                result = fn()
+            except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+                raise ConfigError(
+                    f"Stripe refused the API key from {self.settings.key_source} ({_describe(exc)})",
+                    hint="check the key and, for a restricted key, its permissions",
+                ) from None
+            except stripe.StripeError as exc:
+                status = getattr(exc, "http_status", None)
+                should = _header(exc, "stripe-should-retry")
+                connection = isinstance(exc, stripe.APIConnectionError)
+                retryable = should == "true" or (
+                    should != "false" and (connection or status in (409, 429) or (status or 0) >= 500)
+                )
+                if retryable and attempt < self.settings.max_retries:
+                    attempt += 1
+                    with self._lock:
+                        self.retries += 1
+                    self._sleep(self._backoff(attempt, status == 429))
+                    continue
+                if connection:
+                    raise DependencyDown(
+                        f"Stripe unreachable at {self.settings.api_base} after {attempt + 1} attempts: {_describe(exc)}"
+                    ) from None
+                raise StripeFailure(
+                    f"{label}: {_describe(exc)}" + (f" (after {attempt + 1} attempts)" if attempt else ""),
+                    status=status,
+                    code=getattr(exc, "code", None),
+                ) from None
+            with self._lock:
+                self.calls += 1
+            if self.on_call is not None:
+                self.on_call(label)
+            return result.to_dict() if hasattr(result, "to_dict") else result
+
+    def _backoff(self, attempt: int, rate_limited: bool) -> float:
+        base = min(self.backoff_initial * (2 ** (attempt - 1)), self.backoff_max)
+        if rate_limited:
+            base = max(base, self.backoff_initial * 2)
+        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
+
+    def _write(self, label: str, fn: Callable[[], Any], stand_in: dict[str, Any]) -> dict[str, Any]:
+        if self.dry_run:
+            with self._lock:
+                self.writes_skipped += 1
+            return stand_in
+        return self._call(label, fn)
+
+    def _dry_id(self, prefix: str) -> str:
+        return f"{prefix}dryrun{next(self._dry_ids):06d}"
+
+    @staticmethod
+    def _options(key: str | None) -> dict[str, Any]:
+        return {"idempotency_key": key} if key else {}
+
+    # ------------------------------------------------------------------ customers
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._call("retrieve customer", lambda: self._client.v1.customers.retrieve(customer_id))
+
+    def search_customers(self, query: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        page: str | None = None
+        while True:
+            params: dict[str, Any] = {"query": query, "limit": 100}
+            if page:
+                params["page"] = page
+            result = self._call("search customers", lambda p=params: self._client.v1.customers.search(params=p))
+            found.extend(result["data"])
+            if not result.get("has_more") or not result.get("next_page"):
+                return found
+            page = result["next_page"]
+
+    def create_customer(self, params: dict[str, Any], key: str) -> dict[str, Any]:
+        stand_in = {"id": self._dry_id("cus_"), "object": "customer", **params}
+        return self._write(
+            "create customer",
+            lambda: self._client.v1.customers.create(params=params, options=self._options(key)),
+            stand_in,
+        )
+
+    def update_customer(self, customer_id: str, params: dict[str, Any], key: str) -> dict[str, Any]:
+        return self._write(
+            "update customer",
+            lambda: self._client.v1.customers.update(customer_id, params=params, options=self._options(key)),
+            {"id": customer_id, "object": "customer", **params},
+        )
+
+    # ------------------------------------------------------------------ invoices
+    def list_invoices(self, customer_id: str) -> Iterator[dict[str, Any]]:
+        """Every invoice of a customer, newest first (paging through)."""
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"customer": customer_id, "limit": 100}
+            if after:
+                params["starting_after"] = after
+            result = self._call("list invoices", lambda p=params: self._client.v1.invoices.list(params=p))
+            yield from result["data"]
+            if not result.get("has_more") or not result["data"]:
+                return
+            after = result["data"][-1]["id"]
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._call("retrieve invoice", lambda: self._client.v1.invoices.retrieve(invoice_id))
+
+    def create_invoice(self, params: dict[str, Any], key: str) -> dict[str, Any]:
+        stand_in = {
+            "id": self._dry_id("in_"),
+            "object": "invoice",
+            "status": "draft",
+            "number": None,
+            "hosted_invoice_url": None,
+            "total": 0,
+            **params,
+        }
+        return self._write(
+            "create invoice",
+            lambda: self._client.v1.invoices.create(params=params, options=self._options(key)),
+            stand_in,
+        )
+
+    def list_invoice_items(self, invoice_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"invoice": invoice_id, "limit": 100}
+            if after:
+                params["starting_after"] = after
+            result = self._call("list invoice items", lambda p=params: self._client.v1.invoice_items.list(params=p))
+            items.extend(result["data"])
+            if not result.get("has_more") or not result["data"]:
+                return items
+            after = result["data"][-1]["id"]
+
+    def create_invoice_item(self, params: dict[str, Any], key: str) -> dict[str, Any]:
+        return self._write(
+            "create invoice item",
+            lambda: self._client.v1.invoice_items.create(params=params, options=self._options(key)),
+            {"id": self._dry_id("ii_"), "object": "invoiceitem", **params},
+        )
+
+    def finalize_invoice(self, invoice_id: str, params: dict[str, Any], key: str, stand_in: dict) -> dict[str, Any]:
+        return self._write(
+            "finalize invoice",
+            lambda: self._client.v1.invoices.finalize_invoice(invoice_id, params=params, options=self._options(key)),
+            {**stand_in, "status": "open"},
+        )
+
+    def void_invoice(self, invoice_id: str, key: str, stand_in: dict) -> dict[str, Any]:
+        return self._write(
+            "void invoice",
+            lambda: self._client.v1.invoices.void_invoice(invoice_id, options=self._options(key)),
+            {**stand_in, "status": "void"},
+        )
+
+    # ------------------------------------------------------------------ events
+    def list_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._call("list events", lambda: self._client.v1.events.list(params=params))
