@@ -101,6 +101,32 @@ def _output(value: Any) -> str:
     return text
 
 
+def _stripe_rate(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number of requests per second") from None
+    if not 0 < rate <= 1000:
+        raise ValueError("must be above 0 and at most 1000")
+    return rate
+
+
+def _collection_method(value: Any) -> str:
+    text = _str(value)
+    if text not in {"charge_automatically", "send_invoice"}:
+        raise ValueError("must be charge_automatically or send_invoice")
+    return text
+
+
+def _http_base(value: Any) -> str:
+    text = _str(value).rstrip("/")
+    if not re.fullmatch(r"https?://[^/\s]+", text):
+        raise ValueError("must be a base address such as https://api.stripe.com (no path)")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # "section.name"
@@ -164,6 +190,59 @@ SETTINGS: tuple[Setting, ...] = (
         "boundary in some tenant's time zone (3600 with Asia/Kolkata) is refused.",
     ),
     Setting("output.format", "table", _output, "Default output format: table, json or csv."),
+    Setting(
+        "stripe.api_key",
+        "",
+        _str,
+        "Stripe secret or restricted key (sk_test_, sk_live_, rk_...). Environment only: "
+        "BILLCTL_STRIPE_API_KEY or STRIPE_API_KEY, or stripe.api_key_file; never the TOML file.",
+        secret=True,
+        in_toml=False,
+    ),
+    Setting(
+        "stripe.api_key_file",
+        "",
+        _str,
+        "Path of a file holding the Stripe key (e.g. a mounted Kubernetes Secret).",
+    ),
+    Setting(
+        "stripe.api_base",
+        "https://api.stripe.com",
+        _http_base,
+        "Stripe API base address; point it at a Stripe-compatible test server to rehearse. "
+        "A live key (sk_live_) is refused unless this is Stripe's own address.",
+    ),
+    Setting(
+        "stripe.max_requests_per_second",
+        20.0,
+        _stripe_rate,
+        "Client-side throttle: never more Stripe requests than this per second "
+        "(Stripe allows about 25/s in test mode and 100/s in live mode).",
+    ),
+    Setting(
+        "stripe.max_retries",
+        5,
+        _positive_int,
+        "Retries of one Stripe request after 429, 409, 5xx or a dropped connection (with backoff).",
+    ),
+    Setting(
+        "stripe.collection_method",
+        "charge_automatically",
+        _collection_method,
+        "charge_automatically (Stripe charges the customer's default payment method) or send_invoice "
+        "(Stripe emails the invoice, payable within stripe.days_until_due days).",
+    ),
+    Setting("stripe.days_until_due", 30, _positive_int, "Payment terms for send_invoice invoices, in days."),
+    Setting(
+        "stripe.webhook_secret",
+        "",
+        _str,
+        "Webhook signing secret (whsec_...). Environment only: BILLCTL_STRIPE_WEBHOOK_SECRET or "
+        "STRIPE_WEBHOOK_SECRET, or stripe.webhook_secret_file.",
+        secret=True,
+        in_toml=False,
+    ),
+    Setting("stripe.webhook_secret_file", "", _str, "Path of a file holding the webhook signing secret."),
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
