@@ -446,3 +446,8 @@ def void(
     confirm(st.out, f"Void invoice {invoice}?", yes)
     row = svc.void_invoice(st.app, invoice, reason)
     st.out.success(f"invoice {row.number} is void: {row.void_reason}")
+
+
+from billctl.cli import invoices_extra_cmd  # noqa: E402
+
+invoices_extra_cmd.register(app)  # explain, recompute, export

@@ -147,10 +147,7 @@ def parse_window(text: str) -> int:
     value = text.strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": DAY}
     try:
-        if value and value[-1] in units:
-            seconds = int(Decimal(value[:-1]) * units[value[-1]])
-        else:
-            seconds = int(value)
+        seconds = int(Decimal(value[:-1]) * units[value[-1]]) if value and value[-1] in units else int(value)
     except Exception:  # noqa: BLE001
         raise ValueError(f"{text!r} is not a duration; write e.g. 15m, 1h, 1d") from None
     if seconds <= 0 or DAY % seconds:
