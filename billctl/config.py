@@ -50,6 +50,24 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    number = _int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _status_ranges(value: Any) -> str:
+    text = _str(value).replace(" ", "")
+    for part in text.split(","):
+        if not re.fullmatch(r"[1-5]\d\d(-[1-5]\d\d)?", part):
+            raise ValueError(f"{part!r} is not a status code or range such as 200-299")
+        low, _, high = part.partition("-")
+        if high and int(high) < int(low):
+            raise ValueError(f"range {part!r} is empty")
+    return text
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -189,6 +207,85 @@ SETTINGS: tuple[Setting, ...] = (
         "Usage bucket size in seconds (60, 300, 900 or 3600). A size that would straddle a month "
         "boundary in some tenant's time zone (3600 with Asia/Kolkata) is refused.",
     ),
+    Setting(
+        "usage.dedupe_days",
+        45,
+        _positive_int,
+        "Dedupe window: a repeated (tenant, event_id) is recognised for this many days after it was "
+        "first counted (16 bytes per event id in the database; `billctl usage prune` drops older ids).",
+    ),
+    Setting(
+        "usage.max_future_seconds",
+        300,
+        _positive_int,
+        "Events stamped further than this in the future are rejected (dead-lettered), not counted.",
+    ),
+    Setting(
+        "redis.url",
+        "redis://127.0.0.1:6379/0",
+        _str,
+        "Redis URL of the usage stream. Put no password here: use BILLCTL_REDIS_PASSWORD.",
+    ),
+    Setting(
+        "redis.password",
+        "",
+        _str,
+        "Redis password. Environment only (BILLCTL_REDIS_PASSWORD), never the TOML file.",
+        secret=True,
+        in_toml=False,
+    ),
+    Setting("stream.name", "api_stream", _str, "Redis Stream the gateways append usage events to."),
+    Setting(
+        "stream.shards",
+        0,
+        _non_negative_int,
+        "0: one stream named stream.name; N: N shards named <stream.name>:0 ... <stream.name>:N-1.",
+    ),
+    Setting("stream.group", "billctl", _str, "Consumer group the aggregators share."),
+    Setting(
+        "stream.consumer",
+        "",
+        _str,
+        "This process's consumer name in the group (default: <hostname>-<pid>).",
+    ),
+    Setting("stream.read_count", 1000, _positive_int, "Entries per XREADGROUP call."),
+    Setting(
+        "stream.batch_events",
+        50000,
+        _positive_int,
+        "Entries per database transaction (larger: faster; memory grows with it, not the stream).",
+    ),
+    Setting("stream.block_ms", 2000, _positive_int, "With --follow: how long one read waits for new entries."),
+    Setting(
+        "stream.claim_idle_ms",
+        60000,
+        _positive_int,
+        "Entries left pending this long by another (dead) consumer are claimed and counted here.",
+    ),
+    Setting(
+        "stream.retention_seconds",
+        0,
+        _non_negative_int,
+        "Keep counted entries this long before trimming them (0: trim as soon as every group has them).",
+    ),
+    Setting(
+        "stream.dead_letter",
+        "",
+        _str,
+        "Dead-letter stream for entries that cannot be counted (default: <stream.name>:dead).",
+    ),
+    Setting(
+        "gateway.tenant_field",
+        "x-tenant-id",
+        _str,
+        "Gateway access logs: the field (a request header logged by Envoy/Istio) holding the tenant id.",
+    ),
+    Setting(
+        "gateway.billable_statuses",
+        "200-299",
+        _status_ranges,
+        "Gateway access logs: which response codes bill, e.g. '200-299' or '200-399,429'.",
+    ),
     Setting("output.format", "table", _output, "Default output format: table, json or csv."),
     Setting(
         "stripe.api_key",
@@ -272,12 +369,25 @@ class Config:
             url = url.set(password=password)
         return url.render_as_string(hide_password=False)
 
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL to connect with, password filled in from BILLCTL_REDIS_PASSWORD."""
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        url = self["redis.url"]
+        password = self["redis.password"]
+        parts = urlsplit(url)
+        if password and "@" not in parts.netloc:
+            parts = parts._replace(netloc=f":{quote(password, safe='')}@{parts.netloc}")
+            url = urlunsplit(parts)
+        return url
+
     def shown(self, key: str) -> str:
         """The value as it may be displayed: secrets and URL passwords redacted."""
         value = self.values[key]
         if BY_KEY[key].secret:
             return "********" if value else ""
-        if key == "database.url":
+        if key in ("database.url", "redis.url"):
             return redact_url(value)
         return str(value)
 
@@ -343,7 +453,7 @@ def load_config(
         if not BY_KEY[key].in_toml:
             raise ConfigError(
                 f"config file {path}: '{key}' is a secret and is not read from the file",
-                hint=f"set {BY_KEY[key].env} or use database.password_file",
+                hint=f"set {BY_KEY[key].env} instead",
             )
     for key in overrides:
         if key not in BY_KEY:

@@ -155,3 +155,41 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
 
 
 SAMPLES = Path(__file__).resolve().parent.parent / "billctl" / "samples"
+
+
+REDIS_URL = os.environ.get("BILLCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        server_missing("Redis", f"{REDIS_URL}: {str(exc).splitlines()[0]}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def stream(redis_url: str) -> Iterator[str]:
+    """A stream key of this test's own (and its shards and dead-letter stream), deleted afterwards."""
+    import redis
+
+    name = f"billctl-test:{uuid.uuid4().hex[:10]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{name}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def scli(cli: Cli, redis_url: str, stream: str) -> Cli:
+    """The CLI runner wired to this test's stream."""
+    cli.env.update({"BILLCTL_REDIS_URL": redis_url, "BILLCTL_STREAM_NAME": stream})
+    return cli

@@ -1,4 +1,4 @@
-"""billctl usage import"""
+"""billctl usage: import, aggregate (the Redis stream), show, top, lag, dead-letters, prune"""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, state
-from billctl.errors import ExitCode
+from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
+from billctl.cli.output import Out
+from billctl.errors import BadInput, ExitCode
 from billctl.services import usage as svc
 
-app = typer.Typer(help="Usage: import events into usage buckets.", no_args_is_help=True)
+app = typer.Typer(help="Usage: events in (stream, files), usage out (show, top, lag).", no_args_is_help=True)
+dead_app = typer.Typer(help="Entries the aggregator could not count, with the reason.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
 
 
 @app.command("import")
@@ -20,14 +23,21 @@ def import_(
     dry_run: DryRunOpt = False,
     output: OutputOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 6 (partial) when any line was rejected.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="events (the stream contract), envoy (Envoy/Istio access logs), auto.")
+    ] = "auto",
 ) -> None:
-    """Import events ({"tenant_id", "endpoint", "ts", "units", "event_id"} per line).
+    """Import events ({"tenant_id", "endpoint", "ts", "units", "event_id"} per line), or Envoy/Istio
+    JSON access logs (--format envoy; tenant from gateway.tenant_field, statuses that bill from
+    gateway.billable_statuses).
 
-    Each (tenant, event_id) counts once, across repeated imports. Bad lines are reported with
-    their line number and skipped; the good ones still land."""
+    Each (tenant, event_id) counts once, across repeated imports and with the stream. Bad lines are
+    reported with their line number and skipped; the good ones still land."""
     st = state(ctx)
     out = st.output(output)
-    report = svc.import_events(st.app, file, dry_run=dry_run)
+    if fmt not in ("auto", "events", "envoy"):
+        raise BadInput(f"--format {fmt!r}: use events, envoy or auto")
+    report = svc.import_events(st.app, file, dry_run=dry_run, fmt=fmt)
     if out.fmt == "json":
         out.json({**report.as_dict(), "dry_run": dry_run})
     else:
@@ -45,6 +55,366 @@ def import_(
         out.success(
             f"{report.read:,} events read, {verb} {report.counted:,} ({report.units:,} units), "
             f"{report.duplicates:,} duplicates skipped, {len(report.rejected):,} rejected"
+            + (f", {report.not_billable:,} not billable (status)" if report.not_billable else "")
         )
     if strict and report.rejected:
         raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+# -- usage aggregate ------------------------------------------------------------------------------
+@app.command("aggregate")
+def aggregate(
+    ctx: typer.Context,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Read until nothing new is left, then exit (default).")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep reading until SIGTERM; finish the batch, exit.")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = None,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", help="Stop after about this many entries.", min=1)
+    ] = None,
+) -> None:
+    """Count the usage stream(s) into buckets through the consumer group, exactly once.
+
+    The aggregates and the stream position commit in one transaction; entries are acknowledged and
+    the stream trimmed (exactly, MINID) only after that. Bad entries go to the dead-letter stream.
+    --dry-run reads without the group (XRANGE) and rolls back: nothing changes in Redis or the database."""
+    import signal
+    import threading
+
+    from billctl.logs import RunLog
+    from billctl.services import aggregate as agg
+
+    if drain and follow:
+        raise BadInput(
+            "--drain and --follow exclude each other", hint="--drain for a CronJob, --follow for a Deployment"
+        )
+    if follow and dry_run:
+        raise BadInput("--dry-run shows the current backlog; it cannot be combined with --follow")
+    st = state(ctx)
+    out = st.output(output)
+    mode = "follow" if follow else "drain"
+    log = RunLog("usage aggregate", enabled=None if not st.out.quiet else False)
+    stop = threading.Event()
+    stopped_by: list[str] = []
+
+    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+        stopped_by.append(signal.Signals(signum).name)
+        if stop.is_set():  # a second signal: stop now (entries stay pending; nothing is lost)
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    streams = agg.stream_names(st.app)
+    log.event(
+        "start",
+        mode=mode,
+        dry_run=dry_run,
+        streams=streams,
+        group=st.app.config["stream.group"],
+        consumer=agg.consumer_name(st.app),
+    )
+    try:
+        with _Progress(out, log, dry_run) as progress:
+            report = agg.aggregate(
+                st.app, follow=follow, dry_run=dry_run, stop=stop, progress=progress.update, max_events=max_events
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    interrupted = bool(stopped_by) and not follow
+    log.event(
+        "done",
+        **{k: v for k, v in report.as_dict().items() if k not in ("rejections",)},
+        stopped_by=stopped_by[0] if stopped_by else None,
+    )
+    _render_aggregate(out, report, dry_run, st.app)
+    if interrupted:
+        out.warn(f"stopped by {stopped_by[0]} before the stream was drained; the rest stays for the next run")
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+class _Progress:
+    """A live line at a terminal; a JSON log line per batch otherwise (at most one every 5 s)."""
+
+    def __init__(self, out: Out, log, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+        self.out, self.log, self.dry_run = out, log, dry_run
+        self.live = None
+        self.last_log = 0.0
+
+    def __enter__(self) -> _Progress:
+        if self.out.err.is_terminal and not self.out.quiet:
+            from rich.live import Live
+
+            self.live = Live("", console=self.out.err, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, report) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        rate = report.read / report.seconds if report.seconds else 0
+        if self.live is not None:
+            self.live.update(
+                f"[bold]{'dry run: ' if self.dry_run else ''}aggregating[/bold] {report.read:,} entries "
+                f"({rate:,.0f}/s) · counted {report.counted:,} · duplicates {report.duplicates:,} "
+                f"· dead letters {len(report.rejected):,} · batches {report.batches:,}"
+            )
+        elif time.monotonic() - self.last_log >= 5:
+            self.last_log = time.monotonic()
+            self.log.event(
+                "progress",
+                read=report.read,
+                counted=report.counted,
+                duplicates=report.duplicates,
+                dead_lettered=len(report.rejected),
+                batches=report.batches,
+                rate=round(rate),
+            )
+
+
+def _render_aggregate(out: Out, report, dry_run: bool, billing_app) -> None:  # type: ignore[no-untyped-def]
+    from billctl.services.aggregate import dead_letter_name
+
+    if out.fmt == "json":
+        out.json({**report.as_dict(), "dry_run": dry_run})
+        return
+    for key, count in sorted(report.late.items()):
+        tenant, period = key.split(" ")
+        out.warn(
+            f"{count:,} late event(s) for {tenant} in finalized period {period}: "
+            "billed as an adjustment on the tenant's next invoice"
+        )
+    if report.rejected:
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in report.dead_reasons.most_common())
+        where = "would go" if dry_run else "went"
+        out.warn(
+            f"{len(report.rejected):,} entr{'y' if len(report.rejected) == 1 else 'ies'} {where} to the dead-letter "
+            f"stream {dead_letter_name(billing_app)} ({kinds}); see `billctl usage dead-letters list`"
+        )
+    verb = "would count" if dry_run else "counted"
+    rate = f" in {report.seconds:.1f} s ({report.read / report.seconds:,.0f}/s)" if report.seconds else ""
+    extra = f", {report.claimed:,} claimed from idle consumers" if report.claimed else ""
+    if dry_run and report.pending:
+        extra += f"; {report.pending:,} entries are pending with consumers (not shown)"
+    out.success(
+        f"{report.read:,} entries read{rate}, {verb} {report.counted:,} ({report.units:,} units), "
+        f"{report.duplicates:,} duplicates skipped, {len(report.rejected):,} dead-lettered{extra}"
+    )
+
+
+# -- usage show / top / lag -----------------------------------------------------------------------
+def _bar(value: int, peak: int, width: int = 40) -> str:
+    if peak <= 0 or value <= 0:
+        return ""
+    eighths = round(value / peak * width * 8)
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant key.")],
+    period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
+    output: OutputOpt = None,
+) -> None:
+    """One tenant's usage in a period: totals per endpoint and a per-day bar chart (tenant's time zone)."""
+    from billctl.services.invoices import parse_period
+    from billctl.services.usage_views import tenant_usage
+
+    st = state(ctx)
+    out = st.output(output)
+    usage = tenant_usage(st.app, tenant, parse_period(period))
+    if out.fmt == "json":
+        out.json(
+            {
+                "tenant": usage.tenant,
+                "period": usage.period,
+                "timezone": usage.timezone,
+                "events": usage.events,
+                "units": usage.units,
+                "endpoints": [{"endpoint": e, "events": n, "units": u} for e, n, u in usage.endpoints],
+                "days": [{"date": d, "units": u} for d, u in usage.days],
+            }
+        )
+        return
+    if out.fmt == "csv":
+        out.csv(["endpoint", "events", "units"], usage.endpoints)
+        return
+    out.table(
+        ["endpoint", "events", "units"],
+        [(e, f"{n:,}", f"{u:,}") for e, n, u in usage.endpoints],
+        title=f"{usage.tenant} · {usage.period} ({usage.timezone})",
+        right=["events", "units"],
+        footer=[("total", f"{usage.events:,}", f"{usage.units:,}")],
+    )
+    peak = max((u for _, u in usage.days), default=0)
+    out.table(
+        ["day", "units", ""],
+        [(d, f"{u:,}", _bar(u, peak)) for d, u in usage.days],
+        title="units per day",
+        right=["units"],
+    )
+
+
+@app.command("top")
+def top(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many tenants.")] = 10,
+    output: OutputOpt = None,
+) -> None:
+    """Tenants ranked by units used in a period."""
+    from billctl.services.invoices import parse_period
+    from billctl.services.usage_views import top_tenants
+
+    st = state(ctx)
+    out = st.output(output)
+    rows = top_tenants(st.app, parse_period(period), limit)
+    peak = rows[0][3] if rows else 0
+    if out.fmt == "table":
+        out.table(
+            ["#", "tenant", "name", "events", "units", ""],
+            [(i, k, name, f"{n:,}", f"{u:,}", _bar(u, peak, 30)) for i, (k, name, n, u) in enumerate(rows, 1)],
+            title=f"top tenants · {period}",
+            right=["#", "events", "units"],
+        )
+    else:
+        out.rows(["rank", "tenant", "name", "events", "units"], [(i, *r) for i, r in enumerate(rows, 1)])
+
+
+@app.command("lag")
+def lag(ctx: typer.Context, output: OutputOpt = None) -> None:
+    """Each stream's length and each consumer group's backlog (lag), pending entries and the age of
+    the oldest pending one: what a monitor should alert on."""
+    from billctl.services.usage_views import stream_lag
+
+    st = state(ctx)
+    out = st.output(output)
+    streams = stream_lag(st.app)
+    if out.fmt == "json":
+        out.json([{"stream": s.stream, "length": s.length, "groups": s.groups} for s in streams])
+        return
+    rows = []
+    for s in streams:
+        if not s.groups:
+            rows.append((s.stream, f"{s.length:,}", "-", "", "", "", "", ""))
+        for g in s.groups:
+            age = g["oldest_pending_age_s"]
+            rows.append(
+                (
+                    s.stream,
+                    f"{s.length:,}",
+                    g["group"],
+                    g["consumers"],
+                    "?" if g["lag"] is None else f"{g['lag']:,}",
+                    f"{g['pending']:,}",
+                    "" if age is None else f"{age:,} s",
+                    g["last_delivered"],
+                )
+            )
+    out.rows(
+        ["stream", "length", "group", "consumers", "lag", "pending", "oldest pending", "last delivered"],
+        rows,
+        right=["length", "consumers", "lag", "pending", "oldest pending"],
+    )
+
+
+@app.command("prune")
+def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = None) -> None:
+    """Forget event ids counted longer ago than usage.dedupe_days (the dedupe window)."""
+    from billctl.services.usage_views import prune_seen
+
+    st = state(ctx)
+    out = st.output(output)
+    dropped, cutoff = prune_seen(st.app, dry_run=dry_run)
+    if out.fmt == "json":
+        out.json({"dropped": dropped, "cutoff_epoch": cutoff, "dry_run": dry_run})
+    else:
+        out.success(
+            f"{'would forget' if dry_run else 'forgot'} {dropped:,} event ids older than "
+            f"{st.app.config['usage.dedupe_days']} days"
+        )
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+@dead_app.command("list")
+def dead_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many (oldest first).")] = 100,
+    output: OutputOpt = None,
+) -> None:
+    """Dead letters with their reason, and whether each would be counted if replayed now."""
+    from billctl.services.usage_views import list_dead_letters
+
+    st = state(ctx)
+    out = st.output(output)
+    total, letters = list_dead_letters(st.app, limit=limit, check=True)
+    docs = [
+        {
+            "id": x.id,
+            "source": x.source,
+            "source_id": x.source_id,
+            "reason": x.reason,
+            "fields": x.fields,
+            "replayable": x.problem is None,
+            "problem_now": x.problem,
+        }
+        for x in letters
+    ]
+    if out.fmt == "json":
+        out.json({"total": total, "shown": len(letters), "dead_letters": docs})
+        return
+    rows = [
+        (
+            x.id,
+            f"{x.source}/{x.source_id}",
+            x.reason,
+            " ".join(f"{k}={v}" for k, v in x.fields.items()),
+            "yes" if x.problem is None else f"no: {x.problem}",
+        )
+        for x in letters
+    ]
+    out.rows(["id", "source entry", "reason", "fields", "replayable now"], rows)
+    if out.fmt == "table" and total > len(letters):
+        out.info(f"{len(letters)} of {total:,} shown (--limit)")
+
+
+@dead_app.command("replay")
+def dead_replay(
+    ctx: typer.Context,
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids (or source entry ids); none = all.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replay also those that would fail again.")] = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """Re-feed dead letters to their stream (after fixing the cause, e.g. creating the tenant).
+    Each keeps its original event id, so replaying twice still counts once."""
+    from billctl.services.usage_views import replay_dead_letters
+
+    st = state(ctx)
+    out = st.output(output)
+    go, kept = replay_dead_letters(st.app, ids, force=force, dry_run=True)
+    if not dry_run and go:
+        confirm(out, f"Replay {len(go):,} dead letter(s) into the stream?", yes)
+        go, kept = replay_dead_letters(st.app, ids, force=force)
+    if out.fmt == "json":
+        out.json(
+            {
+                "dry_run": dry_run,
+                "replayed": [x.id for x in go],
+                "kept": [{"id": x.id, "problem": x.problem} for x in kept],
+            }
+        )
+        return
+    for x in kept[:20]:
+        out.warn(f"kept {x.id}: {x.problem} (fix it, or --force)")
+    out.success(f"{'would replay' if dry_run else 'replayed'} {len(go):,} dead letter(s); {len(kept):,} kept")

@@ -113,3 +113,49 @@ def parse_event(
     if not event_id:
         raise EventError("event_id is missing")
     return Event(tenant=tenant, endpoint=endpoint, ts_ms=ts_ms, units=units, event_id=event_id)
+
+
+_FIELDS = {b"tenant_id": 0, b"endpoint": 1, b"ts": 2, b"units": 3, b"event_id": 4}
+
+
+def parse_flat(flat: list[bytes], entry_id: bytes, id_prefix: str, now_ms: int, max_future_ms: int) -> Event:
+    """A stream entry (fields flat as [name, value, ...] in bytes) to an Event.
+
+    The hot path of the stream reader: the common well-formed entry is decoded with a few
+    byte checks; anything unusual goes through ``parse_event`` so the rules and the error texts
+    are the same as for imported files. Fields outside the contract are ignored."""
+    values: list[bytes | None] = [None, None, None, None, None]
+    for i in range(0, len(flat) - 1, 2):
+        slot = _FIELDS.get(flat[i])
+        if slot is not None:
+            values[slot] = flat[i + 1]
+    tenant, endpoint, ts, units, event_id = values
+    entry = entry_id.decode()
+    if (
+        tenant
+        and len(tenant) <= MAX_FIELD
+        and (endpoint is None or len(endpoint) <= MAX_FIELD)
+        and (event_id is None or 0 < len(event_id) <= MAX_FIELD)
+        and (ts is None or (ts.isdigit() and len(ts) <= 16))
+        and (units is None or (units.isdigit() and len(units) <= 9 and units[0] != 48))  # no leading 0
+        and tenant.isascii()
+        and (endpoint is None or endpoint.isascii())
+    ):
+        ts_ms = int(ts) if ts is not None else int(entry.split("-", 1)[0])
+        if ts_ms <= now_ms + max_future_ms:
+            return Event(
+                tenant=tenant.decode(),
+                endpoint=endpoint.decode() if endpoint else "*",
+                ts_ms=ts_ms,
+                units=int(units) if units is not None else 1,
+                event_id=event_id.decode("utf-8", "replace") if event_id is not None else id_prefix + entry,
+            )
+    names = ("tenant_id", "endpoint", "ts", "units", "event_id")
+    fields = {name: value for name, value in zip(names, values, strict=True) if value is not None}
+    return parse_event(
+        fields,
+        default_ts_ms=int(entry.split("-", 1)[0]),
+        default_event_id=id_prefix + entry,
+        now_ms=now_ms,
+        max_future_ms=max_future_ms,
+    )

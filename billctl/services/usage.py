@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
@@ -43,9 +44,11 @@ class UsageReport:
     duplicates: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     late: Counter = field(default_factory=Counter)  # "tenant period" -> events counted for a finalized period
+    not_billable: int = 0  # gateway log lines whose status does not bill (skipped, not an error)
 
     def merge(self, other: UsageReport) -> None:
         self.read += other.read
+        self.not_billable += other.not_billable
         self.counted += other.counted
         self.units += other.units
         self.duplicates += other.duplicates
@@ -58,6 +61,7 @@ class UsageReport:
             "counted": self.counted,
             "units": self.units,
             "duplicates": self.duplicates,
+            "not_billable": self.not_billable,
             "rejected": len(self.rejected),
             "rejections": [{"where": w, "reason": r} for w, r in self.rejected[:1000]],
             "late": [
@@ -299,8 +303,88 @@ def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | Ev
             yield where, exc
 
 
-def import_events(app: App, path: str, *, dry_run: bool = False, progress: callable | None = None) -> UsageReport:  # type: ignore[valid-type]
-    """Import an NDJSON file (``-`` = stdin) in batches, one transaction per batch."""
+def status_matcher(spec: str) -> Callable[[int], bool]:
+    """'200-299,429' -> a predicate on status codes (the spec was validated with the settings)."""
+    ranges = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        ranges.append((int(low), int(high or low)))
+    return lambda code: any(low <= code <= high for low, high in ranges)
+
+
+_MISSING = (None, "", "-")
+
+
+def parse_envoy(
+    stream: IO[str], source: str, tenant_field: str, billable: Callable[[int], bool]
+) -> Iterator[tuple[str, Event | EventError | None]]:
+    """Events from Envoy/Istio JSON access logs: one request per line with ``start_time``,
+    ``path``, ``response_code``, ``request_id`` and the tenant in ``tenant_field`` (a logged request
+    header). ``None`` for a request whose status does not bill. The event id is the request id
+    (x-request-id), so the same request logged twice counts once; without one, the line's content."""
+    occurrences: Counter = Counter()
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        where = f"{source}:{number}"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield where, EventError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield where, EventError("not a JSON object")
+            continue
+        status = data.get("response_code")
+        try:
+            code = int(status)
+        except (TypeError, ValueError):
+            yield where, EventError(f"response_code {status!r} is not a status code")
+            continue
+        if not billable(code):
+            yield where, None
+            continue
+        tenant = data.get(tenant_field)
+        if tenant in _MISSING:
+            yield where, EventError(f"{tenant_field} is missing (the tenant header field, gateway.tenant_field)")
+            continue
+        path = data.get("path")
+        endpoint = path.split("?", 1)[0] if isinstance(path, str) and path not in _MISSING else "*"
+        event_id = data.get("request_id")
+        if event_id in _MISSING:
+            digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+            occurrences[digest] += 1
+            event_id = f"sha:{digest}:{occurrences[digest]}"
+        fields = {"tenant_id": tenant, "endpoint": endpoint, "ts": data.get("start_time"), "event_id": event_id}
+        try:
+            yield where, parse_event(fields)
+        except EventError as exc:
+            yield where, EventError(str(exc).replace("ts ", "start_time ", 1) if str(exc).startswith("ts") else exc)
+
+
+def _detect_format(handle: IO[str]) -> tuple[str, IO[str]]:
+    """'envoy' when the first line looks like an access log (start_time + response_code), else 'events'."""
+    first = handle.readline()
+    rest = itertools.chain([first], handle)
+    try:
+        data = json.loads(first)
+    except ValueError:
+        return "events", rest  # type: ignore[return-value]
+    kind = "envoy" if isinstance(data, dict) and "start_time" in data and "response_code" in data else "events"
+    return kind, rest  # type: ignore[return-value]
+
+
+def import_events(
+    app: App,
+    path: str,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[UsageReport], None] | None = None,
+    fmt: str = "auto",
+) -> UsageReport:
+    """Import a file (``-`` = stdin) in batches, one transaction per batch. ``fmt``: ``events``
+    (the stream contract as NDJSON), ``envoy`` (Envoy/Istio JSON access logs) or ``auto``."""
     bucket_seconds = app.config["usage.bucket_seconds"]
     try:
         handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
@@ -312,7 +396,19 @@ def import_events(app: App, path: str, *, dry_run: bool = False, progress: calla
             tenants = tenant_directory(conn)
         _check_alignment(tenants, bucket_seconds)
         batch: list[tuple[str, Event]] = []
-        for where, item in parse_ndjson(handle, "-" if path == "-" else path):
+        source = "-" if path == "-" else path
+        lines: IO[str] = handle
+        if fmt == "auto":
+            fmt, lines = _detect_format(handle)
+        if fmt == "envoy":
+            matcher = status_matcher(app.config["gateway.billable_statuses"])
+            items = parse_envoy(lines, source, app.config["gateway.tenant_field"], matcher)
+        else:
+            items = parse_ndjson(lines, source)
+        for where, item in items:
+            if item is None:
+                report.not_billable += 1
+                continue
             if isinstance(item, EventError):
                 report.read += 1
                 report.rejected.append((where, str(item)))

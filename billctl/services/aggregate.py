@@ -1,0 +1,457 @@
+"""``usage aggregate``: the Redis Stream(s) to usage buckets, exactly once (DESIGN.md invariants 1, 2, 6).
+
+One batch, in order:
+1. entries come from XREADGROUP (new) and XAUTOCLAIM (left pending by a dead consumer);
+2. they are parsed; good events are counted by ``apply_events`` and the stream position is
+   recorded, all in ONE database transaction: each (tenant, event_id) enters ``seen_event``
+   and the buckets together, or neither does;
+3. only after the commit: bad entries are copied to the dead-letter stream, every entry of the
+   batch is acknowledged (XACK), and the stream is trimmed exactly (MINID) below the oldest entry
+   any group still has pending.
+
+A crash anywhere leaves entries pending (never acknowledged before they were committed); whoever
+reads them again (this consumer on restart, or another after ``stream.claim_idle_ms``) finds their
+event ids in ``seen_event`` and counts nothing twice. Reads run in a thread, overlapping the
+database writes of the previous batch.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from billctl.core.events import Event, EventError, parse_flat
+from billctl.db.models import StreamOffset
+from billctl.services.context import App
+from billctl.services.usage import TenantInfo, UsageReport, _check_alignment, _insert, apply_events, tenant_directory
+from billctl.stream.redis_stream import Entry, StreamClient
+
+
+def stream_names(app: App) -> list[str]:
+    name, shards = app.config["stream.name"], app.config["stream.shards"]
+    return [name] if shards == 0 else [f"{name}:{i}" for i in range(shards)]
+
+
+def dead_letter_name(app: App) -> str:
+    return app.config["stream.dead_letter"] or f"{app.config['stream.name']}:dead"
+
+
+def consumer_name(app: App) -> str:
+    return app.config["stream.consumer"] or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def id_prefix(app: App, stream: str) -> str:
+    """What a default event_id is made of: the entry id, qualified by the shard when sharded
+    (two shards can hand out the same entry id for different events)."""
+    return "" if app.config["stream.shards"] == 0 else f"{stream}/"
+
+
+@dataclass
+class AggregateReport(UsageReport):
+    """A usage report plus what happened on the stream side."""
+
+    batches: int = 0
+    claimed: int = 0  # entries taken over from idle consumers
+    dead_lettered: int = 0
+    acked: int = 0
+    trimmed: int = 0
+    vanished: int = 0  # pending entries that no longer existed in the stream when claimed
+    pending: int = 0  # dry run: entries delivered to the group but not acknowledged (not counted here)
+    seconds: float = 0.0
+    dead_reasons: Counter = field(default_factory=Counter)
+
+    def merge(self, other: UsageReport) -> None:
+        super().merge(other)
+        if isinstance(other, AggregateReport):
+            for name in ("batches", "claimed", "dead_lettered", "acked", "trimmed", "vanished", "pending"):
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+            self.dead_reasons.update(other.dead_reasons)
+
+    def as_dict(self) -> dict[str, object]:
+        document = super().as_dict()
+        document.update(
+            batches=self.batches,
+            claimed=self.claimed,
+            dead_lettered=self.dead_lettered,
+            dead_reasons=dict(self.dead_reasons.most_common()),
+            acked=self.acked,
+            trimmed=self.trimmed,
+            vanished=self.vanished,
+            pending=self.pending,
+            seconds=round(self.seconds, 3),
+            events_per_second=round(self.read / self.seconds) if self.seconds else None,
+        )
+        return document
+
+
+@dataclass
+class _Chunk:
+    stream: str
+    entries: list[Entry]
+    claimed: bool = False
+    vanished: int = 0
+
+
+_IDLE = object()  # the reader found nothing new (drain: the stream is drained)
+_DONE = object()  # the reader stopped
+
+
+class _Reader(threading.Thread):
+    """Reads chunks of entries ahead of the writer, into a bounded queue (memory depends on the
+    batch size, not the stream length)."""
+
+    def __init__(
+        self,
+        client: StreamClient,
+        app: App,
+        streams: list[str],
+        consumer: str,
+        follow: bool,
+        stop: threading.Event,
+        max_entries: int,
+    ) -> None:
+        super().__init__(name="billctl-stream-reader", daemon=True)
+        self.client, self.streams, self.consumer, self.follow, self.stop = client, streams, consumer, follow, stop
+        self.group = app.config["stream.group"]
+        self.count = app.config["stream.read_count"]
+        self.block_ms = app.config["stream.block_ms"]
+        self.claim_idle_ms = app.config["stream.claim_idle_ms"]
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * max_entries // self.count))
+        self.error: BaseException | None = None
+
+    def _put(self, item: object) -> None:
+        while True:
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.stop.is_set() and item is not _DONE:
+                    return
+
+    def _claim_all(self) -> int:
+        claimed = 0
+        for stream in self.streams:
+            start: bytes | str = "0-0"
+            while not self.stop.is_set():
+                start, entries, vanished = self.client.claim_idle(
+                    stream, self.group, self.consumer, self.claim_idle_ms, start, self.count
+                )
+                if entries or vanished:
+                    self._put(_Chunk(stream, entries, claimed=True, vanished=len(vanished)))
+                    claimed += len(entries)
+                if start in (b"0-0", "0-0"):
+                    break
+        return claimed
+
+    def run(self) -> None:
+        try:
+            next_claim = 0.0
+            while not self.stop.is_set():
+                got = 0
+                if time.monotonic() >= next_claim:
+                    got += self._claim_all()
+                    next_claim = time.monotonic() + max(self.claim_idle_ms / 2000, 0.05)
+                for stream in self.streams:
+                    if self.stop.is_set():
+                        break
+                    block = max(1, self.block_ms // len(self.streams)) if self.follow else None
+                    entries = self.client.read_new(stream, self.group, self.consumer, self.count, block)
+                    if entries:
+                        got += len(entries)
+                        self._put(_Chunk(stream, entries))
+                if not got:
+                    self._put(_IDLE)
+                    if not self.follow:
+                        return
+        except BaseException as exc:  # handed to the writer, which raises it
+            self.error = exc
+        finally:
+            self._put(_DONE)
+
+
+def aggregate(
+    app: App,
+    *,
+    follow: bool = False,
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    progress: Callable[[AggregateReport], None] | None = None,
+    max_events: int | None = None,
+) -> AggregateReport:
+    """Drain (default) or follow the configured stream(s). ``stop`` ends the run after the batch in
+    flight (SIGTERM). ``max_events`` stops after about that many entries (tests, sampling)."""
+    stop = stop or threading.Event()
+    _load_tenants(app)  # the database first: a schema problem must not leave a group behind in Redis
+    client = StreamClient(app.config.redis_url)
+    client.ping()
+    try:
+        if dry_run:
+            return _dry_run(app, client, progress, max_events)
+        return _run(app, client, follow, stop, progress, max_events)
+    finally:
+        client.close()
+
+
+def _run(
+    app: App,
+    client: StreamClient,
+    follow: bool,
+    stop: threading.Event,
+    progress: Callable[[AggregateReport], None] | None,
+    max_events: int | None,
+) -> AggregateReport:
+    streams = stream_names(app)
+    group, consumer = app.config["stream.group"], consumer_name(app)
+    batch_events = app.config["stream.batch_events"]
+    for stream in streams:
+        client.ensure_group(stream, group)
+    report = AggregateReport()
+    started = time.monotonic()
+    writer = _Writer(app, client, report)
+    reader_stop = threading.Event()
+    reader = _Reader(client_for_thread(app), app, streams, consumer, follow, reader_stop, batch_events)
+    thresholds = gc.get_threshold()
+    gc.freeze()  # the long-lived objects so far are never garbage: keep the collector off them
+    gc.set_threshold(200_000, 50, 50)  # batches allocate millions of short-lived objects (no cycles)
+    reader.start()
+    try:
+        pending: list[_Chunk] = []
+        size = 0
+        reader_done = False
+        while not reader_done:
+            item = reader.queue.get()
+            if item is _DONE:
+                reader_done = True
+            elif item is not _IDLE:
+                pending.append(item)
+                size += len(item.entries)
+            limit_hit = max_events is not None and report.read + size >= max_events
+            flush = size >= batch_events or (item is _IDLE and pending) or reader_done or limit_hit
+            if flush and pending:
+                writer.write(pending)
+                pending, size = [], 0
+                report.seconds = time.monotonic() - started
+                if progress:
+                    progress(report)
+            if (stop.is_set() or limit_hit) and not reader_stop.is_set():
+                reader_stop.set()  # finish what was read: the reader stops, the queue is drained
+        if reader.error is not None:
+            raise reader.error
+        for stream in streams:
+            client.delete_idle_consumers(
+                stream, group, idle_ms=max(app.config["stream.claim_idle_ms"], 86_400_000), keep=consumer
+            )
+    finally:
+        reader_stop.set()
+        reader.join(timeout=10)
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def client_for_thread(app: App) -> StreamClient:
+    """The reader thread's own connection (a blocking XREADGROUP must not hold the writer's)."""
+    return StreamClient(app.config.redis_url)
+
+
+class _Writer:
+    """Commits batches: aggregates + stream position in one transaction, then dead letters, XACK, trim."""
+
+    def __init__(self, app: App, client: StreamClient, report: AggregateReport) -> None:
+        self.app, self.client, self.report = app, client, report
+        self.group = app.config["stream.group"]
+        self.dead_letter = dead_letter_name(app)
+        self.retention = app.config["stream.retention_seconds"]
+        self.tenants = _load_tenants(app)
+
+    def write(self, chunks: list[_Chunk]) -> None:
+        with self.app.engine.begin() as conn:
+            report, self.tenants = count_chunks(conn, chunks, self.tenants, self.app)
+            record_offsets(conn, chunks, self.group)
+        self._after_commit(chunks, report)
+        self.report.merge(report)
+
+    def _after_commit(self, chunks: list[_Chunk], report: AggregateReport) -> None:
+        by_where = {}
+        dead = report.rejected
+        if dead:
+            for chunk in chunks:
+                for entry_id, fields in chunk.entries:
+                    by_where[f"{chunk.stream}/{entry_id.decode()}"] = fields
+            items = []
+            for where, reason in dead:
+                stream, entry_id = where.rsplit("/", 1)
+                fields = by_where[where]
+                items.append(
+                    {
+                        **dict(zip(fields[::2], fields[1::2], strict=False)),
+                        b"_source": stream.encode(),
+                        b"_id": entry_id.encode(),
+                        b"_reason": reason.encode(),
+                    }
+                )
+            self.client.add_entries(self.dead_letter, items)
+            report.dead_lettered += len(items)
+        streams = {}
+        for chunk in chunks:
+            streams.setdefault(chunk.stream, []).extend(entry_id for entry_id, _ in chunk.entries)
+            if chunk.claimed:
+                report.claimed += len(chunk.entries)
+            report.vanished += chunk.vanished
+        for stream, ids in streams.items():
+            report.acked += self.client.ack(stream, self.group, ids)
+            report.trimmed += self.client.trim_committed(stream, self.retention)[1]
+        report.batches += 1
+
+
+def count_chunks(
+    conn: sa.Connection, chunks: list[_Chunk], tenants: dict[str, TenantInfo], app: App
+) -> tuple[AggregateReport, dict[str, TenantInfo]]:
+    """Parse and count a batch within the caller's transaction (the real run and the dry run share
+    this). Returns the report (``rejected`` = dead letters) and the tenant directory, reloaded when
+    the batch names a tenant created since it was loaded."""
+    prefixes = {s: id_prefix(app, s) for s in stream_names(app)}
+    events, dead = parse_chunks(chunks, prefixes, app.config["usage.max_future_seconds"] * 1000)
+    if any(event.tenant not in tenants for _, event in events):
+        tenants = _load_tenants(app)
+    counted = apply_events(conn, events, tenants, app.config["usage.bucket_seconds"])
+    report = AggregateReport()
+    report.merge(counted)
+    report.read += len(dead)
+    report.rejected = dead + counted.rejected  # unknown tenants are dead letters too (invariant 2)
+    for _, reason in report.rejected:
+        report.dead_reasons[_reason_kind(reason)] += 1
+    return report, tenants
+
+
+def _load_tenants(app: App) -> dict[str, TenantInfo]:
+    with app.engine.connect() as conn:
+        tenants = tenant_directory(conn)
+    _check_alignment(tenants, app.config["usage.bucket_seconds"])
+    return tenants
+
+
+def parse_chunks(
+    chunks: list[_Chunk], prefixes: dict[str, str], max_future_ms: int
+) -> tuple[list[tuple[str, Event]], list[tuple[str, str]]]:
+    """Entries to (where, event) pairs and (where, reason) dead letters; ``where`` = stream/entry-id."""
+    now_ms = int(time.time() * 1000)
+    events: list[tuple[str, Event]] = []
+    dead: list[tuple[str, str]] = []
+    for chunk in chunks:
+        prefix = prefixes.get(chunk.stream, "")
+        stream = chunk.stream
+        for entry_id, fields in chunk.entries:
+            try:
+                events.append(
+                    (stream + "/" + entry_id.decode(), parse_flat(fields, entry_id, prefix, now_ms, max_future_ms))
+                )
+            except EventError as exc:
+                dead.append((f"{stream}/{entry_id.decode()}", str(exc)))
+    return events, dead
+
+
+def record_offsets(conn: sa.Connection, chunks: list[_Chunk], group: str) -> None:
+    """Newest committed entry per stream, in the aggregates' transaction (for `usage lag`, audits)."""
+    newest: dict[str, tuple[int, int, str]] = {}
+    counts: Counter = Counter()
+    for chunk in chunks:
+        for entry_id, _ in chunk.entries:
+            text = entry_id.decode()
+            ms, seq = text.split("-")
+            key = (int(ms), int(seq), text)
+            if chunk.stream not in newest or key > newest[chunk.stream]:
+                newest[chunk.stream] = key
+        counts[chunk.stream] += len(chunk.entries)
+    if not newest:
+        return
+    table = StreamOffset.__table__
+    for stream, (_, _, last_id) in newest.items():
+        statement = _insert(conn, table).values(
+            stream=stream, group=group, last_id=last_id, events=counts[stream], updated_at=sa.func.now()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.stream, table.c.group],
+            set_={
+                # claimed entries can be older than the newest committed: keep the maximum
+                "last_id": sa.case(
+                    (_id_greater(statement.excluded.last_id, table.c.last_id), statement.excluded.last_id),
+                    else_=table.c.last_id,
+                ),
+                "events": table.c.events + statement.excluded.events,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        conn.execute(statement)
+
+
+def _id_greater(a, b):  # type: ignore[no-untyped-def]
+    """SQL: stream id a > b, comparing "ms-seq" numerically (ids are at most 20+1+20 characters)."""
+
+    def key(col):  # type: ignore[no-untyped-def]
+        return sa.func.substr(sa.literal("00000000000000000000") + col, sa.func.length(col) + 1, 20)
+
+    return key(a) > key(b)
+
+
+_KINDS = (
+    ("unknown tenant", "unknown tenant"),
+    ("tenant_id is missing", "missing tenant_id"),
+    ("units", "bad units"),
+    ("in the future", "future ts"),
+    ("longer than", "oversized field"),
+    ("ts", "bad ts"),
+)
+
+
+def _reason_kind(reason: str) -> str:
+    """A short category for the summary (the full reason stays on the dead letter)."""
+    return next((label for needle, label in _KINDS if needle in reason), "other")
+
+
+def _dry_run(
+    app: App,
+    client: StreamClient,
+    progress: Callable[[AggregateReport], None] | None,
+    max_events: int | None,
+) -> AggregateReport:
+    """What a real run would count now: the entries the group has not been given yet, read with
+    XRANGE (no group state changes, no ack, no trim) and counted in ONE transaction that is rolled
+    back at the end (so a duplicate across batches is still seen as one)."""
+    report = AggregateReport()
+    started = time.monotonic()
+    group = app.config["stream.group"]
+    tenants = _load_tenants(app)
+    with app.engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            for stream in stream_names(app):
+                info = client.group(stream, group)
+                after = info.last_delivered if info else "0-0"
+                report.pending += info.pending if info else 0
+                while max_events is None or report.read < max_events:
+                    entries = client.range_after(stream, after, min(app.config["stream.batch_events"], 10_000))
+                    if not entries:
+                        break
+                    after = entries[-1][0].decode()
+                    counted, tenants = count_chunks(conn, [_Chunk(stream, entries)], tenants, app)
+                    counted.dead_lettered = len(counted.rejected)
+                    counted.batches = 1
+                    report.merge(counted)
+                    report.seconds = time.monotonic() - started
+                    if progress:
+                        progress(report)
+        finally:
+            transaction.rollback()  # invariant 6: the same path as the real run, nothing kept
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,232 @@
+"""Looking at usage: one tenant's period (per endpoint, per day), the top tenants, the stream backlog,
+dead letters, and pruning the dedupe window. Read-only except ``replay_dead_letters`` and ``prune``."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pendulum
+import sqlalchemy as sa
+
+from billctl.core.events import EventError, parse_flat
+from billctl.core.periods import Period
+from billctl.db.models import SeenEvent, Tenant, UsageBucket
+from billctl.services.aggregate import dead_letter_name, id_prefix, stream_names
+from billctl.services.context import App
+from billctl.services.tenants import get_tenant
+from billctl.services.usage import tenant_directory
+from billctl.stream.redis_stream import StreamClient, id_ms
+
+
+@dataclass
+class TenantUsage:
+    tenant: str
+    period: str
+    timezone: str
+    endpoints: list[tuple[str, int, int]]  # (endpoint, events, units), most units first
+    days: list[tuple[str, int]]  # (YYYY-MM-DD local, units) for every day of the period
+
+    @property
+    def units(self) -> int:
+        return sum(units for _, _, units in self.endpoints)
+
+    @property
+    def events(self) -> int:
+        return sum(events for _, events, _ in self.endpoints)
+
+
+def tenant_usage(app: App, tenant_key: str, period: Period) -> TenantUsage:
+    with app.session() as session:
+        tenant = get_tenant(session, tenant_key)
+        start, end = period.bounds(tenant.timezone)
+        s, e = int(start.timestamp()), int(end.timestamp())
+        where = (UsageBucket.tenant_id == tenant.id, UsageBucket.bucket_start >= s, UsageBucket.bucket_start < e)
+        endpoints = session.execute(
+            sa.select(UsageBucket.endpoint, sa.func.sum(UsageBucket.events), sa.func.sum(UsageBucket.units))
+            .where(*where)
+            .group_by(UsageBucket.endpoint)
+        ).all()
+        per_bucket = session.execute(
+            sa.select(UsageBucket.bucket_start, sa.func.sum(UsageBucket.units))
+            .where(*where)
+            .group_by(UsageBucket.bucket_start)
+        ).all()
+    tz = pendulum.timezone(tenant.timezone)
+    days: dict[str, int] = {}
+    day = pendulum.instance(start).in_timezone(tz)
+    while day < end:
+        days[day.format("YYYY-MM-DD")] = 0
+        day = day.add(days=1)
+    for bucket, units in per_bucket:
+        key = pendulum.from_timestamp(bucket, tz=tz).format("YYYY-MM-DD")
+        days[key] = days.get(key, 0) + int(units)
+    rows = sorted(((ep, int(n), int(u)) for ep, n, u in endpoints), key=lambda r: (-r[2], r[0]))
+    return TenantUsage(tenant.key, str(period), tenant.timezone, rows, list(days.items()))
+
+
+def top_tenants(app: App, period: Period, limit: int = 10) -> list[tuple[str, str, int, int]]:
+    """(tenant, name, events, units) with the most units in the period (each in its own time zone)."""
+    with app.engine.connect() as conn:
+        zones = [tz for (tz,) in conn.execute(sa.select(Tenant.timezone).distinct())]
+        totals: list[tuple[str, str, int, int]] = []
+        for tz in zones:
+            start, end = period.bounds(tz)
+            rows = conn.execute(
+                sa.select(Tenant.key, Tenant.name, sa.func.sum(UsageBucket.events), sa.func.sum(UsageBucket.units))
+                .join(Tenant, Tenant.id == UsageBucket.tenant_id)
+                .where(
+                    Tenant.timezone == tz,
+                    UsageBucket.bucket_start >= int(start.timestamp()),
+                    UsageBucket.bucket_start < int(end.timestamp()),
+                )
+                .group_by(Tenant.key, Tenant.name)
+            )
+            totals.extend((key, name, int(n), int(u)) for key, name, n, u in rows)
+    totals.sort(key=lambda r: (-r[3], r[0]))
+    return totals[:limit]
+
+
+# -- the stream backlog ---------------------------------------------------------------------------
+@dataclass
+class StreamLag:
+    stream: str
+    length: int
+    groups: list[dict[str, object]] = field(default_factory=list)
+
+
+def stream_lag(app: App) -> list[StreamLag]:
+    client = StreamClient(app.config.redis_url)
+    client.ping()
+    now_ms = int(time.time() * 1000)
+    try:
+        result = []
+        for stream in [*stream_names(app), dead_letter_name(app)]:
+            lag = StreamLag(stream, client.length(stream))
+            for info in client.groups(stream):
+                lag.groups.append(
+                    {
+                        "group": info.group,
+                        "consumers": info.consumers,
+                        "lag": info.lag,
+                        "pending": info.pending,
+                        "oldest_pending_age_s": (now_ms - info.oldest_pending_ms) // 1000
+                        if info.oldest_pending_ms is not None
+                        else None,
+                        "last_delivered": info.last_delivered,
+                    }
+                )
+            result.append(lag)
+        return result
+    finally:
+        client.close()
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+@dataclass
+class DeadLetter:
+    id: str  # id in the dead-letter stream
+    source: str  # stream it came from
+    source_id: str  # its entry id there
+    reason: str
+    fields: dict[str, str]
+    problem: str | None = None  # replay: why it would fail again now (None: would be counted)
+
+
+def _decode(fields: list[bytes]) -> dict[str, str]:
+    return {
+        k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+        for k, v in zip(fields[::2], fields[1::2], strict=False)
+    }
+
+
+def list_dead_letters(app: App, limit: int = 100, check: bool = False) -> tuple[int, list[DeadLetter]]:
+    """(total in the dead-letter stream, the oldest ``limit`` entries). With ``check``, each says
+    whether it would be counted if replayed now (e.g. its tenant has been created since)."""
+    client = StreamClient(app.config.redis_url)
+    client.ping()
+    try:
+        name = dead_letter_name(app)
+        total = client.length(name)
+        entries = client.range_after(name, "0-0", limit)
+        letters = []
+        for entry_id, raw in entries:
+            fields = _decode(raw)
+            letters.append(
+                DeadLetter(
+                    id=entry_id.decode(),
+                    source=fields.pop("_source", ""),
+                    source_id=fields.pop("_id", ""),
+                    reason=fields.pop("_reason", ""),
+                    fields=fields,
+                )
+            )
+        if check and letters:
+            with app.engine.connect() as conn:
+                tenants = tenant_directory(conn)
+            max_future_ms = app.config["usage.max_future_seconds"] * 1000
+            now_ms = int(time.time() * 1000)
+            for letter in letters:
+                flat = [x.encode() for kv in letter.fields.items() for x in kv]
+                try:
+                    event = parse_flat(
+                        flat, letter.source_id.encode(), id_prefix(app, letter.source), now_ms, max_future_ms
+                    )
+                except EventError as exc:
+                    letter.problem = str(exc)
+                    continue
+                if event.tenant not in tenants:
+                    letter.problem = f"unknown tenant '{event.tenant}'"
+        return total, letters
+    finally:
+        client.close()
+
+
+def replay_dead_letters(
+    app: App, ids: list[str] | None, *, force: bool = False, dry_run: bool = False, limit: int = 10_000
+) -> tuple[list[DeadLetter], list[DeadLetter]]:
+    """Append dead letters back to the stream they came from, keeping their original event id
+    (explicit, or the one their entry id gave them) so a replay twice counts once; then delete them
+    from the dead-letter stream. Letters that would fail again are kept unless ``force``.
+    Returns (replayed, kept)."""
+    _, letters = list_dead_letters(app, limit=limit, check=True)
+    if ids:
+        wanted = set(ids)
+        letters = [x for x in letters if x.id in wanted or x.source_id in wanted]
+    go = [x for x in letters if force or x.problem is None]
+    kept = [x for x in letters if x not in go]
+    if dry_run or not go:
+        return go, kept
+    client = StreamClient(app.config.redis_url)
+    try:
+        by_stream: dict[str, list[DeadLetter]] = defaultdict(list)
+        for letter in go:
+            by_stream[letter.source or stream_names(app)[0]].append(letter)
+        for stream, group in by_stream.items():
+            items = []
+            for letter in group:
+                fields = dict(letter.fields)
+                fields.setdefault("event_id", id_prefix(app, letter.source) + letter.source_id)
+                fields.setdefault("ts", str(id_ms(letter.source_id)))  # the time it was first sent
+                items.append(fields)
+            # Appended before deleted: a crash in between replays twice, which counts once (same event id).
+            client.add_entries(stream, items)
+            client.delete_entries(dead_letter_name(app), [x.id for x in group])
+        return go, kept
+    finally:
+        client.close()
+
+
+# -- the dedupe window ----------------------------------------------------------------------------
+def prune_seen(app: App, *, dry_run: bool = False) -> tuple[int, int]:
+    """Forget event ids counted more than ``usage.dedupe_days`` ago. Returns (dropped, cutoff epoch)."""
+    cutoff = int(time.time() - timedelta(days=app.config["usage.dedupe_days"]).total_seconds())
+    table = SeenEvent.__table__
+    with app.engine.begin() as conn:
+        if dry_run:
+            count = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.seen_at < cutoff))
+            return int(count.scalar() or 0), cutoff
+        result = conn.execute(sa.delete(table).where(table.c.seen_at < cutoff))
+        return int(result.rowcount or 0), cutoff
