@@ -270,7 +270,11 @@ def _price(
     tenant: Tenant,
     period: Period,
     usage_of: Callable[[datetime, datetime], dict[str, int]],
+    *,
+    adjustments: tuple[list[Adjustment], list[dict]] | None = None,
 ) -> Priced:
+    """Price one tenant's period. ``adjustments`` (lines and their input records) replaces the
+    late-usage adjustments computed now: ``invoices recompute`` reuses an invoice's own."""
     start, end = period.bounds(tenant.timezone)
     pieces = _segments_plan(ctx, tenant, start, end)
     if not pieces:
@@ -301,7 +305,7 @@ def _price(
         )
         for d in discount_rows
     ]
-    adjustments, adjustment_docs = _adjustments(conn, ctx, tenant, period)
+    adjustments, adjustment_docs = _adjustments(conn, ctx, tenant, period) if adjustments is None else adjustments
     inputs = {
         "schema": INPUTS_SCHEMA,
         "tenant": tenant.key,

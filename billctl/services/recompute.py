@@ -1,0 +1,139 @@
+"""Price a finalized period again from today's data and compare it with what was invoiced.
+
+Read-only: one read transaction, nothing written (like preview, DESIGN.md invariant 6). The same
+code prices it as finalize did (``invoices._price``), with the invoice's own adjustment lines
+reused as settled history, so unchanged inputs give the same lines and the same fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from billctl.core import compare
+from billctl.core.money import format_amount, from_minor, to_minor
+from billctl.core.periods import Period
+from billctl.db.models import Invoice, InvoiceLine, Tenant
+from billctl.services import invoices as inv_svc
+from billctl.services.context import App
+from billctl.services.explain import stored_adjustments, stored_lines
+from billctl.services.usage import usage_totals
+
+
+@dataclass
+class Recomputed:
+    invoice: Invoice
+    tenant: Tenant
+    fingerprint_now: str
+    subtotal_now_minor: int
+    tax_now_minor: int
+    total_now_minor: int
+    diffs: list[compare.LineDiff] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    proposal: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def same_inputs(self) -> bool:
+        return self.fingerprint_now == self.invoice.fingerprint
+
+    @property
+    def changed(self) -> bool:
+        return not self.same_inputs or any(d.status != "same" for d in self.diffs)
+
+    @property
+    def delta_total_minor(self) -> int:
+        return self.total_now_minor - self.invoice.total_minor
+
+    @property
+    def delta_subtotal_minor(self) -> int:
+        return self.subtotal_now_minor - self.invoice.subtotal_minor
+
+    @property
+    def delta_tax_minor(self) -> int:
+        return self.tax_now_minor - self.invoice.tax_minor
+
+
+def _rows_then(lines: list[InvoiceLine]) -> list[compare.Row]:
+    from decimal import Decimal
+
+    return compare.keyed(
+        [
+            (compare.line_key(x.kind, x.detail or {}), x.kind, x.description, Decimal(x.quantity), x.amount_minor)
+            for x in lines
+        ]
+    )
+
+
+def recompute(
+    app: App, period: Period, tenant_key: str | None = None, *, progress: Callable[[int], None] | None = None
+) -> Iterator[Recomputed]:
+    """Each live invoice of ``period`` (or one tenant's), priced again now and compared."""
+    with Session(app.engine) as session:
+        query = (
+            select(Invoice, Tenant)
+            .join(Tenant, Tenant.id == Invoice.tenant_id)
+            .where(Invoice.period == str(period), Invoice.status != "void")
+            .order_by(Invoice.id)
+        )
+        if tenant_key:
+            query = query.where(Invoice.tenant_id == inv_svc._tenants(session, tenant_key)[0].id)
+        pairs = list(session.exec(query))
+        if progress:
+            progress(len(pairs))
+        ctx = inv_svc._load_context(session, [t.id for _, t in pairs], app.config["billing.adjustment_lookback_months"])
+        conn = session.connection()
+        for invoice, tenant in pairs:
+            lines = list(
+                session.exec(
+                    select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position)
+                )
+            )
+            adjustments = stored_adjustments(stored_lines(lines, invoice.currency))
+            priced = inv_svc._price(
+                conn,
+                ctx,
+                tenant,
+                period,
+                lambda s, e, tid=tenant.id: usage_totals(conn, tid, s, e),
+                adjustments=(adjustments, list(invoice.inputs.get("adjustments", []))),
+            )
+            yield _compare(invoice, tenant, lines, priced)
+
+
+def _compare(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine], priced: inv_svc.Priced) -> Recomputed:
+    currency = invoice.currency
+    if priced.draft is None:  # no plan any more: everything would go
+        result = Recomputed(invoice, tenant, "", 0, 0, 0)
+        result.diffs = compare.diff_lines(_rows_then(lines), [])
+        result.reasons = [f"not billable now: {priced.skipped}"]
+    else:
+        draft = priced.draft
+        rows_now = compare.keyed(
+            [
+                (
+                    compare.line_key(x.kind, inv_svc._jsonable(dict(x.detail))),  # type: ignore[arg-type]
+                    x.kind,
+                    x.description,
+                    x.quantity,
+                    to_minor(x.amount, currency),
+                )
+                for x in draft.lines
+            ]
+        )
+        result = Recomputed(
+            invoice,
+            tenant,
+            priced.fingerprint,
+            to_minor(draft.subtotal, currency),
+            to_minor(draft.tax, currency),
+            to_minor(draft.total, currency),
+            diffs=compare.diff_lines(_rows_then(lines), rows_now),
+            reasons=compare.input_changes(invoice.inputs, priced.inputs),
+        )
+    money = format_amount(from_minor(abs(result.delta_subtotal_minor), currency), currency) + f" {currency}"
+    result.proposal = compare.propose(
+        invoice.number, result.delta_subtotal_minor, result.delta_total_minor, result.reasons, money
+    )
+    return result
