@@ -120,6 +120,9 @@ def _register() -> None:
     app.add_typer(discounts_cmd.app, name="discounts")
     app.add_typer(usage_cmd.app, name="usage")
     app.add_typer(invoices_cmd.app, name="invoices")
+    from billctl.cli import report_cmd
+
+    app.add_typer(report_cmd.app, name="report")
     from billctl.cli import stripe_cmd
 
     app.add_typer(stripe_cmd.app, name="stripe")

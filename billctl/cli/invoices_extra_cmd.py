@@ -9,12 +9,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from billctl.cli.common import OutputOpt, state
-from billctl.cli.output import Out
+from billctl.cli.output import Format, Out
 from billctl.core.money import format_amount, from_minor, to_minor
 from billctl.errors import ExitCode
 from billctl.services import explain as explain_svc
 from billctl.services import invoices as svc
 from billctl.services import recompute as recompute_svc
+from billctl.services import reports as export_svc
 
 InvoiceArg = Annotated[str, typer.Argument(help="Invoice number or id.")]
 
@@ -360,6 +361,79 @@ def _with_progress(out: Out, what: str, func, *args):  # type: ignore[no-untyped
             yield item
 
 
+# ---------------------------------------------------------------- export
+
+EXPORT_COLUMNS = [
+    "tenant",
+    "invoice",
+    "period",
+    "line",
+    "kind",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+    "amount_minor",
+    "tax_rate",
+    "currency",
+]
+
+
+def export(
+    ctx: typer.Context,
+    period: PeriodOpt,
+    tenant: TenantOpt = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", "--output", "-o", help="csv (default), json or table.")
+    ] = Format.csv,
+) -> None:
+    """Every line of the period's finalized invoices, one row per line, for accounting.
+
+    Tax is its own line (kind "tax"), computed once on the invoice subtotal, so the amounts of an
+    invoice's rows add up to its total. Void invoices are left out."""
+    st = state(ctx)
+    out = st.output(fmt)
+    parsed = svc.parse_period(period)
+    rows = export_svc.export_lines(st.app, parsed, tenant)
+    table = [
+        (
+            r.tenant,
+            r.invoice,
+            r.period,
+            r.line,
+            r.kind,
+            r.description,
+            r.quantity,
+            r.unit_price,
+            str(from_minor(r.amount_minor, r.currency)),
+            r.amount_minor,
+            r.tax_rate,
+            r.currency,
+        )
+        for r in rows
+    ]
+    docs = [
+        {
+            "tenant": r.tenant,
+            "invoice": r.invoice,
+            "period": r.period,
+            "line": r.line,
+            "kind": r.kind,
+            "description": r.description,
+            "quantity": r.quantity,
+            "unit_price": r.unit_price,
+            "amount": svc.money(r.amount_minor, r.currency),
+            "tax_rate": r.tax_rate,
+            "currency": r.currency,
+        }
+        for r in rows
+    ]
+    out.rows(EXPORT_COLUMNS, table, documents=docs, title=f"{parsed}: {len(rows)} line(s)", right=["amount"])
+    invoices = len({r.invoice for r in rows})
+    out.info(f"{len(rows)} line(s) of {invoices} invoice(s) for {parsed}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("explain")(explain)
     app.command("recompute")(recompute)
+    app.command("export")(export)

@@ -1,0 +1,192 @@
+"""billctl report revenue"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from billctl.cli.common import OutputOpt, state
+from billctl.cli.output import Out
+from billctl.core.money import format_amount, from_minor
+from billctl.core.revenue import Group, InvoiceSummary, Revenue, bar
+from billctl.services import invoices as inv_svc
+from billctl.services import reports as svc
+
+app = typer.Typer(help="Reports over finalized invoices.", no_args_is_help=True)
+
+
+def _amt(minor: int, currency: str) -> str:
+    return format_amount(from_minor(minor, currency), currency)
+
+
+def _pct(value: object) -> str:
+    return "—" if value is None else f"{value:+}"
+
+
+def _group_doc(g: Group) -> dict:
+    doc = {"plan": g.plan} if g.plan != "*" else {}
+    return {
+        **doc,
+        "currency": g.currency,
+        "invoices": g.invoices,
+        "revenue": inv_svc.money(g.revenue_minor, g.currency),
+        "tax": inv_svc.money(g.tax_minor, g.currency),
+        "total": inv_svc.money(g.total_minor, g.currency),
+        "previous_invoices": g.previous_invoices,
+        "previous_revenue": inv_svc.money(g.previous_revenue_minor, g.currency),
+        "change_percent": None if g.change_percent is None else str(g.change_percent),
+    }
+
+
+def _tenant_doc(i: InvoiceSummary) -> dict:
+    return {
+        "tenant": i.tenant,
+        "invoice": i.number,
+        "plan": i.plan,
+        "currency": i.currency,
+        "revenue": inv_svc.money(i.subtotal_minor, i.currency),
+    }
+
+
+def revenue_doc(r: Revenue) -> dict:
+    return {
+        "period": r.period,
+        "previous_period": r.previous_period,
+        "by_plan": [_group_doc(g) for g in r.by_plan],
+        "by_currency": [_group_doc(g) for g in r.by_currency],
+        "tenants": {
+            "gained": [_tenant_doc(i) for i in r.gained],
+            "lost": [_tenant_doc(i) for i in r.lost],
+        },
+        "top": [_tenant_doc(i) for i in r.top],
+    }
+
+
+CSV_COLUMNS = ["section", "plan", "tenant", "currency", "invoices", "revenue", "tax", "total", "previous_revenue",
+               "change_percent"]  # fmt: skip
+
+
+def _csv_rows(r: Revenue) -> list[list]:
+    rows: list[list] = []
+    for section, groups in (("plan", r.by_plan), ("currency", r.by_currency)):
+        for g in groups:
+            rows.append(
+                [
+                    section,
+                    "" if g.plan == "*" else g.plan,
+                    "",
+                    g.currency,
+                    g.invoices,
+                    from_minor(g.revenue_minor, g.currency),
+                    from_minor(g.tax_minor, g.currency),
+                    from_minor(g.total_minor, g.currency),
+                    from_minor(g.previous_revenue_minor, g.currency),
+                    "" if g.change_percent is None else g.change_percent,
+                ]
+            )
+    for section, items in (("gained", r.gained), ("lost", r.lost), ("top", r.top)):
+        for i in items:
+            revenue = from_minor(i.subtotal_minor, i.currency)
+            rows.append(
+                [
+                    section,
+                    i.plan,
+                    i.tenant,
+                    i.currency,
+                    1,
+                    "" if section == "lost" else revenue,
+                    "",
+                    "",
+                    revenue if section == "lost" else "",
+                    "",
+                ]
+            )
+    return rows
+
+
+def render_revenue(out: Out, r: Revenue) -> None:
+    largest: dict[str, int] = {}
+    for g in r.by_plan:
+        largest[g.currency] = max(largest.get(g.currency, 0), g.revenue_minor)
+    out.table(
+        ["plan", "currency", "invoices", "revenue", "tax", "total", f"{r.previous_period}", "change %", ""],
+        [
+            (
+                g.plan,
+                g.currency,
+                g.invoices,
+                _amt(g.revenue_minor, g.currency),
+                _amt(g.tax_minor, g.currency),
+                _amt(g.total_minor, g.currency),
+                _amt(g.previous_revenue_minor, g.currency) if g.previous_invoices else "—",
+                _pct(g.change_percent),
+                bar(g.revenue_minor, largest[g.currency], 24),
+            )
+            for g in r.by_plan
+        ],
+        title=f"Revenue {r.period} by plan (before tax; bars within each currency)",
+        right=["invoices", "revenue", "tax", "total", f"{r.previous_period}", "change %"],
+        footer=[
+            (
+                "all plans",
+                g.currency,
+                g.invoices,
+                _amt(g.revenue_minor, g.currency),
+                _amt(g.tax_minor, g.currency),
+                _amt(g.total_minor, g.currency),
+                _amt(g.previous_revenue_minor, g.currency) if g.previous_invoices else "—",
+                _pct(g.change_percent),
+                "",
+            )
+            for g in r.by_currency
+        ],
+    )
+    top_largest: dict[str, int] = {}
+    for i in r.top:
+        top_largest[i.currency] = max(top_largest.get(i.currency, 0), i.subtotal_minor)
+    out.table(
+        ["tenant", "plan", "currency", "revenue", ""],
+        [
+            (
+                i.tenant,
+                i.plan,
+                i.currency,
+                _amt(i.subtotal_minor, i.currency),
+                bar(i.subtotal_minor, top_largest[i.currency], 24),
+            )
+            for i in r.top
+        ],
+        title=f"Top tenants {r.period}",
+        right=["revenue"],
+    )
+    movement = [("gained", i, i.subtotal_minor) for i in r.gained] + [("lost", i, i.subtotal_minor) for i in r.lost]
+    out.table(
+        ["", "tenant", "plan", "currency", f"revenue {r.period} / {r.previous_period}"],
+        [(what, i.tenant, i.plan, i.currency, _amt(minor, i.currency)) for what, i, minor in movement],
+        title=f"Tenants gained ({len(r.gained)}) and lost ({len(r.lost)}) since {r.previous_period}",
+        right=[f"revenue {r.period} / {r.previous_period}"],
+    )
+
+
+@app.command("revenue")
+def revenue(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="How many top tenants per currency.")] = 10,
+    output: OutputOpt = None,
+) -> None:
+    """Revenue of a period: totals per plan and currency, tenants gained and lost, top tenants,
+    change against the previous period, with a bar chart. Only finalized (not void) invoices count."""
+    st = state(ctx)
+    out = st.output(output)
+    report = svc.revenue_report(st.app, inv_svc.parse_period(period), top)
+    if out.fmt == "json":
+        out.json(revenue_doc(report))
+    elif out.fmt == "csv":
+        out.csv(CSV_COLUMNS, _csv_rows(report))
+    else:
+        if not report.by_plan:
+            out.info(f"no finalized invoices for {report.period} or {report.previous_period}")
+            return
+        render_revenue(out, report)
