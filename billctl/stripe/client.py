@@ -28,6 +28,8 @@ from billctl.stripe.keys import StripeSettings, redact
 from billctl.stripe.throttle import Throttle
 
 TIMEOUT_SECONDS = 30
+BACKOFF_INITIAL = 0.5  # seconds before the first retry; doubles per retry (with jitter)
+BACKOFF_MAX = 8.0
 
 
 class StripeFailure(BillctlError):
@@ -61,15 +63,15 @@ class Gateway:
         *,
         dry_run: bool = False,
         on_call: Callable[[str], None] | None = None,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 8.0,
+        backoff_initial: float | None = None,
+        backoff_max: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.dry_run = dry_run
         self.on_call = on_call
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.backoff_initial = BACKOFF_INITIAL if backoff_initial is None else backoff_initial
+        self.backoff_max = BACKOFF_MAX if backoff_max is None else backoff_max
         self._sleep = sleep
         self.throttle = Throttle(settings.max_requests_per_second)
         http_client = stripe.RequestsClient(timeout=TIMEOUT_SECONDS)

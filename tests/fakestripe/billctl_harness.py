@@ -1,0 +1,139 @@
+"""Driving billctl against FakeStripe in tests: settings, a service-level App, sample data.
+
+Kept apart from the fake itself (which knows nothing about billctl)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tests.fakestripe import FakeStripe
+from tests.helpers import BASIC, bulk, events_file, write_plan
+
+TEST_KEY = "sk_test_billctlFAKEkey0123456789"
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a gateway hook after the N-th Stripe call: the process 'dies' right after Stripe
+    acted and before billctl recorded anything (a BaseException, so no handler swallows it)."""
+
+
+def stripe_env(fake: FakeStripe, rate: float = 1000, **extra: str) -> dict[str, str]:
+    return {
+        "BILLCTL_STRIPE_API_KEY": TEST_KEY,
+        "BILLCTL_STRIPE_API_BASE": fake.url,
+        "BILLCTL_STRIPE_MAX_REQUESTS_PER_SECOND": str(rate),
+        **extra,
+    }
+
+
+def make_app(db_url: str, fake: FakeStripe, rate: float = 1000, **settings: Any) -> Any:
+    from billctl.config import load_config
+    from billctl.services.context import App
+
+    overrides = {"database.url": db_url, **{k.replace("__", "."): v for k, v in settings.items()}}
+    app = App(config=load_config(None, overrides, env=stripe_env(fake, rate)), actor="tester")
+    return app
+
+
+def crash_after(n: int):  # type: ignore[no-untyped-def]
+    """A gateway on_call hook that crashes right after the n-th successful Stripe call."""
+    calls: list[str] = []
+
+    def hook(label: str) -> None:
+        calls.append(label)
+        if len(calls) == n:
+            raise SimulatedCrash(f"crash after call {n} ({label})")
+
+    hook.calls = calls  # type: ignore[attr-defined]
+    return hook
+
+
+def setup_tenants(
+    cli: Any, tmp_path: Path, tenants: list[str], *, units: int = 25_000, finalize: bool = True, email: bool = True
+) -> None:
+    """Plan `basic`, the tenants on it, ``units`` of usage each in 2026-10, invoices finalized."""
+    cli("db", "upgrade")
+    cli("plans", "create", "--file", write_plan(tmp_path, "basic", BASIC))
+    events: list[dict] = []
+    for key in tenants:
+        args = ["--name", key.title()] + (["--email", f"billing@{key}.test"] if email else [])
+        cli("tenants", "create", key, *args)
+        cli("tenants", "assign-plan", key, "basic", "--effective", "2026-10-01")
+        if units:
+            events += bulk(key, units)
+    if events:
+        cli("usage", "import", events_file(tmp_path, events))
+    if finalize:
+        cli("invoices", "finalize", "--period", "2026-10", "--yes")
+
+
+def stripe_invoices_for(fake: FakeStripe, number: str) -> list[dict[str, Any]]:
+    return [i for i in fake.invoices.values() if i["metadata"].get("billctl_invoice") == number]
+
+
+def stripe_items_for(fake: FakeStripe, invoice_id: str) -> list[dict[str, Any]]:
+    return [i for i in fake.invoiceitems.values() if i["invoice"] == invoice_id]
+
+
+def customers_for(fake: FakeStripe, tenant: str) -> list[dict[str, Any]]:
+    return [c for c in fake.customers.values() if c["metadata"].get("tenant_id") == tenant]
+
+
+def local_lines(db_url: str, number: str) -> list[tuple[int, int, str | None]]:
+    """(position, amount_minor, stripe_item_id) of a local invoice's lines."""
+    from billctl.db.engine import create_db_engine
+
+    engine = create_db_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT l.position, l.amount_minor, l.stripe_item_id FROM invoice_line l "
+                "JOIN invoice i ON i.id = l.invoice_id WHERE i.number = :n ORDER BY l.position"
+            ),
+            {"n": number},
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def local_invoice(db_url: str, number: str) -> dict[str, Any]:
+    from billctl.db.engine import create_db_engine
+
+    engine = create_db_engine(db_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM invoice WHERE number = :n"), {"n": number}).mappings().one()
+    engine.dispose()
+    return dict(row)
+
+
+def table_counts(db_url: str) -> dict[str, int]:
+    from billctl.db.engine import create_db_engine
+
+    engine = create_db_engine(db_url)
+    with engine.connect() as conn:
+        tables = [t for t in sa.inspect(conn).get_table_names() if t != "alembic_version"]
+        counts = {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in tables}
+    engine.dispose()
+    return counts
+
+
+def assert_exactly_once(fake: FakeStripe, db_url: str, number: str, tenant: str) -> dict[str, Any]:
+    """One customer for the tenant, one Stripe invoice for ``number``, finalized, with exactly the
+    local lines (one item per position, same amounts), and the Stripe ids stored locally."""
+    assert len(customers_for(fake, tenant)) == 1, customers_for(fake, tenant)
+    invoices = stripe_invoices_for(fake, number)
+    assert len(invoices) == 1, [i["id"] for i in invoices]
+    (remote,) = invoices
+    assert remote["status"] in ("open", "paid"), remote["status"]
+    items = stripe_items_for(fake, remote["id"])
+    lines = local_lines(db_url, number)
+    assert sorted((int(i["metadata"]["billctl_line"]), i["amount"]) for i in items) == [(p, a) for p, a, _ in lines]
+    assert {i["id"] for i in items} == {item for _, _, item in lines}
+    local = local_invoice(db_url, number)
+    assert local["stripe_invoice_id"] == remote["id"]
+    assert local["stripe_number"] == remote["number"]
+    assert remote["total"] == local["total_minor"]
+    return remote
