@@ -1,0 +1,134 @@
+"""Stripe configuration: where the key comes from, what is refused, and that it is never shown."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+_REPO = str(Path(__file__).resolve().parents[1])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from billctl.config import load_config  # noqa: E402
+from billctl.errors import ConfigError  # noqa: E402
+from billctl.stripe.keys import redact, resolve_api_key, stripe_settings  # noqa: E402
+from tests.fakestripe import FakeStripe  # noqa: E402
+from tests.fakestripe.billctl_harness import TEST_KEY, setup_tenants, stripe_env  # noqa: E402
+
+LIVE = "sk_live_51HxLIVEkeyNEVERshown0000"
+
+
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    from billctl.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("BILLCTL_", "STRIPE_")) and not name.startswith("BILLCTL_TEST_"):
+            monkeypatch.delenv(name)
+    return CliRunner().invoke(
+        app,
+        ["--database-url", f"sqlite:///{tmp_path}/none.db", *args],
+        env={"NO_COLOR": "1", "COLUMNS": "200", **(env or {})},
+        catch_exceptions=False,
+    )
+
+
+def test_missing_key_is_a_config_error(tmp_path, monkeypatch):
+    for command in (["stripe", "push"], ["stripe", "sync-customers"], ["stripe", "sync-status"], ["stripe", "check"]):
+        result = run(tmp_path, monkeypatch, *command)
+        assert result.exit_code == 4, result.stderr
+        assert "no Stripe API key configured" in result.stderr and "STRIPE_API_KEY" in result.stderr
+
+
+def test_key_sources_and_precedence(tmp_path):
+    key_file = tmp_path / "stripe.key"
+    key_file.write_text(TEST_KEY + "\n")
+    cfg = load_config(None, {"stripe.api_key_file": str(key_file)}, env={})
+    assert resolve_api_key(cfg, env={}) == (TEST_KEY, f"file {key_file}")
+    assert resolve_api_key(cfg, env={"STRIPE_API_KEY": "sk_test_fromenv1234567"})[1] == "env STRIPE_API_KEY"
+    cfg = load_config(None, env={"BILLCTL_STRIPE_API_KEY": "sk_test_prefixed123456"})
+    assert resolve_api_key(cfg, env={"STRIPE_API_KEY": "sk_test_fromenv1234567"})[0] == "sk_test_prefixed123456"
+    settings = stripe_settings(load_config(None, env={}), env={"STRIPE_API_KEY": "rk_test_restricted12345"})
+    assert settings.key_kind == "test restricted key"
+    assert "rk_test_restricted12345" not in repr(settings) + str(settings)
+    with pytest.raises(ConfigError, match="cannot read"):
+        resolve_api_key(load_config(None, {"stripe.api_key_file": str(tmp_path / "nope")}, env={}), env={})
+
+
+def test_key_never_accepted_from_toml(tmp_path, monkeypatch):
+    (tmp_path / "billctl.toml").write_text(f'[stripe]\napi_key = "{TEST_KEY}"\n')
+    result = run(tmp_path, monkeypatch, "stripe", "check")
+    assert result.exit_code == 4 and "secret" in result.stderr
+    assert TEST_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "base", "message"),
+    [
+        (LIVE, "http://127.0.0.1:12111", "refusing to send a live Stripe key"),
+        (LIVE, "https://stripe-mock.internal", "refusing to send a live Stripe key"),
+        ("pk_test_publishable123456", "https://api.stripe.com", "publishable"),
+        ("hunter2-not-a-key", "https://api.stripe.com", "not a Stripe secret or restricted key"),
+        ("sk_test_fine12345678", "http://api.stripe.com", "https"),
+    ],
+)
+def test_unsafe_or_invalid_keys_are_refused(tmp_path, monkeypatch, key, base, message):
+    result = run(
+        tmp_path,
+        monkeypatch,
+        "stripe",
+        "push",
+        env={"STRIPE_API_KEY": key, "BILLCTL_STRIPE_API_BASE": base},
+    )
+    assert result.exit_code == 4, result.stderr
+    assert message in result.stderr
+    assert key not in result.stdout + result.stderr
+
+
+def test_live_key_allowed_for_stripe_itself(tmp_path, monkeypatch):
+    result = run(tmp_path, monkeypatch, "stripe", "check", "-o", "json", env={"STRIPE_API_KEY": LIVE})
+    assert result.exit_code == 0, result.stderr
+    assert '"live secret key"' in result.stdout and LIVE not in result.stdout + result.stderr
+
+
+def test_bad_settings(tmp_path, monkeypatch):
+    for setting, value, message in [
+        ("stripe.max_requests_per_second", "0", "above 0"),
+        ("stripe.collection_method", "cash", "charge_automatically or send_invoice"),
+        ("stripe.api_base", "https://api.stripe.com/v1", "no path"),
+    ]:
+        result = run(tmp_path, monkeypatch, "--set", f"{setting}={value}", "stripe", "check")
+        assert result.exit_code == 4 and message in result.stderr, (setting, result.stderr)
+
+
+def test_rejected_key_is_a_config_error_and_never_printed(cli, tmp_path, db_url):
+    with FakeStripe(api_key_prefix="sk_test_somebodyelse") as fake:
+        setup_tenants(cli, tmp_path, ["acme"])
+        cli.env.update(stripe_env(fake))
+        result = cli("stripe", "push", expect=4)
+        assert "Stripe refused the API key" in result.stderr
+        assert TEST_KEY not in result.stdout + result.stderr
+        assert TEST_KEY[-4:] not in result.stderr  # not even Stripe's masked form of it
+        check = cli("stripe", "check")
+        assert TEST_KEY not in check.stdout + check.stderr and "test secret key" in check.stdout
+
+
+def test_stripe_down_is_a_dependency_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("billctl.stripe.client.BACKOFF_INITIAL", 0.01)
+    setup_tenants(cli, tmp_path, ["acme"])
+    with FakeStripe() as fake:
+        url = fake.url
+    cli.env.update(
+        {"BILLCTL_STRIPE_API_KEY": TEST_KEY, "BILLCTL_STRIPE_API_BASE": url, "BILLCTL_STRIPE_MAX_RETRIES": "1"}
+    )
+    result = cli("stripe", "push", expect=5)
+    assert "Stripe unreachable" in result.stderr
+
+
+def test_redact():
+    text = "Invalid API Key provided: sk_test_****1234; also rk_live_abcdEFGH1234 and whsec_abcdef123456"
+    assert redact(text) == "Invalid API Key provided: [redacted key]; also [redacted key] and whsec_[redacted]"
