@@ -418,3 +418,8 @@ def dead_replay(
     for x in kept[:20]:
         out.warn(f"kept {x.id}: {x.problem} (fix it, or --force)")
     out.success(f"{'would replay' if dry_run else 'replayed'} {len(go):,} dead letter(s); {len(kept):,} kept")
+
+
+from billctl.cli import anomalies_cmd  # noqa: E402
+
+anomalies_cmd.register(app)

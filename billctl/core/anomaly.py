@@ -29,7 +29,7 @@ DAY = 86_400
 @dataclass(frozen=True)
 class Settings:
     threshold: float = 5.0  # robust z-score at or above which a window is anomalous
-    min_units: int = 100  # ... and the excess over the median is at least this many units
+    min_units: int = 1000  # ... and the excess over the median is at least this many units
     relative_floor: float = 0.2  # the scale is at least this share of the median
     min_history: int = 7  # days of history needed to judge a tenant at all
     min_weeks: int = 2  # same-weekday points needed for the weekly check to apply

@@ -60,7 +60,7 @@ def test_spikes_are_caught(seed, factor):
     rng = random.Random(100 + seed)
     spikes = sorted(rng.sample(last_hours(data, 14), 3))
     for t in spikes:
-        data[t] = data[t] * factor + 500
+        data[t] = data[t] * factor + 1500
     flagged = [t for t in last_hours(data, 14) if check("t", data, t)]
     assert flagged == spikes
 
@@ -109,7 +109,7 @@ def test_too_little_history_is_not_judged():
 
 def test_detect_orders_by_score_and_uses_history_caps():
     at = START + 30 * DAY
-    quiet = {START + d * DAY: 100 for d in range(30)} | {at: 900}
+    quiet = {START + d * DAY: 100 for d in range(30)} | {at: 2_000}
     loud = {START + d * DAY: 100 for d in range(30)} | {at: 90_000}
     normal = {START + d * DAY: 100 for d in range(31)}
     found = detect({"quiet": quiet, "loud": loud, "normal": normal}, at)
