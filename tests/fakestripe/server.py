@@ -179,6 +179,7 @@ class _IdempotencyEntry:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def version_string(self) -> str:
@@ -230,6 +231,7 @@ class FakeStripe:
         self.webhook_endpoints: list[dict[str, Any]] = []
         self.webhook_deliveries: list[WebhookDelivery] = []
         self._idempotency: dict[tuple[str, str], _IdempotencyEntry] = {}
+        self._random_faults: tuple[float, tuple[int, ...], float, Any] | None = None
         self._recent: deque[float] = deque()
         self._webhook_queue: queue.Queue[tuple[dict[str, Any], dict[str, Any], bytes] | None] = queue.Queue()
         self._webhook_pending = 0
@@ -318,6 +320,7 @@ class FakeStripe:
             self.webhook_deliveries.clear()
             self._idempotency.clear()
             self._recent.clear()
+            self._random_faults = None
 
     # ------------------------------------------------------------------------------ behaviours
     def inject(self, *, method: str | None = None, path_regex: str = ".*", status: int | None = None,
@@ -341,6 +344,42 @@ class FakeStripe:
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def random_faults(self, probability: float, statuses: tuple[int, ...] = (429, 500), *,
+                      after_processing_share: float = 0.5, seed: int | None = 0) -> None:
+        """From now on, answer a random ``probability`` share of requests (those no queued fault
+        claims) with one of ``statuses``, chosen evenly. A 429 is refused before any effect (as
+        Stripe's rate limiter does); a 5xx takes effect first in ``after_processing_share`` of cases
+        (the answer is lost, the change is made), else before. ``probability=0`` turns this off."""
+        import random
+
+        if not 0 <= probability <= 1:
+            raise ValueError("probability must be between 0 and 1")
+        with self._lock:
+            self._random_faults = (
+                (probability, tuple(statuses), after_processing_share, random.Random(seed)) if probability else None
+            )
+
+    def _random_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            if self._random_faults is None:
+                return None
+            probability, statuses, share, rng = self._random_faults
+            if rng.random() >= probability:
+                return None
+            status = rng.choice(statuses)
+            after = status >= 500 and rng.random() < share
+        fault = Fault(method, ".*", status, None, 0.0, False, after, 1)
+        fault.hits = 1
+        return fault
+
+    def forget_idempotency_keys(self) -> int:
+        """Forget every stored idempotency key now (as Stripe does after about 24 hours; advancing
+        the clock past ``idempotency_ttl_seconds`` does the same). Returns how many were dropped."""
+        with self._lock:
+            count = len(self._idempotency)
+            self._idempotency = {k: v for k, v in self._idempotency.items() if v.response is None}
+            return count - len(self._idempotency)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -483,7 +522,7 @@ class FakeStripe:
         idempotency_key = handler.headers.get("Idempotency-Key") if method == "POST" else None
         request_id = new_id("req_", 14)
 
-        fault = self._take_fault(method, path)
+        fault = self._take_fault(method, path) or self._random_fault(method, path)
         if fault is not None and not fault.after_processing and (fault.status is not None or fault.drop_connection):
             if fault.delay:
                 time.sleep(fault.delay)
