@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from billctl.cli.common import OutputOpt, state
 from billctl.cli.output import Out
@@ -105,35 +107,51 @@ def _csv_rows(r: Revenue) -> list[list]:
     return rows
 
 
+def _table(
+    out: Out, title: str, columns: list[str], rows: list[tuple], right: set[str], footer: list[tuple] = ()
+) -> None:
+    """Like ``Out.table``, with the bar column (the last, unnamed one) never wrapped."""
+    table = Table(title=escape(title), title_justify="left", header_style="bold")
+    for name in columns:
+        if name == "":
+            table.add_column("", no_wrap=True, overflow="crop")
+        else:
+            table.add_column(name, justify="right" if name in right else "left", overflow="fold")
+    for index, row in enumerate(rows):
+        table.add_row(*[escape(str(v)) for v in row], end_section=bool(footer) and index == len(rows) - 1)
+    for row in footer:
+        table.add_row(*[escape(str(v)) for v in row], style="bold")
+    out.console.print(table)
+
+
 def render_revenue(out: Out, r: Revenue) -> None:
     largest: dict[str, int] = {}
     for g in r.by_plan:
         largest[g.currency] = max(largest.get(g.currency, 0), g.revenue_minor)
-    out.table(
-        ["plan", "currency", "invoices", "revenue", "tax", "total", f"{r.previous_period}", "change %", ""],
+    _table(
+        out,
+        f"Revenue {r.period} by plan (before tax; bars within each currency)",
+        ["plan", "currency", "invoices", "revenue", "with tax", f"{r.previous_period}", "change %", ""],
         [
             (
                 g.plan,
                 g.currency,
                 g.invoices,
                 _amt(g.revenue_minor, g.currency),
-                _amt(g.tax_minor, g.currency),
                 _amt(g.total_minor, g.currency),
                 _amt(g.previous_revenue_minor, g.currency) if g.previous_invoices else "—",
                 _pct(g.change_percent),
-                bar(g.revenue_minor, largest[g.currency], 24),
+                bar(g.revenue_minor, largest[g.currency], 16),
             )
             for g in r.by_plan
         ],
-        title=f"Revenue {r.period} by plan (before tax; bars within each currency)",
-        right=["invoices", "revenue", "tax", "total", f"{r.previous_period}", "change %"],
-        footer=[
+        {"invoices", "revenue", "with tax", f"{r.previous_period}", "change %"},
+        [
             (
                 "all plans",
                 g.currency,
                 g.invoices,
                 _amt(g.revenue_minor, g.currency),
-                _amt(g.tax_minor, g.currency),
                 _amt(g.total_minor, g.currency),
                 _amt(g.previous_revenue_minor, g.currency) if g.previous_invoices else "—",
                 _pct(g.change_percent),
@@ -145,7 +163,9 @@ def render_revenue(out: Out, r: Revenue) -> None:
     top_largest: dict[str, int] = {}
     for i in r.top:
         top_largest[i.currency] = max(top_largest.get(i.currency, 0), i.subtotal_minor)
-    out.table(
+    _table(
+        out,
+        f"Top tenants {r.period}",
         ["tenant", "plan", "currency", "revenue", ""],
         [
             (
@@ -153,19 +173,18 @@ def render_revenue(out: Out, r: Revenue) -> None:
                 i.plan,
                 i.currency,
                 _amt(i.subtotal_minor, i.currency),
-                bar(i.subtotal_minor, top_largest[i.currency], 24),
+                bar(i.subtotal_minor, top_largest[i.currency], 16),
             )
             for i in r.top
         ],
-        title=f"Top tenants {r.period}",
-        right=["revenue"],
+        {"revenue"},
     )
-    movement = [("gained", i, i.subtotal_minor) for i in r.gained] + [("lost", i, i.subtotal_minor) for i in r.lost]
+    movement = [("gained", i, r.period) for i in r.gained] + [("lost", i, r.previous_period) for i in r.lost]
     out.table(
-        ["", "tenant", "plan", "currency", f"revenue {r.period} / {r.previous_period}"],
-        [(what, i.tenant, i.plan, i.currency, _amt(minor, i.currency)) for what, i, minor in movement],
+        ["", "tenant", "plan", "currency", "revenue in", "revenue"],
+        [(what, i.tenant, i.plan, i.currency, when, _amt(i.subtotal_minor, i.currency)) for what, i, when in movement],
         title=f"Tenants gained ({len(r.gained)}) and lost ({len(r.lost)}) since {r.previous_period}",
-        right=[f"revenue {r.period} / {r.previous_period}"],
+        right=["revenue"],
     )
 
 
