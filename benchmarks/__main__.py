@@ -2,9 +2,10 @@
 
 import sys
 
-from benchmarks import preview
+from benchmarks import preview, stripe_push
 
 BENCHMARKS = {"preview": preview.main}
+BENCHMARKS["stripe_push"] = stripe_push.main  # issue 4: python -m benchmarks stripe_push
 
 
 def main() -> None:
