@@ -155,7 +155,7 @@ def test_throttle_never_exceeds_rate_and_nearly_reaches_it():
             sent.append(clock.t)
         assert max_in_window(sent) <= rate
         achieved = (len(sent) - 1) / (sent[-1] - sent[0])
-        assert 0.97 * rate <= achieved <= rate, (rate, achieved)
+        assert 0.94 * rate <= achieved <= rate, (rate, achieved)  # the margin costs about 5 %
 
 
 def test_throttle_after_idle_does_not_burst():
@@ -195,6 +195,7 @@ def test_throttle_over_http_with_threads():
             thread.join()
         log = list(fake.request_log)
     assert len(log) == 60 and all(r.status == 200 for r in log)
-    assert max_in_window([r.timestamp for r in log]) <= rate
-    span = log[-1].timestamp - log[0].timestamp
+    arrivals = sorted(r.received for r in log)
+    assert max_in_window(arrivals) <= rate
+    span = arrivals[-1] - arrivals[0]
     assert (len(log) - 1) / span >= 0.9 * rate

@@ -394,18 +394,30 @@ def push(
     with Session(app.engine) as session:
         tenants = {t.id: t for t in session.exec(select(Tenant).where(Tenant.id.in_(tenant_ids)))} if tenant_ids else {}
     failed_tenants: dict[int, str] = {}
-    for tid in tenant_ids:
+
+    def customer(tid: int) -> Outcome | None:
         tenant = tenants[tid]
         if tenant.stripe_customer_id:
-            continue
+            return None
         try:
-            outcome = ensure_customer(app, gw, tenant, store)
+            return ensure_customer(app, gw, tenant, store)
+        except StripeFailure as exc:
+            failed_tenants[tid] = str(exc)
+            return None
+
+    def pool_map(fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        if workers <= 1:
+            yield from map(fn, items)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-push") as pool:
+            yield from pool.map(fn, items)
+
+    for tid, outcome in zip(tenant_ids, pool_map(customer, tenant_ids), strict=True):
+        if outcome is not None:
             report.outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
-        except StripeFailure as exc:
-            failed_tenants[tid] = str(exc)
-        customers[tid] = tenant.stripe_customer_id
+        customers[tid] = tenants[tid].stripe_customer_id
 
     def one(item: tuple[int, int]) -> Outcome:
         invoice_id, tid = item
@@ -416,18 +428,10 @@ def push(
         except StripeFailure as exc:
             return _failed(app, invoice_id, str(exc))
 
-    if workers <= 1:
-        results: Iterator[Outcome] = map(one, todo)
-        for outcome in results:
-            report.outcomes.append(outcome)
-            if on_outcome:
-                on_outcome(outcome)
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-push") as pool:
-            for outcome in pool.map(one, todo):
-                report.outcomes.append(outcome)
-                if on_outcome:
-                    on_outcome(outcome)
+    for outcome in pool_map(one, todo):
+        report.outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
     _count(report, gw)
     report.seconds = time.perf_counter() - started
     return report

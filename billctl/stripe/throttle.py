@@ -1,9 +1,9 @@
 """A client-side request throttle that never exceeds its rate.
 
-Each request takes a slot: slots are at least ``1/rate`` seconds apart, and (a hard guarantee
-checked against the actual slot times) no window of one second holds more than ``floor(rate)``
-slots, with a small margin for network jitter so the server's own one-second window agrees.
-Thread-safe: slots are handed out under a lock, the waiting happens outside it.
+Requests are let go at least ``1/rate`` seconds apart, and (a hard guarantee, checked against
+the times they were actually let go) no window of ``1 + margin`` seconds holds more than
+``floor(rate)`` of them: the margin absorbs network and scheduling jitter so that the server's
+own one-second window agrees. Thread-safe: the check is under a lock, the waiting outside it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class Throttle:
         self,
         rate: float,
         *,
-        margin: float = 0.01,
+        margin: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -37,24 +37,23 @@ class Throttle:
         self._recent: deque[float] = deque(maxlen=self.per_window)
         self.waited = 0.0  # total seconds spent waiting, for reports
 
-    def reserve(self) -> float:
-        """Take the next slot; returns the (clock) time at which the caller may send."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next)
-            if len(self._recent) == self.per_window:
-                slot = max(slot, self._recent[0] + 1.0 + self.margin)
-            self._recent.append(slot)
-            self._next = slot + self.interval
-            return slot
-
     def acquire(self) -> float:
-        """Wait for a slot; returns the seconds waited."""
-        slot = self.reserve()
-        wait = slot - self._clock()
-        if wait > 0:
-            self._sleep(wait)
+        """Wait until a request may be sent and count it as sent now; returns the seconds waited.
+
+        The window is checked against the times requests were actually let go (not reserved
+        slots), so a thread that wakes late can never make a burst with the ones after it."""
+        waited = 0.0
+        while True:
             with self._lock:
-                self.waited += wait
-            return wait
-        return 0.0
+                now = self._clock()
+                allowed = self._next
+                if len(self._recent) == self.per_window:
+                    allowed = max(allowed, self._recent[0] + 1.0 + self.margin)
+                if now >= allowed:
+                    self._recent.append(now)
+                    self._next = now + self.interval
+                    self.waited += waited
+                    return waited
+                wait = allowed - now
+            self._sleep(wait)
+            waited += wait

@@ -151,6 +151,7 @@ class LoggedRequest(NamedTuple):
     path: str  # without the query string
     status: int | None  # None: the connection was dropped without a response
     idempotency_key: str | None
+    received: float = 0.0  # real time.time() when the request arrived (rates are measured on this)
 
 
 class WebhookDelivery(NamedTuple):
@@ -232,6 +233,7 @@ class FakeStripe:
         self.webhook_deliveries: list[WebhookDelivery] = []
         self._idempotency: dict[tuple[str, str], _IdempotencyEntry] = {}
         self._random_faults: tuple[float, tuple[int, ...], float, Any] | None = None
+        self._arrival = threading.local()  # (time.time(), time.monotonic()) of the request being handled
         self._recent: deque[float] = deque()
         self._webhook_queue: queue.Queue[tuple[dict[str, Any], dict[str, Any], bytes] | None] = queue.Queue()
         self._webhook_pending = 0
@@ -511,6 +513,7 @@ class FakeStripe:
         return None
 
     def _handle(self, handler: _Handler) -> None:
+        self._arrival.at = (time.time(), time.monotonic())
         method = handler.command
         split = urlsplit(handler.path)
         path, query = split.path, split.query
@@ -651,8 +654,9 @@ class FakeStripe:
                     self._idempotency.pop(entry_key, None)
 
     def _admit(self) -> bool:
-        """Sliding one-second window of real time: at most ``rate_limit`` requests per second."""
-        now = time.monotonic()
+        """Sliding one-second window of real time: at most ``rate_limit`` requests per second
+        (by arrival time)."""
+        now = getattr(self._arrival, "at", (0.0, time.monotonic()))[1]
         with self._lock:
             while self._recent and now - self._recent[0] >= 1.0:
                 self._recent.popleft()
@@ -663,7 +667,8 @@ class FakeStripe:
 
     def _log(self, method: str, path: str, status: int | None, idempotency_key: str | None) -> None:
         with self._lock:
-            self.request_log.append(LoggedRequest(time.time(), method, path, status, idempotency_key))
+            received = getattr(self._arrival, "at", (time.time(), 0.0))[0]
+            self.request_log.append(LoggedRequest(time.time(), method, path, status, idempotency_key, received))
 
     def _send(self, handler: _Handler, response: _Response, method: str, path: str,
               idempotency_key: str | None, request_id: str) -> None:
