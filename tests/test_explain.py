@@ -108,3 +108,17 @@ def test_explain_unknown_invoice(cli, tmp_path):
     cli("db", "upgrade")
     result = cli("invoices", "explain", "INV-NOPE", expect=3)
     assert "unknown invoice" in result.stderr and result.stdout == ""
+
+
+def test_explain_adjustment_line(cli, tmp_path):
+    setup_tiered(cli, tmp_path)
+    cli("usage", "import", events_file(tmp_path, bulk("acme", 500, endpoint="/v1/ocr", prefix="late"), "late.ndjson"))
+    cli("invoices", "finalize", "--period", "2026-11", "--yes")
+    doc = cli("invoices", "explain", "INV-2026-11-000002", "-o", "json").json()
+    (adjustment,) = [x for x in doc["lines"] if x["kind"] == "adjustment"]
+    s = steps(adjustment)
+    assert s["for period"] == "2026-10 (invoice INV-2026-10-000001)"
+    assert s["usage"] == "billed 19,001 units, now 19,501 units (+500)"
+    # 500 ocr units × weight 3 = 1,500 more units in tier 2 at 0.00005 = 0.075; less the 10 % discount
+    assert s["charges before tax"].startswith("billed 11.43, now 11.50")
+    assert doc["verification"]["problems"] == []

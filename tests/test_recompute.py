@@ -98,3 +98,19 @@ def test_recompute_errors(cli, tmp_path):
     assert "unknown tenant" in cli("invoices", "recompute", "--period", "2026-10", "-t", "nope", expect=3).stderr
     empty = cli("invoices", "recompute", "--period", "2026-10", "-o", "json").json()
     assert empty["invoices"] == [] and empty["summary"]["invoices"] == 0
+
+
+def test_invoice_with_an_adjustment_recomputes_identically(cli, tmp_path):
+    """November carries an adjustment for October's late usage: recomputing November reuses it as
+    settled history, so nothing differs and the fingerprint is the same."""
+    finalized(cli, tmp_path)
+    cli("usage", "import", events_file(tmp_path, bulk("acme", 2_000, prefix="late"), "late.ndjson"))
+    cli("invoices", "finalize", "--period", "2026-11", "--yes")
+    doc = cli("invoices", "recompute", "--period", "2026-11", "--tenant", "acme", "--diff", "-o", "json").json()
+    (inv,) = doc["invoices"]
+    assert inv["changed"] is False and inv["same_inputs"] is True
+    assert [line["kind"] for line in inv["lines"]] == ["base", "usage", "adjustment", "tax"]
+    assert {line["status"] for line in inv["lines"]} == {"same"}
+    # October now differs from what was invoiced, and says the adjustment took care of it
+    (october,) = cli("invoices", "recompute", "-p", "2026-10", "-t", "acme", "-o", "json").json()["invoices"]
+    assert october["changed"] is True and october["proposal"]["action"] == "adjustment"
