@@ -114,3 +114,14 @@ def test_invoice_with_an_adjustment_recomputes_identically(cli, tmp_path):
     # October now differs from what was invoiced, and says the adjustment took care of it
     (october,) = cli("invoices", "recompute", "-p", "2026-10", "-t", "acme", "-o", "json").json()["invoices"]
     assert october["changed"] is True and october["proposal"]["action"] == "adjustment"
+
+
+def test_tenant_without_an_invoice_is_reported(cli, tmp_path):
+    finalized(cli, tmp_path)
+    cli("tenants", "create", "latecomer")
+    cli("tenants", "assign-plan", "latecomer", "basic", "--effective", "2026-10-01")  # after finalize
+    doc = cli("invoices", "recompute", "--period", "2026-10", "-o", "json").json()
+    assert doc["not_invoiced"] == ["latecomer"]
+    assert doc["summary"]["changed"] == 0
+    result = cli("invoices", "recompute", "--period", "2026-10", "--exit-code", expect=10)
+    assert "have no invoice for 2026-10: latecomer" in result.stderr

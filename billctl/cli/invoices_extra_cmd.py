@@ -236,7 +236,8 @@ def recompute(
     tenant: TenantOpt = None,
     diff: Annotated[bool, typer.Option("--diff", help="Show every line: invoiced, now, change.")] = False,
     exit_code: Annotated[
-        bool, typer.Option("--exit-code", help="Exit 10 when any invoice differs (for a scheduled check).")
+        bool,
+        typer.Option("--exit-code", help="Exit 10 when an invoice differs or one is missing (for a scheduled check)."),
     ] = False,
     output: OutputOpt = None,
 ) -> None:
@@ -247,12 +248,14 @@ def recompute(
     parsed = svc.parse_period(period)
     results = list(_with_progress(out, "recomputing", recompute_svc.recompute, st.app, parsed, tenant))
     changed = [r for r in results if r.changed]
+    missing = recompute_svc.not_invoiced(st.app, parsed, tenant)
     if out.fmt == "json":
         out.json(
             {
                 "period": str(parsed),
                 "writes_nothing": True,
                 "invoices": [recompute_doc(r, diff) for r in results],
+                "not_invoiced": missing,
                 "summary": {
                     "invoices": len(results),
                     "changed": len(changed),
@@ -342,7 +345,9 @@ def recompute(
             out.info("re-run with --diff for the line-by-line differences and the proposed corrections")
         if not results:
             out.info(f"no finalized invoices for {parsed}")
-    if exit_code and changed:
+    if missing:
+        out.warn(f"{len(missing)} active tenant(s) with a plan have no invoice for {parsed}: {', '.join(missing)}")
+    if exit_code and (changed or missing):
         raise typer.Exit(int(ExitCode.FOUND))
 
 

@@ -137,3 +137,21 @@ def _compare(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine], priced:
         invoice.number, result.delta_subtotal_minor, result.delta_total_minor, result.reasons, money
     )
     return result
+
+
+def not_invoiced(app: App, period: Period, tenant_key: str | None = None) -> list[str]:
+    """Active tenants that have a plan for ``period`` today but no live invoice for it (a plan
+    assigned after the period was finalized, say): ``invoices finalize`` would bill them."""
+    with Session(app.engine) as session:
+        tenants = inv_svc._tenants(session, tenant_key)
+        ids = [t.id for t in tenants]
+        live = inv_svc._live_invoices(session, period, ids)
+        ctx = inv_svc._load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+        missing = []
+        for tenant in tenants:
+            if tenant.id in live or tenant.status != "active":
+                continue
+            start, end = period.bounds(tenant.timezone)
+            if inv_svc._segments_plan(ctx, tenant, start, end):
+                missing.append(tenant.key)
+        return missing
