@@ -1,10 +1,10 @@
-"""Run benchmarks: ``python -m benchmarks [name ...] [-- options]``. Names: preview."""
+"""Run benchmarks: ``python -m benchmarks [name ...] [-- options]``. Names: preview, stream."""
 
 import sys
 
-from benchmarks import preview, stripe_push
+from benchmarks import preview, stream, stripe_push
 
-BENCHMARKS = {"preview": preview.main}
+BENCHMARKS = {"preview": preview.main, "stream": stream.main}
 BENCHMARKS["stripe_push"] = stripe_push.main  # issue 4: python -m benchmarks stripe_push
 
 

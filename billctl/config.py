@@ -251,7 +251,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stream.read_count", 1000, _positive_int, "Entries per XREADGROUP call."),
     Setting(
         "stream.batch_events",
-        50000,
+        100000,
         _positive_int,
         "Entries per database transaction (larger: faster; memory grows with it, not the stream).",
     ),

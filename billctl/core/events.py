@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 MAX_FIELD = 200  # longest tenant_id / endpoint / event_id accepted
 MAX_UNITS = 1_000_000_000
@@ -20,8 +20,10 @@ class EventError(ValueError):
     """Why an event cannot be counted; the text goes to the dead-letter stream or the report."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """One usage event (a NamedTuple: immutable, and ~3x cheaper to build than a frozen dataclass
+    on the stream's hot path)."""
+
     tenant: str
     endpoint: str
     ts_ms: int

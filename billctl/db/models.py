@@ -102,15 +102,16 @@ class UsageBucket(SQLModel, table=True):
 
 
 class SeenEvent(SQLModel, table=True):
-    """event_id dedupe: an event is counted only if its (tenant, event_id) is not here yet.
+    """event_id dedupe: an event is counted only if its key is not here yet.
 
-    The id is kept as a 64-bit BLAKE2b hash (16 bytes a row plus index, instead of the text),
-    which makes a false "duplicate" among a tenant's ids about 1 in 10^7 at a billion ids."""
+    The key is a 64-bit BLAKE2b hash of the event_id personalised with the tenant id (so two tenants
+    may use the same ids): one fixed-width column, 8 bytes plus the row and index overhead, instead
+    of the text. With ~20M ids in the dedupe window, the chance that a new event is mistaken for
+    an old one is about 1 in 10^12 per event. ``seen_at`` (epoch seconds) is for pruning."""
 
     __tablename__ = "seen_event"
-    tenant_id: int = Field(primary_key=True)
-    id_hash: int = Field(primary_key=True, sa_type=sa.BigInteger)
-    seen_at: int = Field(sa_type=sa.BigInteger)  # epoch seconds, for pruning the dedupe window
+    id_hash: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    seen_at: int = Field(sa_type=sa.BigInteger)
 
 
 class StreamOffset(SQLModel, table=True):

@@ -18,6 +18,7 @@ database writes of the previous batch.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import queue
 import socket
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from billctl.core.events import Event, EventError, parse_flat
+from billctl.core.events import MAX_FIELD, Event, EventError, parse_flat
 from billctl.db.models import StreamOffset
 from billctl.services.context import App
 from billctl.services.usage import TenantInfo, UsageReport, _check_alignment, _insert, apply_events, tenant_directory
@@ -95,10 +96,105 @@ class AggregateReport(UsageReport):
 
 @dataclass
 class _Chunk:
+    """One reply of XREADGROUP / XAUTOCLAIM, parsed by the reader thread (while the writer waits on
+    the database) into compact rows; the raw entries are dropped, so memory per entry is small."""
+
     stream: str
-    entries: list[Entry]
+    entries: list[Entry] | None
     claimed: bool = False
     vanished: int = 0
+    ids: list[bytes] = field(default_factory=list)  # every entry id, for XACK
+    rows: dict[int, tuple[int, int, str, int]] = field(default_factory=dict)  # dedupe key -> bucket row
+    duplicates: int = 0  # repeated inside this chunk
+    slow: list[Entry] = field(default_factory=list)  # entries for the general path (rare)
+    parsed: bool = False
+
+
+class Parser:
+    """Stream entries to rows keyed by their dedupe key, as ``apply_events`` would build them.
+
+    The fast path takes the common, well-formed entry that carries all five fields and a known
+    tenant; everything else (defaults, bad values, unknown tenants) goes to ``slow`` and through
+    ``parse_flat`` + ``apply_events``, so the rules and error texts stay in one place. The two
+    paths give identical keys and rows (tested)."""
+
+    def __init__(self, app: App, tenants: dict[str, TenantInfo]) -> None:
+        self.prefixes = {s: id_prefix(app, s) for s in stream_names(app)}
+        self.max_future_ms = app.config["usage.max_future_seconds"] * 1000
+        self.bucket_seconds = app.config["usage.bucket_seconds"]
+        self.set_tenants(tenants)
+        self._endpoints: dict[bytes, str] = {}
+
+    def set_tenants(self, tenants: dict[str, TenantInfo]) -> None:
+        self.directory = {key.encode(): (info.id, info.person) for key, info in tenants.items()}
+
+    def parse(self, chunk: _Chunk) -> None:
+        now_limit = int(time.time() * 1000) + self.max_future_ms
+        bucket_ms = self.bucket_seconds * 1000
+        directory, endpoints = self.directory, self._endpoints
+        blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+        rows: dict[int, tuple[int, int, str, int]] = {}
+        slow = chunk.slow
+        duplicates = 0
+        ids = chunk.ids
+        for entry in chunk.entries or ():
+            entry_id, flat = entry
+            ids.append(entry_id)
+            if len(flat) != 10:
+                slow.append(entry)
+                continue
+            fields = {flat[0]: flat[1], flat[2]: flat[3], flat[4]: flat[5], flat[6]: flat[7], flat[8]: flat[9]}
+            tenant = directory.get(fields.get(b"tenant_id"))  # type: ignore[arg-type]
+            endpoint = fields.get(b"endpoint")
+            ts = fields.get(b"ts")
+            units = fields.get(b"units")
+            event_id = fields.get(b"event_id")
+            if (
+                tenant is None
+                or endpoint is None
+                or ts is None
+                or units is None
+                or event_id is None
+                or not ts.isdigit()
+                or len(ts) > 16
+                or not units.isdigit()
+                or len(units) > 9
+                or units[0] == 48  # a leading zero (or "0"): the general path decides
+                or not 0 < len(event_id) <= MAX_FIELD
+            ):
+                slow.append(entry)
+                continue
+            ts_ms = int(ts)
+            name = endpoints.get(endpoint)
+            if name is None:
+                if len(endpoint) > MAX_FIELD or not endpoint.isascii() or not endpoint:
+                    slow.append(entry)
+                    continue
+                name = endpoints[endpoint] = endpoint.decode()
+            if ts_ms > now_limit:
+                slow.append(entry)
+                continue
+            key = from_bytes(blake2b(event_id, digest_size=8, person=tenant[1]).digest(), "big", signed=True)
+            if key in rows:
+                duplicates += 1
+                continue
+            rows[key] = (tenant[0], ts_ms // bucket_ms * self.bucket_seconds, name, int(units))
+        chunk.rows, chunk.duplicates, chunk.entries, chunk.parsed = rows, duplicates, None, True
+
+    def parse_slow(self, chunk: _Chunk) -> tuple[list[tuple[tuple[str, bytes], Event]], list[tuple[str, str]]]:
+        """The general path for the chunk's leftover entries: events, and (where, reason) for bad ones."""
+        now_ms = int(time.time() * 1000)
+        prefix = self.prefixes.get(chunk.stream, "")
+        events: list[tuple[tuple[str, bytes], Event]] = []
+        dead: list[tuple[str, str]] = []
+        for entry_id, flat in chunk.slow:
+            try:
+                events.append(
+                    ((chunk.stream, entry_id), parse_flat(flat, entry_id, prefix, now_ms, self.max_future_ms))
+                )
+            except EventError as exc:
+                dead.append((f"{chunk.stream}/{entry_id.decode()}", str(exc)))
+        return events, dead
 
 
 _IDLE = object()  # the reader found nothing new (drain: the stream is drained)
@@ -118,6 +214,7 @@ class _Reader(threading.Thread):
         follow: bool,
         stop: threading.Event,
         max_entries: int,
+        parser: Parser,
     ) -> None:
         super().__init__(name="billctl-stream-reader", daemon=True)
         self.client, self.streams, self.consumer, self.follow, self.stop = client, streams, consumer, follow, stop
@@ -125,7 +222,9 @@ class _Reader(threading.Thread):
         self.count = app.config["stream.read_count"]
         self.block_ms = app.config["stream.block_ms"]
         self.claim_idle_ms = app.config["stream.claim_idle_ms"]
-        self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * max_entries // self.count))
+        self.parser = parser
+        # one batch read ahead while the writer commits the previous one
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, max_entries // self.count))
         self.error: BaseException | None = None
 
     def _put(self, item: object) -> None:
@@ -146,7 +245,9 @@ class _Reader(threading.Thread):
                     stream, self.group, self.consumer, self.claim_idle_ms, start, self.count
                 )
                 if entries or vanished:
-                    self._put(_Chunk(stream, entries, claimed=True, vanished=len(vanished)))
+                    chunk = _Chunk(stream, entries, claimed=True, vanished=len(vanished))
+                    self.parser.parse(chunk)
+                    self._put(chunk)
                     claimed += len(entries)
                 if start in (b"0-0", "0-0"):
                     break
@@ -167,7 +268,9 @@ class _Reader(threading.Thread):
                     entries = self.client.read_new(stream, self.group, self.consumer, self.count, block)
                     if entries:
                         got += len(entries)
-                        self._put(_Chunk(stream, entries))
+                        chunk = _Chunk(stream, entries)
+                        self.parser.parse(chunk)
+                        self._put(chunk)
                 if not got:
                     self._put(_IDLE)
                     if not self.follow:
@@ -218,7 +321,7 @@ def _run(
     started = time.monotonic()
     writer = _Writer(app, client, report)
     reader_stop = threading.Event()
-    reader = _Reader(client_for_thread(app), app, streams, consumer, follow, reader_stop, batch_events)
+    reader = _Reader(client_for_thread(app), app, streams, consumer, follow, reader_stop, batch_events, writer.parser)
     thresholds = gc.get_threshold()
     gc.freeze()  # the long-lived objects so far are never garbage: keep the collector off them
     gc.set_threshold(200_000, 50, 50)  # batches allocate millions of short-lived objects (no cycles)
@@ -233,7 +336,7 @@ def _run(
                 reader_done = True
             elif item is not _IDLE:
                 pending.append(item)
-                size += len(item.entries)
+                size += len(item.ids)
             limit_hit = max_events is not None and report.read + size >= max_events
             flush = size >= batch_events or (item is _IDLE and pending) or reader_done or limit_hit
             if flush and pending:
@@ -273,25 +376,22 @@ class _Writer:
         self.dead_letter = dead_letter_name(app)
         self.retention = app.config["stream.retention_seconds"]
         self.tenants = _load_tenants(app)
+        self.parser = Parser(app, self.tenants)
 
     def write(self, chunks: list[_Chunk]) -> None:
         with self.app.engine.begin() as conn:
-            report, self.tenants = count_chunks(conn, chunks, self.tenants, self.app)
+            report, self.tenants = count_chunks(conn, chunks, self.tenants, self.app, self.parser)
             record_offsets(conn, chunks, self.group)
         self._after_commit(chunks, report)
         self.report.merge(report)
 
     def _after_commit(self, chunks: list[_Chunk], report: AggregateReport) -> None:
-        by_where = {}
-        dead = report.rejected
-        if dead:
-            for chunk in chunks:
-                for entry_id, fields in chunk.entries:
-                    by_where[f"{chunk.stream}/{entry_id.decode()}"] = fields
+        if report.rejected:
+            raw = {f"{c.stream}/{entry_id.decode()}": fields for c in chunks for entry_id, fields in c.slow}
             items = []
-            for where, reason in dead:
+            for where, reason in report.rejected:
                 stream, entry_id = where.rsplit("/", 1)
-                fields = by_where[where]
+                fields = raw[where]
                 items.append(
                     {
                         **dict(zip(fields[::2], fields[1::2], strict=False)),
@@ -302,11 +402,11 @@ class _Writer:
                 )
             self.client.add_entries(self.dead_letter, items)
             report.dead_lettered += len(items)
-        streams = {}
+        streams: dict[str, list[bytes]] = {}
         for chunk in chunks:
-            streams.setdefault(chunk.stream, []).extend(entry_id for entry_id, _ in chunk.entries)
+            streams.setdefault(chunk.stream, []).extend(chunk.ids)
             if chunk.claimed:
-                report.claimed += len(chunk.entries)
+                report.claimed += len(chunk.ids)
             report.vanished += chunk.vanished
         for stream, ids in streams.items():
             report.acked += self.client.ack(stream, self.group, ids)
@@ -315,20 +415,38 @@ class _Writer:
 
 
 def count_chunks(
-    conn: sa.Connection, chunks: list[_Chunk], tenants: dict[str, TenantInfo], app: App
+    conn: sa.Connection, chunks: list[_Chunk], tenants: dict[str, TenantInfo], app: App, parser: Parser
 ) -> tuple[AggregateReport, dict[str, TenantInfo]]:
-    """Parse and count a batch within the caller's transaction (the real run and the dry run share
-    this). Returns the report (``rejected`` = dead letters) and the tenant directory, reloaded when
-    the batch names a tenant created since it was loaded."""
-    prefixes = {s: id_prefix(app, s) for s in stream_names(app)}
-    events, dead = parse_chunks(chunks, prefixes, app.config["usage.max_future_seconds"] * 1000)
+    """Count a batch of parsed chunks within the caller's transaction (the real run and the dry run
+    share this). Returns the report (``rejected`` = dead letters, as (stream/entry-id, reason)) and
+    the tenant directory, reloaded when the batch names a tenant created since it was loaded."""
+    fresh: dict[int, tuple[int, int, str, int]] = {}
+    fast = duplicates = 0
+    events: list[tuple[tuple[str, bytes], Event]] = []
+    dead: list[tuple[str, str]] = []
+    for chunk in chunks:
+        if not chunk.parsed:
+            parser.parse(chunk)
+        repeated = fresh.keys() & chunk.rows.keys()  # the same event in two chunks of the batch
+        for key in repeated:
+            del chunk.rows[key]
+        duplicates += chunk.duplicates + len(repeated)
+        fast += len(chunk.rows) + chunk.duplicates + len(repeated)
+        fresh.update(chunk.rows)
+        if chunk.slow:
+            slow_events, slow_dead = parser.parse_slow(chunk)
+            events.extend(slow_events)
+            dead.extend(slow_dead)
     if any(event.tenant not in tenants for _, event in events):
-        tenants = _load_tenants(app)
-    counted = apply_events(conn, events, tenants, app.config["usage.bucket_seconds"])
+        tenants = _load_tenants(app)  # a tenant created since the run started
+        parser.set_tenants(tenants)
+    counted = apply_events(conn, events, tenants, app.config["usage.bucket_seconds"], fresh=fresh)
     report = AggregateReport()
     report.merge(counted)
-    report.read += len(dead)
-    report.rejected = dead + counted.rejected  # unknown tenants are dead letters too (invariant 2)
+    report.read += fast + len(dead)
+    report.duplicates += duplicates
+    # unknown tenants are dead letters too (invariant 2)
+    report.rejected = dead + [(f"{stream}/{entry_id.decode()}", why) for (stream, entry_id), why in counted.rejected]
     for _, reason in report.rejected:
         report.dead_reasons[_reason_kind(reason)] += 1
     return report, tenants
@@ -341,38 +459,19 @@ def _load_tenants(app: App) -> dict[str, TenantInfo]:
     return tenants
 
 
-def parse_chunks(
-    chunks: list[_Chunk], prefixes: dict[str, str], max_future_ms: int
-) -> tuple[list[tuple[str, Event]], list[tuple[str, str]]]:
-    """Entries to (where, event) pairs and (where, reason) dead letters; ``where`` = stream/entry-id."""
-    now_ms = int(time.time() * 1000)
-    events: list[tuple[str, Event]] = []
-    dead: list[tuple[str, str]] = []
-    for chunk in chunks:
-        prefix = prefixes.get(chunk.stream, "")
-        stream = chunk.stream
-        for entry_id, fields in chunk.entries:
-            try:
-                events.append(
-                    (stream + "/" + entry_id.decode(), parse_flat(fields, entry_id, prefix, now_ms, max_future_ms))
-                )
-            except EventError as exc:
-                dead.append((f"{stream}/{entry_id.decode()}", str(exc)))
-    return events, dead
-
-
 def record_offsets(conn: sa.Connection, chunks: list[_Chunk], group: str) -> None:
     """Newest committed entry per stream, in the aggregates' transaction (for `usage lag`, audits)."""
     newest: dict[str, tuple[int, int, str]] = {}
     counts: Counter = Counter()
     for chunk in chunks:
-        for entry_id, _ in chunk.entries:
-            text = entry_id.decode()
-            ms, seq = text.split("-")
-            key = (int(ms), int(seq), text)
-            if chunk.stream not in newest or key > newest[chunk.stream]:
-                newest[chunk.stream] = key
-        counts[chunk.stream] += len(chunk.entries)
+        if not chunk.ids:
+            continue
+        text = chunk.ids[-1].decode()  # a reply's entries are in id order: the last is the newest
+        ms, seq = text.split("-")
+        key = (int(ms), int(seq), text)
+        if chunk.stream not in newest or key > newest[chunk.stream]:
+            newest[chunk.stream] = key
+        counts[chunk.stream] += len(chunk.ids)
     if not newest:
         return
     table = StreamOffset.__table__
@@ -432,6 +531,7 @@ def _dry_run(
     started = time.monotonic()
     group = app.config["stream.group"]
     tenants = _load_tenants(app)
+    parser = Parser(app, tenants)
     with app.engine.connect() as conn:
         transaction = conn.begin()
         try:
@@ -444,7 +544,7 @@ def _dry_run(
                     if not entries:
                         break
                     after = entries[-1][0].decode()
-                    counted, tenants = count_chunks(conn, [_Chunk(stream, entries)], tenants, app)
+                    counted, tenants = count_chunks(conn, [_Chunk(stream, entries)], tenants, app, parser)
                     counted.dead_lettered = len(counted.rejected)
                     counted.batches = 1
                     report.merge(counted)

@@ -53,10 +53,9 @@ def upgrade() -> None:
 
     op.create_table(
         "seen_event",
-        sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("id_hash", sa.BigInteger(), nullable=False),
         sa.Column("seen_at", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("tenant_id", "id_hash"),
+        sa.PrimaryKeyConstraint("id_hash"),
     )
     op.create_table(
         "stream_offset",
