@@ -101,6 +101,11 @@ def test_explain_shows_usage_that_arrived_later(cli, tmp_path):
     ocr = steps(doc["lines"][1])["usage /v1/ocr"]
     assert ocr.startswith("3,000 units from 4 event(s)")  # billed units; the events counted now
     assert "(now 3,500 units: +500 arrived after this invoice)" in ocr
+    cli("usage", "import", events_file(tmp_path, bulk("acme", 70, endpoint="/v1/new", prefix="n"), "new.ndjson"))
+    doc = cli("invoices", "explain", "INV-2026-10-000001", "-o", "json").json()
+    assert steps(doc["lines"][1])["usage /v1/new"] == (
+        "not on this invoice (now 70 units from 1 event(s): arrived after this invoice)"
+    )
     assert doc["verification"]["problems"] == []  # the invoice itself is untouched
 
 

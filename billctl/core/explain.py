@@ -158,6 +158,13 @@ def _usage_steps(
         item.add(
             f"usage {endpoint}", f"{units:,} units{source}; weight {weight} → {num(info['weighted_units'])} weighted"
         )
+    for endpoint in sorted(set(now) - set(detail["by_endpoint"])):
+        counted = now[endpoint]
+        item.add(
+            f"usage {endpoint}",
+            f"not on this invoice (now {counted.units:,} units from {counted.events:,} event(s): "
+            "arrived after this invoice)",
+        )
     fraction = Decimal(str(detail.get("fraction", "1")))
     included = detail["included_units"]
     how = ""
