@@ -30,6 +30,12 @@ def _amount(minor: int | None, currency: str | None) -> str:
     return f"{format_amount(from_minor(minor, currency), currency)} {currency}"
 
 
+def _rows(out: Out, columns: list[str], rows: list, **kwargs: Any) -> None:
+    """A list in the chosen format; an empty table is not drawn (the summary line says so)."""
+    if rows or out.fmt != "table":
+        out.rows(columns, rows, **kwargs)
+
+
 def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "kind": o.kind,
@@ -52,10 +58,18 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
 
 
 def _summary(out: Out, report: svc.RunReport, what: str) -> None:
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts().items())) or "nothing to do"
+    parts = []
+    for kind in ("customer", "invoice"):
+        counts: dict[str, int] = {}
+        for o in report.outcomes:
+            if o.kind == kind:
+                counts[o.action] = counts.get(o.action, 0) + 1
+        if counts:
+            parts.append(f"{kind}s " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    counts_text = "; ".join(parts) or "nothing to do"
     prefix = "dry run: " if report.dry_run else ""
     extra = f"; {report.writes_skipped} Stripe write(s) not sent" if report.dry_run else ""
-    out.info(f"{prefix}{what}: {counts} ({report.requests} Stripe request(s), {report.retries} retried{extra})")
+    out.info(f"{prefix}{what}: {counts_text} ({report.requests} Stripe request(s), {report.retries} retried{extra})")
     if report.failures:
         out.error(f"{len(report.failures)} failed:")
         for o in report.failures:
@@ -86,7 +100,11 @@ def check(ctx: typer.Context, output: OutputOpt = None) -> None:
         "collection_method": s.collection_method,
         "days_until_due": s.days_until_due,
     }
-    st.output(output).rows(list(doc), [list(doc.values())], documents=[doc])
+    out = st.output(output)
+    if out.fmt == "json":
+        out.json(doc)
+    else:
+        out.rows(["setting", "value"], [(k, v) for k, v in doc.items()], title="Stripe")
 
 
 @app.command("sync-customers")
@@ -103,7 +121,8 @@ def sync_customers(
     if out.fmt == "json":
         out.json({"dry_run": dry_run, "customers": docs, "counts": report.counts(), "requests": report.requests})
     else:
-        out.rows(
+        _rows(
+            out,
             ["tenant", "action", "stripe customer", "note"],
             [(o.ref, o.action, o.stripe_id, o.note) for o in report.outcomes],
             title="Stripe customers" + (" (dry run)" if dry_run else ""),
@@ -148,7 +167,8 @@ def push(
             }
         )
     else:
-        out.rows(
+        _rows(
+            out,
             ["invoice", "tenant", "total", "action", "stripe invoice", "stripe number", "status", "note"],
             [
                 (
@@ -216,7 +236,8 @@ def sync_status(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOp
             }
         )
     else:
-        out.rows(
+        _rows(
+            out,
             ["invoice", "tenant", "before", "after", "attempts", "next attempt", "event"],
             [
                 (
@@ -234,7 +255,7 @@ def sync_status(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOp
         )
         if report.attention and out.fmt == "table":
             out.table(
-                ["invoice", "tenant", "status", "attempts", "next attempt", "amount", "pay at"],
+                ["invoice", "tenant", "status", "attempts", "next attempt", "amount"],
                 [
                     (
                         a["number"],
@@ -243,7 +264,6 @@ def sync_status(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOp
                         a["attempt_count"],
                         _when(a["next_payment_attempt"]),
                         _amount(a["total_minor"], a["currency"]),
-                        a["hosted_url"] or "",
                     )
                     for a in report.attention
                 ],
@@ -287,7 +307,8 @@ def reconcile(
             {"checked": report.checked, "stripe_invoices": report.stripe_invoices, "drift": docs, "fixed": report.fixed}
         )
     else:
-        out.rows(
+        _rows(
+            out,
             ["invoice", "tenant", "drift", "detail"],
             [(d.number, d.tenant_key, d.kind, d.detail) for d in report.drifts],
             title=f"reconcile: {report.checked} local invoice(s), {report.stripe_invoices} in Stripe",
