@@ -68,6 +68,40 @@ def _status_ranges(value: Any) -> str:
     return text
 
 
+def _decimal_text(value: Any) -> str:
+    from decimal import Decimal, InvalidOperation
+
+    if isinstance(value, float):
+        raise ValueError("write it as a string, e.g. \"5\" (floats are inexact)")
+    text = str(value).strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not number.is_finite() or number < 0:
+        raise ValueError("must be a number >= 0")
+    return text
+
+
+def _amounts(value: Any) -> str:
+    """'USD=10000,EUR=9000': a money amount per currency."""
+    from decimal import Decimal, InvalidOperation
+
+    from billctl.core.money import is_known_currency
+
+    text = _str(value).replace(" ", "")
+    for part in filter(None, text.split(",")):
+        code, sep, amount = part.partition("=")
+        if not sep or not is_known_currency(code.upper()):
+            raise ValueError(f"{part!r}: write CURRENCY=AMOUNT, e.g. USD=10000")
+        try:
+            if Decimal(amount) <= 0:
+                raise ValueError(f"{part!r}: the amount must be positive")
+        except InvalidOperation:
+            raise ValueError(f"{part!r}: {amount!r} is not an amount") from None
+    return text
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -285,6 +319,44 @@ SETTINGS: tuple[Setting, ...] = (
         "200-299",
         _status_ranges,
         "Gateway access logs: which response codes bill, e.g. '200-299' or '200-399,429'.",
+    ),
+    Setting(
+        "monthly.drain_stream",
+        True,
+        _bool,
+        "run-monthly drains the Redis usage stream before finalizing (false: usage comes from files only).",
+    ),
+    Setting(
+        "monthly.hold_above",
+        "",
+        _amounts,
+        "Invoices above this total are finalized but held back from Stripe until released, per "
+        "currency: 'USD=10000,EUR=9000,KRW=15000000' ('' = no limit).",
+    ),
+    Setting(
+        "monthly.hold_multiple",
+        "5",
+        _decimal_text,
+        "Hold an invoice whose total exceeds this multiple of the tenant's previous invoice (0 = never); "
+        "a stolen API key looks like this.",
+    ),
+    Setting(
+        "monthly.zero_usage_min_previous",
+        1000,
+        _non_negative_int,
+        "Report tenants with no usage this period that had at least this many units the period before.",
+    ),
+    Setting(
+        "monthly.lock_stale_seconds",
+        900,
+        _positive_int,
+        "A run lock not renewed for this long (its run was killed) may be taken over by the next run.",
+    ),
+    Setting(
+        "monthly.pushgateway_url",
+        "",
+        _str,
+        "Prometheus Pushgateway base URL for run metrics, e.g. http://pushgateway:9091 ('' = off).",
     ),
     Setting("output.format", "table", _output, "Default output format: table, json or csv."),
     Setting(

@@ -126,6 +126,11 @@ def _register() -> None:
     from billctl.cli import stripe_cmd
 
     app.add_typer(stripe_cmd.app, name="stripe")
+    from billctl.cli import monthly_cmd
+
+    app.command("run-monthly")(monthly_cmd.run_monthly)
+    app.add_typer(monthly_cmd.audit_app, name="audit")
+    monthly_cmd.register_release(invoices_cmd.app)
 
 
 _register()

@@ -177,6 +177,8 @@ class Invoice(SQLModel, table=True):
     stripe_attempt_count: int | None = Field(default=None)
     stripe_next_payment_attempt: datetime | None = Field(default=None, sa_type=UTCDateTime)
     stripe_event_at: int | None = Field(default=None, sa_type=sa.BigInteger)  # newest applied event
+    hold_reason: str | None = Field(default=None, max_length=500)  # issue 5: why run-monthly held it back
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # released by an operator
 
 
 class InvoiceLine(SQLModel, table=True):
@@ -221,6 +223,33 @@ class StripeEvent(SQLModel, table=True):
     source: str = Field(max_length=16)  # sync | webhook
     invoice_number: str | None = Field(default=None, max_length=64)
     processed_at: datetime = _ts()
+
+
+class RunLock(SQLModel, table=True):
+    """A lease: the run that holds a name (``run-monthly``) renews ``heartbeat_at`` as it works; a
+    lease not renewed for ``monthly.lock_stale_seconds`` (its holder was killed) can be taken over."""
+
+    __tablename__ = "run_lock"
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=64)  # run id
+    host: str = Field(default="", max_length=200)
+    pid: int = Field(default=0)
+    acquired_at: datetime = _ts()
+    heartbeat_at: datetime = _ts()
+
+
+class RunStep(SQLModel, table=True):
+    """Checkpoints of run-monthly: one row per (run, step) with its outcome and counts."""
+
+    __tablename__ = "run_step"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64, index=True)
+    period: str = Field(max_length=7, index=True)
+    step: str = Field(max_length=32)
+    state: str = Field(max_length=16)  # started | done | skipped | failed | interrupted
+    detail: dict = Field(default_factory=dict, sa_type=sa.JSON)
+    started_at: datetime = _ts()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditLog(SQLModel, table=True):

@@ -456,15 +456,19 @@ def finalize(
     *,
     dry_run: bool = False,
     on_result: Callable[[FinalizeResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[FinalizeResult]:
     """Finalize ``period``: one immutable, numbered invoice per tenant, each in its own transaction.
 
     Safe to re-run: a tenant with a live invoice is reported as already finalized; the unique
-    index makes a concurrent second writer fail instead of writing a second invoice."""
+    index makes a concurrent second writer fail instead of writing a second invoice. ``stop``
+    is asked before each tenant (SIGTERM: stop after the tenant in progress)."""
     with Session(app.engine) as session:
         tenants = _tenants(session, tenant_key)
     results = []
     for tenant in tenants:
+        if stop is not None and stop():
+            break
         result = _finalize_one(app, period, tenant.id, dry_run=dry_run)
         results.append(result)
         if on_result:
