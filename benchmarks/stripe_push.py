@@ -7,12 +7,14 @@ About 5 minutes.
 
 Targets: achieved request rate >= 0.9 x the limit and never above it in any one-second window (as
 the server saw it); with faults, zero duplicates: one customer per tenant, one Stripe invoice per
-local invoice with exactly its lines. The database is a scratch SQLite file (or --database-url).
+local invoice with exactly its lines. The database is a scratch SQLite file (or --database-url);
+FakeStripe runs in a process of its own and rates are measured on its arrival times.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -102,6 +104,32 @@ def load(url: str, invoices: int) -> None:
     engine.dispose()
 
 
+def _serve(conn, rate: float, faults: float) -> None:  # type: ignore[no-untyped-def]
+    """FakeStripe in its own process (as Stripe is another machine): the benchmark's worker threads
+    and the server's do not share one interpreter lock, so arrival times are not skewed by it."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from tests.fakestripe import FakeStripe
+
+    with FakeStripe(api_key_prefix="sk_test_", rate_limit=rate) as fake:
+        if faults:
+            fake.random_faults(faults, (429, 500), after_processing_share=0.5, seed=4)
+        conn.send(fake.url)
+        conn.recv()  # "dump": the run is over
+        with fake._lock:
+            conn.send(
+                {
+                    "log": [(r.received, r.status) for r in fake.request_log],
+                    "customers": [c["metadata"].get("tenant_id") for c in fake.customers.values()],
+                    "invoices": [
+                        (i["id"], i["metadata"].get("billctl_invoice"), i["status"]) for i in fake.invoices.values()
+                    ],
+                    "items": [i["invoice"] for i in fake.invoiceitems.values()],
+                }
+            )
+
+
 def max_in_window(times: list[float], window: float = 1.0) -> int:
     times = sorted(times)
     best, start = 0, 0
@@ -112,7 +140,7 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
-def duplicates(fake, url: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def duplicates(state: dict, url: str) -> dict[str, int]:
     """Counts of everything that is not exactly once."""
     from billctl.db.engine import create_db_engine
 
@@ -128,12 +156,11 @@ def duplicates(fake, url: str) -> dict[str, int]:  # type: ignore[no-untyped-def
             )
         }
     engine.dispose()
-    with fake._lock:
-        customers = Counter(c["metadata"].get("tenant_id") for c in fake.customers.values())
-        invoices = Counter(i["metadata"].get("billctl_invoice") for i in fake.invoices.values())
-        items = Counter(i["invoice"] for i in fake.invoiceitems.values())
-        statuses = Counter(i["status"] for i in fake.invoices.values())
-    by_id = {i["metadata"].get("billctl_invoice"): i["id"] for i in fake.invoices.values()}
+    customers = Counter(state["customers"])
+    invoices = Counter(number for _, number, _ in state["invoices"])
+    items = Counter(state["items"])
+    statuses = Counter(status for _, _, status in state["invoices"])
+    by_id = {number: id_ for id_, number, _ in state["invoices"]}
     return {
         "customers twice": sum(1 for n in customers.values() if n > 1),
         "stripe invoices twice": sum(1 for n in invoices.values() if n > 1),
@@ -148,40 +175,44 @@ def run(label: str, invoices: int, rate: float, workers: int, faults: float, db:
     from billctl.config import load_config
     from billctl.services import stripe_sync as svc
     from billctl.services.context import App
-    from tests.fakestripe import FakeStripe
 
     with tempfile.TemporaryDirectory() as tmp:
         url = db or f"sqlite:///{Path(tmp) / 'bench.db'}"
         with stage(f"{label}: loading {invoices} tenants and finalized invoices"):
             load(url, invoices)
-        with FakeStripe(api_key_prefix="sk_test_", rate_limit=rate) as fake:
-            if faults:
-                fake.random_faults(faults, (429, 500), after_processing_share=0.5, seed=4)
-            env = {"BILLCTL_STRIPE_API_KEY": KEY, "BILLCTL_STRIPE_API_BASE": fake.url}
-            config = load_config(
-                None,
-                {"database.url": url, "stripe.max_requests_per_second": str(rate), "stripe.max_retries": "8"},
-                env=env,
-            )
-            app = App(config=config, actor="benchmark")
-            runs, failed = 0, 0
-            with stage(f"{label}: push with {workers} workers at <= {rate:g} requests/s"):
-                started = time.perf_counter()
-                while True:
-                    runs += 1
-                    result = svc.push(app, svc.gateway(app), workers=workers)
-                    failed += len(result.failures)
-                    if not result.failures or runs == 3:
-                        break
-                seconds = time.perf_counter() - started
-            log = list(fake.request_log)
-            times = [r.received for r in log]
-            span = max(times) - min(times)
-            achieved = (len(times) - 1) / span if span else 0.0
-            peak = max_in_window(times)
-            answered = Counter(r.status for r in log)
-            dupes = duplicates(fake, url)
-            app.dispose()
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        server = ctx.Process(target=_serve, args=(child, rate, faults), daemon=True)
+        server.start()
+        fake_url = parent.recv()
+        env = {"BILLCTL_STRIPE_API_KEY": KEY, "BILLCTL_STRIPE_API_BASE": fake_url}
+        config = load_config(
+            None,
+            {"database.url": url, "stripe.max_requests_per_second": str(rate), "stripe.max_retries": "8"},
+            env=env,
+        )
+        app = App(config=config, actor="benchmark")
+        runs, failed = 0, 0
+        with stage(f"{label}: push with {workers} workers at <= {rate:g} requests/s"):
+            started = time.perf_counter()
+            while True:
+                runs += 1
+                result = svc.push(app, svc.gateway(app), workers=workers)
+                failed += len(result.failures)
+                if not result.failures or runs == 3:
+                    break
+            seconds = time.perf_counter() - started
+        parent.send("dump")
+        state = parent.recv()
+        server.join(timeout=10)
+        times = [received for received, _ in state["log"]]
+        span = max(times) - min(times)
+        achieved = (len(times) - 1) / span if span else 0.0
+        peak = max_in_window(times)
+        answered = Counter(status for _, status in state["log"])
+        dupes = duplicates(state, url)
+        log = state["log"]
+        app.dispose()
     rows = [
         ("invoices / customers", f"{invoices} / {invoices}"),
         ("push runs (re-runs after failures)", f"{runs} ({failed} item failure(s) before the last run)"),
