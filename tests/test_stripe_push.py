@@ -211,3 +211,65 @@ def test_partial_failure_lists_what_failed_and_rerun_completes(cli, tmp_path, fa
         ("INV-2026-10-000003", "initech"),
     ):
         assert_exactly_once(fake, db_url, number, tenant)
+
+
+def test_void_after_push_is_voided_in_stripe(cli, tmp_path, fake, db_url):
+    setup_tenants(cli, tmp_path, ["acme"])
+    cli.env.update(stripe_env(fake))
+    fake.set_payment_outcome("acme", "fail")  # stays open in Stripe
+    cli("stripe", "push")
+    cli("invoices", "void", NUMBER, "--reason", "wrong plan", "--yes")
+    doc = cli("stripe", "push", "-o", "json").json()
+    assert [(i["ref"], i["action"], i["status"]) for i in doc["invoices"]] == [(NUMBER, "voided", "void")]
+    (remote,) = stripe_invoices_for(fake, NUMBER)
+    assert remote["status"] == "void" and local_invoice(db_url, NUMBER)["stripe_status"] == "void"
+    assert cli("stripe", "push", "-o", "json").json()["invoices"] == []
+    cli("stripe", "reconcile")
+
+
+def test_reconcile_fix_refreshes_local_state_only(cli, tmp_path, fake, db_url):
+    import sqlalchemy as sa
+
+    from billctl.db.engine import create_db_engine
+
+    setup_tenants(cli, tmp_path, ["acme"])
+    cli.env.update(stripe_env(fake))
+    cli("stripe", "push")
+    engine = create_db_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE invoice SET stripe_status = 'open', stripe_invoice_id = NULL"))
+    engine.dispose()
+    posts = sum(1 for r in fake.request_log if r.method == "POST")
+    doc = cli("stripe", "reconcile", "-o", "json", expect=10).json()
+    assert {d["drift"] for d in doc["drift"]} == {"id", "status"}
+    fixed = cli("stripe", "reconcile", "--fix", "-o", "json").json()
+    assert fixed["fixed"] == [NUMBER] and fixed["drift"] == []
+    assert local_invoice(db_url, NUMBER)["stripe_status"] == "paid"
+    assert sum(1 for r in fake.request_log if r.method == "POST") == posts  # Stripe untouched
+
+
+FREE = """
+name = "free"
+currency = "USD"
+base_fee = "0"
+included_units = 1000
+[price]
+model = "per_unit"
+unit_price = "0.001"
+"""
+
+
+def test_zero_amount_invoice_is_a_stripe_document(cli, tmp_path, fake, db_url):
+    from tests.helpers import write_plan
+
+    cli("db", "upgrade")
+    cli("plans", "create", "--file", write_plan(tmp_path, "free", FREE))
+    cli("tenants", "create", "tiny", "--name", "Tiny", "--email", "t@tiny.test")
+    cli("tenants", "assign-plan", "tiny", "free", "--effective", "2026-10-01")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    cli.env.update(stripe_env(fake))
+    doc = cli("stripe", "push", "-o", "json").json()
+    (inv,) = doc["invoices"]
+    assert inv["action"] == "pushed" and inv["status"] == "paid" and "zero amount" in inv["note"]
+    remote = assert_exactly_once(fake, db_url, NUMBER, "tiny")
+    assert remote["total"] == 0
