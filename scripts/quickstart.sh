@@ -1,11 +1,16 @@
 #!/usr/bin/env sh
 # A whole month on embedded defaults: SQLite, the sample plans, tenants and events shipped in
-# billctl/samples, a preview and then the real finalize. Re-runnable: it starts from a fresh file.
+# billctl/samples, a preview, the plan of the close (run-monthly --dry-run) and then the close
+# itself, twice. Re-runnable: it starts from a fresh file.
 set -eu
 BILLCTL=${BILLCTL:-billctl}
 SAMPLES=$(dirname "$0")/../billctl/samples
 export BILLCTL_DATABASE_URL=${BILLCTL_DATABASE_URL:-sqlite:///quickstart.db}
 export BILLCTL_ACTOR=${BILLCTL_ACTOR:-quickstart}
+# Embedded defaults only: no Redis (usage comes from the sample file) and never a real Stripe
+# account, whatever this shell has configured: the close runs with Stripe skipped, with a notice.
+export BILLCTL_MONTHLY_DRAIN_STREAM=false
+unset STRIPE_API_KEY BILLCTL_STRIPE_API_KEY BILLCTL_STRIPE_API_KEY_FILE BILLCTL_CONFIG
 rm -f quickstart.db quickstart.db-wal quickstart.db-shm
 
 if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then B='\033[1m'; N='\033[0m'; else B=''; N=''; fi
@@ -32,6 +37,8 @@ step discounts add umbrella --kind percent --value 10 --from 2026-10-01 --until 
 step usage import "$SAMPLES/events-2026-10.ndjson"
 step usage import "$SAMPLES/events-2026-10.ndjson"                # again: every event_id counts once
 step invoices preview --period 2026-10
-step invoices finalize --period 2026-10 --yes
-step invoices finalize --period 2026-10 --yes                     # again: nothing is finalized twice
+step run-monthly --period 2026-10 --dry-run                       # the plan of the close; writes nothing
+step run-monthly --period 2026-10 --yes                           # the close: finalize, guardrails, (Stripe)
+step run-monthly --period 2026-10 --yes                           # again: nothing is finalized or sent twice
 step invoices list --period 2026-10
+step invoices show INV-2026-10-000001

@@ -149,14 +149,15 @@ class MonthlyReport:
     interrupted: bool = False
 
     def totals(self) -> dict[str, dict[str, Any]]:
-        per: dict[str, dict[str, Any]] = defaultdict(lambda: {"invoices": 0, "total_minor": 0, "previous_minor": 0})
+        per: dict[str, dict[str, Any]] = defaultdict(lambda: {"invoices": 0, "total_minor": 0, "previous_minor": None})
         for inv in self.invoices:
             if inv["total_minor"] is None:
                 continue
             acc = per[inv["currency"]]
             acc["invoices"] += 1
             acc["total_minor"] += inv["total_minor"]
-            acc["previous_minor"] += inv["previous_minor"] or 0
+            if inv["previous_minor"] is not None:
+                acc["previous_minor"] = (acc["previous_minor"] or 0) + inv["previous_minor"]
         return dict(sorted(per.items()))
 
     @property
@@ -191,7 +192,7 @@ class MonthlyReport:
                 c: {
                     "invoices": t["invoices"],
                     "total": money(t["total_minor"], c),
-                    "previous_total": money(t["previous_minor"], c),
+                    "previous_total": None if t["previous_minor"] is None else money(t["previous_minor"], c),
                 }
                 for c, t in self.totals().items()
             },
