@@ -164,6 +164,7 @@ def test_monthly_cronjob_schedule_and_job_policy(docs: list[dict[str, Any]]) -> 
     (container,) = pod["containers"]
     assert "command" not in container, "use the image's ENTRYPOINT (billctl)"
     assert container["args"][0] == "run-monthly"
+    assert "--yes" in container["args"], "without a terminal run-monthly needs --yes"
     assert "--dry-run" not in container["args"]
     # Exit codes that a retry cannot fix fail the Job at once; a dependency blip or SIGTERM is retried.
     fail_now = _exit_codes(job, "FailJob")
@@ -263,6 +264,18 @@ def test_every_container_runs_the_released_image_with_config_tmp_and_actor(docs:
             assert {"key": "config.toml", "path": config_path.name} in source["items"], name
             # Who acts, for the audit log.
             assert env["BILLCTL_ACTOR"].get("value"), name
+
+
+def test_every_container_command_line_parses(docs: list[dict[str, Any]]) -> None:
+    from typer.testing import CliRunner
+
+    from billctl.cli.app import app
+
+    for doc in _workloads(docs):
+        for container in _pod_spec(doc)["containers"]:
+            # --help is eager: it exits 0 only once every other option has parsed (unknown: exit 2).
+            result = CliRunner().invoke(app, [*container["args"], "--help"])
+            assert result.exit_code == 0, f"{doc['metadata']['name']}: {container['args']}: {result.output}"
 
 
 def test_secrets_come_only_from_the_secret(docs: list[dict[str, Any]]) -> None:
