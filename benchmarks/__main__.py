@@ -1,11 +1,12 @@
-"""Run benchmarks: ``python -m benchmarks [name ...] [-- options]``. Names: preview, stream."""
+"""Run benchmarks: ``python -m benchmarks [name ...] [-- options]``. Names: preview, stream, stripe_push, monthly."""
 
 import sys
 
-from benchmarks import preview, stream, stripe_push
+from benchmarks import monthly, preview, stream, stripe_push
 
 BENCHMARKS = {"preview": preview.main, "stream": stream.main}
 BENCHMARKS["stripe_push"] = stripe_push.main  # issue 4: python -m benchmarks stripe_push
+BENCHMARKS["monthly"] = monthly.main  # issue 5
 
 
 def main() -> None:

@@ -353,6 +353,13 @@ SETTINGS: tuple[Setting, ...] = (
         "A run lock not renewed for this long (its run was killed) may be taken over by the next run.",
     ),
     Setting(
+        "monthly.lock_group",
+        "",
+        _str,
+        "Runs of one group (e.g. the pods of one Kubernetes Job, whose retries start only after the failed "
+        "pod stopped) take over each other's lock at once instead of waiting for it to go stale.",
+    ),
+    Setting(
         "monthly.pushgateway_url",
         "",
         _str,

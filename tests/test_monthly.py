@@ -136,6 +136,25 @@ def test_close_end_to_end_then_rerun_changes_nothing(month: Cli, fake: FakeStrip
     assert steps == (2, 12) and locks == 0  # two runs checkpointed, the lock released
 
 
+def test_a_retry_of_the_same_job_takes_the_lock_over_at_once(month: Cli, fake: FakeStripe):
+    engine = sa.create_engine(month.db_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as conn:  # the first pod of the Job was OOM-killed a moment ago, on another node
+        conn.execute(
+            sa.text(
+                "INSERT INTO run_lock (name, holder, host, pid, grp, acquired_at, heartbeat_at) "
+                "VALUES ('run-monthly', 'attempt-1', 'pod-abc', 1, 'billctl-monthly-29100000', :t, :t)"
+            ),
+            {"t": now},
+        )
+    engine.dispose()
+    month.env["BILLCTL_MONTHLY_LOCK_GROUP"] = "billctl-monthly-29200000"  # next month's Job: must wait
+    month("run-monthly", "--period", "2026-10", "--yes", expect=7)
+    month.env["BILLCTL_MONTHLY_LOCK_GROUP"] = "billctl-monthly-29100000"  # a retry of the same Job
+    report = month("run-monthly", "--period", "2026-10", "--yes", "-o", "json").json()
+    assert any("an earlier attempt of the same group" in n for n in report["notices"])
+
+
 def test_guardrails_hold_and_release(month: Cli, fake: FakeStripe):
     month.env["BILLCTL_MONTHLY_HOLD_ABOVE"] = "USD=40"  # acme 44.00+ and initech 59.00 are above
     result = month("run-monthly", "--period", "2026-10", "--yes", "-o", "json", expect=6)
@@ -173,7 +192,10 @@ def test_hold_on_a_jump_against_last_month_and_zero_usage_report(month: Cli, fak
     # November: acme's usage explodes (a stolen key), initech stops completely
     month("usage", "import", events_file(tmp_path, bulk("acme", 2_000_000, day="2026-11-10", prefix="nov"), "n.ndjson"))
     month("usage", "import", events_file(tmp_path, bulk("globex", 8_000, day="2026-11-10", prefix="nov"), "g.ndjson"))
-    report = month("run-monthly", "--period", "2026-11", "--yes", "-o", "json", expect=6).json()
+    early = month("run-monthly", "--period", "2026-11", "--yes", "-o", "json", expect=6).json()  # it is 2026-11
+    assert sorted(n["tenant"] for n in early["not_over"]) == TENANTS and totals(month.db_url) != {}
+    assert all("period not over yet in UTC" in n["reason"] for n in early["not_over"])
+    report = month("run-monthly", "--period", "2026-11", "--yes", "--allow-open-period", "-o", "json", expect=6).json()
     assert [h["tenant"] for h in report["held"]] == ["acme"]
     assert "x the previous invoice" in report["held"][0]["reason"]
     assert report["zero_usage"] == [{"tenant": "initech", "units": 0, "previous_units": 40_000}]
@@ -194,8 +216,8 @@ def test_lock_held_by_a_live_run_then_taken_over_when_stale(month: Cli, fake: Fa
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO run_lock (name, holder, host, pid, acquired_at, heartbeat_at) "
-                "VALUES ('run-monthly', 'other-run', 'other-pod', 1, :t, :t)"
+                "INSERT INTO run_lock (name, holder, host, pid, grp, acquired_at, heartbeat_at) "
+                "VALUES ('run-monthly', 'other-run', 'other-pod', 1, '', :t, :t)"
             ),
             {"t": now},
         )
@@ -266,7 +288,7 @@ def test_sigterm_stops_after_the_item_in_progress_and_a_rerun_completes(month: C
 
 
 def test_two_runs_at_once_one_works_the_other_exits_locked(month: Cli, fake: FakeStripe):
-    fake.inject(method="POST", path_regex=r"^/v1/invoices$", delay=0.5, times=10)
+    fake.inject(method="POST", path_regex=r"^/v1/invoices$", delay=3, times=10)  # the first run is slow
     first = _spawn(_env(month))
     engine = sa.create_engine(month.db_url)
 

@@ -23,6 +23,10 @@ def run_monthly(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = None,
+    allow_open_period: Annotated[
+        bool,
+        typer.Option("--allow-open-period", help="Also finalize tenants whose month has not ended yet in their zone."),
+    ] = False,
 ) -> None:
     """Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, Stripe
     customers, push, payment status, summary. Safe to re-run after a crash at any point.
@@ -58,7 +62,9 @@ def run_monthly(
 
     log.event("start", period=str(target), dry_run=dry_run, actor=st.app.actor)
     try:
-        runner = monthly.MonthlyRun(st.app, target, dry_run=dry_run, log=log, stop=stop, on_step=on_step)
+        runner = monthly.MonthlyRun(
+            st.app, target, dry_run=dry_run, log=log, stop=stop, on_step=on_step, allow_open_period=allow_open_period
+        )
         report = runner.run()
     finally:
         for sig, handler in previous.items():
@@ -140,6 +146,12 @@ def _render(out: Out, report: Any) -> None:
             [(h["tenant"], h["number"] or "", f"{h['currency']} {h['total']}", h["reason"]) for h in report.held],
             title="held back from Stripe (release with `billctl invoices release NUMBER`)",
         )
+    if report.not_over:
+        out.table(
+            ["tenant", "not finalized"],
+            [(n["tenant"], n["reason"]) for n in report.not_over],
+            title="period not over yet (run again later)",
+        )
     if report.zero_usage:
         out.table(
             ["tenant", "units", "last month"],
@@ -175,7 +187,10 @@ def _render(out: Out, report: Any) -> None:
     elif report.dry_run:
         out.success("dry run complete; nothing was written (database, Redis, Stripe)")
     elif report.exit_code == ExitCode.PARTIAL:
-        out.warn(f"closed {report.period} with {len(report.held)} held and {len(report.failed)} failed item(s)")
+        out.warn(
+            f"closed {report.period} with {len(report.held)} held, {len(report.failed)} failed and "
+            f"{len(report.not_over)} not yet due"
+        )
     else:
         out.success(f"closed {report.period}")
 

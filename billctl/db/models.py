@@ -234,6 +234,7 @@ class RunLock(SQLModel, table=True):
     holder: str = Field(max_length=64)  # run id
     host: str = Field(default="", max_length=200)
     pid: int = Field(default=0)
+    grp: str = Field(default="", max_length=200)  # e.g. the Kubernetes Job: its retries may take over at once
     acquired_at: datetime = _ts()
     heartbeat_at: datetime = _ts()
 

@@ -55,13 +55,21 @@ class Lease:
         self.app, self.run_id, self.name = app, run_id, name
         self.stale = timedelta(seconds=app.config["monthly.lock_stale_seconds"])
         self.host, self.pid = socket.gethostname(), os.getpid()
+        self.group = app.config["monthly.lock_group"]
         self._last_beat = 0.0
 
     def acquire(self) -> str | None:
         """Take the lock; returns a note when a stale lease was taken over. Raises LockHeld."""
         table = RunLock.__table__
         now = utcnow()
-        values = {"holder": self.run_id, "host": self.host, "pid": self.pid, "acquired_at": now, "heartbeat_at": now}
+        values = {
+            "holder": self.run_id,
+            "host": self.host,
+            "pid": self.pid,
+            "grp": self.group,
+            "acquired_at": now,
+            "heartbeat_at": now,
+        }
         with self.app.engine.begin() as conn:
             row = conn.execute(sa.select(table).where(table.c.name == self.name)).first()
         if row is None:
@@ -74,7 +82,8 @@ class Lease:
                     row = conn.execute(sa.select(table).where(table.c.name == self.name)).first()
         assert row is not None
         dead = row.host == self.host and row.pid != self.pid and not _alive(row.pid)
-        if not dead and row.heartbeat_at > now - self.stale:
+        same_group = bool(self.group) and row.grp == self.group
+        if not dead and not same_group and row.heartbeat_at > now - self.stale:
             raise LockHeld(
                 f"another run holds the lock: run {row.holder} on {row.host} (pid {row.pid}), "
                 f"started {row.acquired_at:%Y-%m-%d %H:%M:%S}Z, last heartbeat {row.heartbeat_at:%H:%M:%S}Z",
@@ -91,7 +100,12 @@ class Lease:
             ).rowcount
         if taken != 1:
             raise LockHeld("another run took the lock at the same moment", hint="wait for it to finish")
-        why = "its process is gone" if dead else f"no heartbeat since {row.heartbeat_at:%Y-%m-%d %H:%M:%S}Z"
+        if dead:
+            why = "its process is gone"
+        elif same_group:
+            why = f"an earlier attempt of the same group {self.group}"
+        else:
+            why = f"no heartbeat since {row.heartbeat_at:%Y-%m-%d %H:%M:%S}Z"
         return f"took over the lock of run {row.holder} on {row.host} ({why})"
 
     def heartbeat(self, force: bool = False) -> None:
@@ -139,6 +153,7 @@ class MonthlyReport:
     steps: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)  # one per tenant
     held: list[dict[str, Any]] = field(default_factory=list)
+    not_over: list[dict[str, Any]] = field(default_factory=list)  # tenants whose period has not ended yet
     failed: list[dict[str, Any]] = field(default_factory=list)
     zero_usage: list[dict[str, Any]] = field(default_factory=list)
     customers: list[dict[str, Any]] = field(default_factory=list)  # to create / created / linked
@@ -164,7 +179,7 @@ class MonthlyReport:
     def exit_code(self) -> ExitCode:
         if self.interrupted:
             return ExitCode.INTERRUPTED
-        if self.failed or self.held:
+        if self.failed or self.held or self.not_over:
             return ExitCode.PARTIAL
         return ExitCode.OK
 
@@ -197,6 +212,7 @@ class MonthlyReport:
                 for c, t in self.totals().items()
             },
             "held": self.held,
+            "not_over": self.not_over,
             "failed": self.failed,
             "zero_usage": self.zero_usage,
             "customers": self.customers,
@@ -224,8 +240,10 @@ class MonthlyRun:
         log: RunLog,
         stop: threading.Event | None = None,
         on_step: Callable[[str, str], None] | None = None,
+        allow_open_period: bool = False,
     ) -> None:
         self.app, self.period, self.dry_run, self.log = app, period, dry_run, log
+        self.allow_open_period = allow_open_period
         self.stop = stop or threading.Event()
         self.on_step = on_step
         self.report = MonthlyReport(run_id=log.run_id, period=str(period), dry_run=dry_run)
@@ -340,10 +358,10 @@ class MonthlyRun:
         def record(result: FinalizeResult) -> None:
             counts[result.outcome] += 1
             priced, invoice = result.priced, result.invoice
+            if result.outcome == "not over":
+                self.report.not_over.append({"tenant": priced.tenant.key, "reason": priced.skipped})
             total = invoice.total_minor if invoice is not None else None
             previous = priced.previous_total_minor
-            if previous is None and invoice is not None:
-                previous = _previous_total(self.app, invoice.tenant_id, self.period)
             self.report.invoices.append(
                 {
                     "tenant": priced.tenant.key,
@@ -361,18 +379,37 @@ class MonthlyRun:
                 }
             )
 
-        finalize(self.app, self.period, dry_run=self.dry_run, on_result=record, stop=self._check_stop)
+        finalize(
+            self.app,
+            self.period,
+            dry_run=self.dry_run,
+            on_result=record,
+            stop=self._check_stop,
+            only_closed=not self.allow_open_period,
+        )
+        previous = _totals_of(self.app, self.period.previous())  # one query, not one per tenant
+        for inv in self.report.invoices:
+            if inv["previous_minor"] is None and inv["total_minor"] is not None:
+                inv["previous_minor"] = previous.get(inv["_tenant_id"])
+                inv["change_pct"] = _change(inv["total_minor"], inv["previous_minor"])
+        if self.report.not_over:
+            self.report.notices.append(
+                f"{len(self.report.not_over)} tenant(s) not finalized: their {self.period} is not over yet in their "
+                "time zone; run again later (or schedule the close after the westernmost tenant's month end)"
+            )
         return dict(counts)
 
     def _guardrails(self) -> dict[str, Any]:
         held = 0
+        stored = _invoice_states(self.app, self.period)  # one query: id -> (hold reason, released, in Stripe)
         for inv in self.report.invoices:
+            state = stored.get(inv["_id"])
             if inv["total_minor"] is None or inv["status"] not in (None, "finalized"):
                 if inv["status"] == "held":
-                    self.report.held.append(self._held_doc(inv, _hold_reason_of(self.app, inv["_id"])))
+                    self.report.held.append(self._held_doc(inv, state[0] if state else None))
                 continue
-            if inv["_id"] is not None and not self.dry_run and _already_judged(self.app, inv["_id"]):
-                continue
+            if state is not None and (state[1] or state[2]):
+                continue  # released by an operator, or already in Stripe: never (re-)hold it
             reason = hold_reason(inv["total_minor"], inv["currency"], inv["previous_minor"], self.rules)
             if reason is None:
                 continue
@@ -489,29 +526,26 @@ class MonthlyRun:
 
 
 # -- invoice helpers ------------------------------------------------------------------------------
-def _previous_total(app: App, tenant_id: int, period: Period) -> int | None:
+def _totals_of(app: App, period: Period) -> dict[int, int]:
+    """tenant id -> total of its live invoice for ``period``."""
     with Session(app.engine) as session:
-        row = session.exec(
-            select(Invoice.total_minor).where(
-                Invoice.tenant_id == tenant_id, Invoice.period == str(period.previous()), Invoice.status != "void"
+        rows = session.exec(
+            select(Invoice.tenant_id, Invoice.total_minor).where(
+                Invoice.period == str(period), Invoice.status != "void"
             )
-        ).first()
-    return row
+        )
+        return {tid: total for tid, total in rows}
 
 
-def _already_judged(app: App, invoice_id: int) -> bool:
-    """Released by an operator, or already in Stripe: never (re-)hold it."""
+def _invoice_states(app: App, period: Period) -> dict[int, tuple[str | None, bool, bool]]:
+    """invoice id -> (hold reason, released by an operator, already in Stripe) for ``period``."""
     with Session(app.engine) as session:
-        inv = session.get(Invoice, invoice_id)
-    return inv is None or inv.released_at is not None or inv.stripe_invoice_id is not None
-
-
-def _hold_reason_of(app: App, invoice_id: int | None) -> str | None:
-    if invoice_id is None:
-        return None
-    with Session(app.engine) as session:
-        inv = session.get(Invoice, invoice_id)
-    return inv.hold_reason if inv else None
+        rows = session.exec(
+            select(Invoice.id, Invoice.hold_reason, Invoice.released_at, Invoice.stripe_invoice_id).where(
+                Invoice.period == str(period), Invoice.status != "void"
+            )
+        )
+        return {i: (reason, released is not None, stripe is not None) for i, reason, released, stripe in rows}
 
 
 def _hold(app: App, invoice_id: int, reason: str) -> None:

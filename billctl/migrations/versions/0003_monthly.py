@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(length=64), nullable=False),
         sa.Column("host", sa.String(length=200), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("grp", sa.String(length=200), nullable=False),
         sa.Column("acquired_at", sa.DateTime(), nullable=False),
         sa.Column("heartbeat_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
