@@ -51,3 +51,39 @@ def report(title: str, rows: list[tuple[str, str]]) -> None:
     print(f"\n== {title}")
     for key, value in rows:
         print(f"  {key.ljust(width)}  {value}")
+
+
+def seed_tenants(url: str, tenants: int, plan: dict | None = None, *, email: bool = False) -> None:
+    """Migrate ``url`` and add tenants t0 .. t<n-1> (UTC, USD, no tax), and with ``plan`` that plan,
+    assigned to all of them from 2026-10-01."""
+    from billctl.config import load_config
+    from billctl.core.periods import Period
+    from billctl.core.plans import parse_plan
+    from billctl.db.engine import create_db_engine, upgrade
+    from billctl.services.context import App
+    from billctl.services.plans import create_plan
+
+    engine = create_db_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
+                "SELECT 't' || (g - 1), 'Tenant ' || g, CASE WHEN :email THEN 'billing@t' || g || '.test' ELSE '' END,"
+                " 'UTC', 'USD', '0', 'active', now(), now() FROM generate_series(1, :n) g"
+            ),
+            {"n": tenants, "email": email},
+        )
+    if plan is not None:
+        app = App(config=load_config(None, {"database.url": url}, env={}))
+        create_plan(app, parse_plan(plan))
+        app.dispose()
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO plan_assignment (tenant_id, plan_code, effective_at, created_at, actor) "
+                    "SELECT id, :code, :at, now(), 'bench' FROM tenant"
+                ),
+                {"code": plan["name"], "at": Period.parse("2026-10").bounds("UTC")[0].replace(tzinfo=None)},
+            )
+    engine.dispose()

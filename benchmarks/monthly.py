@@ -17,53 +17,28 @@ import time
 import redis
 import sqlalchemy as sa
 
-from benchmarks.common import best_of, report, scratch_database, stage
+from benchmarks.common import best_of, report, scratch_database, seed_tenants, stage
 from benchmarks.stream import REDIS_URL
 from benchmarks.stripe_push import KEY, _serve
 
 
 def load(url: str, tenants: int, endpoints: int) -> None:
-    from billctl.config import load_config
     from billctl.core.periods import Period
-    from billctl.core.plans import parse_plan
-    from billctl.db.engine import create_db_engine, upgrade
-    from billctl.services.context import App
-    from billctl.services.plans import create_plan
+    from billctl.db.engine import create_db_engine
 
+    plan = {
+        "name": "bench",
+        "currency": "USD",
+        "base_fee": "29.00",
+        "included_units": 1000,
+        "price": {"model": "per_unit", "unit_price": "0.001"},
+        "weights": {"/v1/ep0": "3"},
+    }
+    seed_tenants(url, tenants, plan, email=True)
     engine = create_db_engine(url)
-    upgrade(engine)
-    app = App(config=load_config(None, {"database.url": url}, env={}))
-    create_plan(
-        app,
-        parse_plan(
-            {
-                "name": "bench",
-                "currency": "USD",
-                "base_fee": "29.00",
-                "included_units": 1000,
-                "price": {"model": "per_unit", "unit_price": "0.001"},
-                "weights": {"/v1/ep0": "3"},
-            }
-        ),
-    )
     start, end = Period.parse("2026-10").bounds("UTC")
     s, e = int(start.timestamp()), int(end.timestamp())
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
-                "SELECT 't' || (g - 1), 'Tenant ' || g, 'billing@t' || g || '.test', 'UTC', 'USD', '0', 'active', "
-                "now(), now() FROM generate_series(1, :n) g"
-            ),
-            {"n": tenants},
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO plan_assignment (tenant_id, plan_code, effective_at, created_at, actor) "
-                "SELECT id, 'bench', :at, now(), 'bench' FROM tenant"
-            ),
-            {"at": start.replace(tzinfo=None)},
-        )
         conn.execute(  # one bucket per endpoint and day
             sa.text(
                 "INSERT INTO usage_bucket (tenant_id, bucket_start, endpoint, units, events) "
@@ -75,7 +50,6 @@ def load(url: str, tenants: int, endpoints: int) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE"))
     engine.dispose()
-    app.dispose()
 
 
 def produce(stream: str, events: int, tenants: int) -> None:

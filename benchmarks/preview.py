@@ -15,61 +15,38 @@ import tracemalloc
 
 import sqlalchemy as sa
 
-from benchmarks.common import best_of, report, scratch_database, stage
+from benchmarks.common import best_of, report, scratch_database, seed_tenants, stage
+
+PLAN = {
+    "name": "bench",
+    "currency": "USD",
+    "base_fee": "29.00",
+    "included_units": 10000,
+    "price": {
+        "model": "graduated",
+        "tiers": [
+            {"up_to": 100000, "unit_price": "0.0008"},
+            {"up_to": 1000000, "unit_price": "0.0005"},
+            {"unit_price": "0.0002"},
+        ],
+    },
+    "weights": {"/v1/ep0": "3"},
+}
 
 
 def load(url: str, tenants: int, endpoints: int) -> None:
-    from billctl.config import load_config
     from billctl.core.periods import Period
-    from billctl.core.plans import parse_plan
     from billctl.db.engine import create_db_engine, upgrade
-    from billctl.services.context import App
-    from billctl.services.plans import create_plan
 
     engine = create_db_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
         if conn.execute(sa.text("SELECT COUNT(*) FROM tenant")).scalar() == tenants:
             return
-    app = App(config=load_config(None, {"database.url": url}, env={}))
-    create_plan(
-        app,
-        parse_plan(
-            {
-                "name": "bench",
-                "currency": "USD",
-                "base_fee": "29.00",
-                "included_units": 10000,
-                "price": {
-                    "model": "graduated",
-                    "tiers": [
-                        {"up_to": 100000, "unit_price": "0.0008"},
-                        {"up_to": 1000000, "unit_price": "0.0005"},
-                        {"unit_price": "0.0002"},
-                    ],
-                },
-                "weights": {"/v1/ep0": "3"},
-            }
-        ),
-    )
+    seed_tenants(url, tenants, PLAN)
     start, end = Period.parse("2026-10").bounds("UTC")
     s, e = int(start.timestamp()), int(end.timestamp())
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
-                "SELECT 't' || g, 'Tenant ' || g, '', 'UTC', 'USD', '8.25', 'active', now(), now() "
-                "FROM generate_series(1, :n) g"
-            ),
-            {"n": tenants},
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO plan_assignment (tenant_id, plan_code, effective_at, created_at, actor) "
-                "SELECT id, 'bench', :at, now(), 'bench' FROM tenant"
-            ),
-            {"at": start.replace(tzinfo=None)},
-        )
         conn.execute(
             sa.text(
                 "INSERT INTO usage_bucket (tenant_id, bucket_start, endpoint, units, events) "

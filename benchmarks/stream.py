@@ -29,7 +29,7 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from benchmarks.common import report, scratch_database, stage
+from benchmarks.common import report, scratch_database, seed_tenants, stage
 
 REDIS_URL = os.environ.get("BILLCTL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,20 +126,7 @@ def run_billctl(url: str, stream: str, max_events: int | None) -> tuple[dict, in
 
 
 def setup_db(url: str, tenants: int) -> None:
-    from billctl.db.engine import create_db_engine, upgrade
-
-    engine = create_db_engine(url)
-    upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
-                "SELECT 't' || (g - 1), 'Tenant ' || g, '', 'UTC', 'USD', '0', 'active', now(), now() "
-                "FROM generate_series(1, :n) g"
-            ),
-            {"n": tenants},
-        )
-    engine.dispose()
+    seed_tenants(url, tenants)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -52,3 +52,16 @@ unit_price = "0.001"
 [weights]
 "/v1/ocr" = 3
 """
+
+
+def units_by_tenant(db_url: str) -> dict[str, int]:
+    """Units stored per tenant key, straight from usage_bucket."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key")
+        ).all()
+    engine.dispose()
+    return {key: int(units) for key, units in rows}

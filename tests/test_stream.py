@@ -15,21 +15,12 @@ from billctl.config import load_config
 from billctl.services import aggregate as agg
 from billctl.services.context import App
 from tests.conftest import Cli
+from tests.helpers import units_by_tenant
 
 
 def _app(cli: Cli, **settings: object) -> App:
     overrides = {"database.url": cli.db_url, **{k: str(v) for k, v in settings.items()}}
     return App(config=load_config(None, overrides, env=cli.env))
-
-
-def _units(cli: Cli) -> dict[str, int]:
-    engine = sa.create_engine(cli.db_url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key")
-        ).all()
-    engine.dispose()
-    return {key: int(units) for key, units in rows}
 
 
 @pytest.fixture
@@ -62,7 +53,7 @@ def test_counts_each_event_once_dead_letters_bad_ones_and_trims_exactly(tenants:
     assert report["read"] == 8
     assert report["counted"] == 2 and report["units"] == 3 and report["duplicates"] == 1
     assert report["dead_lettered"] == 5 and report["acked"] == 8
-    assert _units(tenants) == {"acme": 2, "globex": 1}
+    assert units_by_tenant(tenants.db_url) == {"acme": 2, "globex": 1}
     assert r.xlen(stream) == 0  # every entry committed and acknowledged: all trimmed
     assert r.xinfo_groups(stream)[0]["pending"] == 0
 
@@ -76,7 +67,7 @@ def test_counts_each_event_once_dead_letters_bad_ones_and_trims_exactly(tenants:
     assert all(fields["_source"] == stream for _, fields in dead)
 
     again = tenants("usage", "aggregate", "-o", "json").json()
-    assert again["read"] == 0 and _units(tenants) == {"acme": 2, "globex": 1}
+    assert again["read"] == 0 and units_by_tenant(tenants.db_url) == {"acme": 2, "globex": 1}
 
     engine = sa.create_engine(tenants.db_url)
     with engine.connect() as conn:
@@ -94,7 +85,7 @@ def test_dry_run_changes_nothing_anywhere(tenants: Cli, r, stream: str) -> None:
     assert report["read"] == 51 and report["counted"] == 50 and report["dead_lettered"] == 1
     assert (r.xlen(stream), r.exists(f"{stream}:dead"), r.keys(f"{stream}*")) == before
     assert r.xinfo_groups(stream) == []  # not even the consumer group was created
-    assert _units(tenants) == {}
+    assert units_by_tenant(tenants.db_url) == {}
     # and the real run does what the dry run said
     real = tenants("usage", "aggregate", "-o", "json").json()
     assert (real["counted"], real["dead_lettered"]) == (50, 1)
@@ -114,7 +105,7 @@ def test_pending_entries_of_a_dead_consumer_are_never_trimmed_and_are_claimed(te
     time.sleep(0.01)
     second = tenants("usage", "aggregate", "-o", "json").json()
     assert second["claimed"] == 4 and second["counted"] == 4
-    assert _units(tenants) == {"acme": 10}
+    assert units_by_tenant(tenants.db_url) == {"acme": 10}
     assert r.xlen(stream) == 0
     consumers = {c["name"] for c in r.xinfo_consumers(stream, "billctl")}
     assert "dead-pod" in consumers  # idle for less than a day: kept for inspection
@@ -132,13 +123,13 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(tenants: Cli, r, str
     with pytest.raises(ConnectionError):
         agg.aggregate(app)
     monkeypatch.undo()
-    assert _units(tenants) == {"acme": 300}  # committed
+    assert units_by_tenant(tenants.db_url) == {"acme": 300}  # committed
     assert r.xlen(stream) == 100 and r.xinfo_groups(stream)[0]["pending"] == 100  # not acknowledged, not trimmed
     time.sleep(0.01)
     report = agg.aggregate(app)
     app.dispose()
     assert report.claimed == 100 and report.duplicates == 100 and report.counted == 0
-    assert _units(tenants) == {"acme": 300}
+    assert units_by_tenant(tenants.db_url) == {"acme": 300}
     assert r.xlen(stream) == 0
 
 
@@ -154,11 +145,11 @@ def test_crash_before_commit_loses_nothing(tenants: Cli, r, stream: str, monkeyp
     with pytest.raises(RuntimeError):
         agg.aggregate(app)
     monkeypatch.undo()
-    assert _units(tenants) == {}
+    assert units_by_tenant(tenants.db_url) == {}
     time.sleep(0.01)
     assert agg.aggregate(app).counted == 100
     app.dispose()
-    assert _units(tenants) == {"globex": 100}
+    assert units_by_tenant(tenants.db_url) == {"globex": 100}
 
 
 def test_retention_keeps_counted_entries_for_a_while(tenants: Cli, r, stream: str) -> None:
@@ -237,7 +228,7 @@ def test_concurrent_aggregators_give_the_same_totals(tenants: Cli, r, stream: st
     for app in apps:
         app.dispose()
     assert not errors, errors
-    assert _units(tenants) == expected
+    assert units_by_tenant(tenants.db_url) == expected
     assert r.xlen(stream) == 0
 
 
@@ -278,12 +269,12 @@ def test_dead_letters_list_and_replay_after_the_fix(tenants: Cli, r, stream: str
     tenants("usage", "dead-letters", "replay", "--yes")
     assert r.xlen(f"{stream}:dead") == 1
     tenants("usage", "aggregate")
-    assert _units(tenants) == {"initech": 7}
+    assert units_by_tenant(tenants.db_url) == {"initech": 7}
     # replaying the same entry again (a crash between append and delete) still counts once
     source_id = [d for d in listing["dead_letters"] if d["fields"]["tenant_id"] == "initech"][0]["source_id"]
     r.xadd(stream, {"tenant_id": "initech", "units": 7, "event_id": source_id})
     tenants("usage", "aggregate")
-    assert _units(tenants) == {"initech": 7}
+    assert units_by_tenant(tenants.db_url) == {"initech": 7}
     # without a terminal, replay asks for --yes
     r.xadd(f"{stream}:dead", {"tenant_id": "acme", "_source": stream, "_id": "1-1", "_reason": "x"})
     refused = tenants("usage", "dead-letters", "replay", expect=3)
@@ -293,8 +284,15 @@ def test_dead_letters_list_and_replay_after_the_fix(tenants: Cli, r, stream: str
 def test_usage_show_and_top(tenants: Cli, r, stream: str) -> None:
     base = int(datetime(2026, 10, 3, 2, 40, tzinfo=UTC).timestamp() * 1000)
     for i in range(30):
-        r.xadd(stream, {"tenant_id": "acme", "endpoint": "/v1/ocr" if i % 3 == 0 else "/v1/search",
-                        "ts": base + i * 3_600_000, "units": 2})
+        r.xadd(
+            stream,
+            {
+                "tenant_id": "acme",
+                "endpoint": "/v1/ocr" if i % 3 == 0 else "/v1/search",
+                "ts": base + i * 3_600_000,
+                "units": 2,
+            },
+        )
     r.xadd(stream, {"tenant_id": "globex", "ts": base, "units": 5})
     tenants("usage", "aggregate")
     shown = tenants("usage", "show", "--tenant", "acme", "--period", "2026-10", "-o", "json").json()
@@ -327,7 +325,7 @@ def test_follow_stops_cleanly_on_request(tenants: Cli, r, stream: str) -> None:
     for i in range(20):
         r.xadd(stream, {"tenant_id": "acme", "event_id": f"e{i}"})
     deadline = time.monotonic() + 10
-    while _units(tenants).get("acme", 0) < 20 and time.monotonic() < deadline:
+    while units_by_tenant(tenants.db_url).get("acme", 0) < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
     thread.join(timeout=10)
@@ -335,3 +333,13 @@ def test_follow_stops_cleanly_on_request(tenants: Cli, r, stream: str) -> None:
     assert not thread.is_alive() and done[0].counted == 20
     assert r.xinfo_groups(stream)[0]["pending"] == 0
     assert r.xinfo_groups(stream)[0]["consumers"] == 0  # its own consumer entry removed on exit
+
+
+def test_max_events_stops_after_that_many_entries(tenants: Cli, r, stream: str) -> None:
+    for i in range(10):
+        r.xadd(stream, {"tenant_id": "acme", "event_id": f"e{i}"})
+    tenants.env["BILLCTL_STREAM_READ_COUNT"] = "2"
+    first = tenants("usage", "aggregate", "--max-events", "3", "-o", "json").json()
+    assert first["read"] == 3 and first["acked"] == 3
+    assert r.xinfo_groups(stream)[0]["pending"] == 0  # nothing read beyond the limit is left pending
+    assert tenants("usage", "aggregate", "-o", "json").json()["read"] == 7

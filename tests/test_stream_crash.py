@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import redis
-import sqlalchemy as sa
 
 from tests.conftest import Cli
+from tests.helpers import units_by_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANTS = [f"t{i}" for i in range(8)]
@@ -55,19 +55,10 @@ def _spawn(env: dict[str, str], consumer: str) -> subprocess.Popen:
     )
 
 
-def _units(url: str) -> dict[str, int]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key")
-        ).all()
-    engine.dispose()
-    return {key: int(units) for key, units in rows}
-
-
 @pytest.mark.parametrize("aggregators", [1, 2])
-def test_sigkill_at_random_moments_loses_and_doubles_nothing(scli: Cli, stream: str, redis_url: str,
-                                                            aggregators: int) -> None:
+def test_sigkill_at_random_moments_loses_and_doubles_nothing(
+    scli: Cli, stream: str, redis_url: str, aggregators: int
+) -> None:
     for tenant in TENANTS:
         scli("tenants", "create", tenant, "--name", tenant)
     env = {
@@ -102,7 +93,12 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(scli: Cli, stream: 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             groups = r.xinfo_groups(stream)
-            if groups and groups[0]["pending"] == 0 and groups[0]["lag"] == 0 and _units(scli.db_url) == expected:
+            if (
+                groups
+                and groups[0]["pending"] == 0
+                and groups[0]["lag"] == 0
+                and units_by_tenant(scli.db_url) == expected
+            ):
                 break
             time.sleep(0.3)
         time.sleep(3)  # the newest aggregator is past its start-up (imports) and has its SIGTERM handler
@@ -116,7 +112,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(scli: Cli, stream: 
                 proc.kill()
         producer.join()
     assert kills >= 6
-    assert _units(scli.db_url) == expected
+    assert units_by_tenant(scli.db_url) == expected
     assert all(proc.returncode == 0 for proc in procs), [proc.returncode for proc in procs]  # SIGTERM: clean exit
     assert r.xlen(stream) == 0  # everything counted was trimmed, exactly
     r.close()

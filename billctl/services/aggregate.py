@@ -215,6 +215,7 @@ class _Reader(threading.Thread):
         stop: threading.Event,
         max_entries: int,
         parser: Parser,
+        limit: int | None = None,
     ) -> None:
         super().__init__(name="billctl-stream-reader", daemon=True)
         self.client, self.streams, self.consumer, self.follow, self.stop = client, streams, consumer, follow, stop
@@ -225,6 +226,7 @@ class _Reader(threading.Thread):
         self.parser = parser
         # one batch read ahead while the writer commits the previous one
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, max_entries // self.count))
+        self.left = limit  # --max-events: entries still to read (None: no limit)
         self.error: BaseException | None = None
 
     def _put(self, item: object) -> None:
@@ -236,14 +238,22 @@ class _Reader(threading.Thread):
                 if self.stop.is_set() and item is not _DONE:
                     return
 
+    def _count(self) -> int:
+        return self.count if self.left is None else max(1, min(self.count, self.left))
+
+    def _took(self, n: int) -> None:
+        if self.left is not None:
+            self.left = max(0, self.left - n)
+
     def _claim_all(self) -> int:
         claimed = 0
         for stream in self.streams:
             start: bytes | str = "0-0"
-            while not self.stop.is_set():
+            while not self.stop.is_set() and self.left != 0:
                 start, entries, vanished = self.client.claim_idle(
-                    stream, self.group, self.consumer, self.claim_idle_ms, start, self.count
+                    stream, self.group, self.consumer, self.claim_idle_ms, start, self._count()
                 )
+                self._took(len(entries))
                 if entries or vanished:
                     chunk = _Chunk(stream, entries, claimed=True, vanished=len(vanished))
                     self.parser.parse(chunk)
@@ -264,8 +274,11 @@ class _Reader(threading.Thread):
                 for stream in self.streams:
                     if self.stop.is_set():
                         break
+                    if self.left == 0:
+                        return
                     block = max(1, self.block_ms // len(self.streams)) if self.follow else None
-                    entries = self.client.read_new(stream, self.group, self.consumer, self.count, block)
+                    entries = self.client.read_new(stream, self.group, self.consumer, self._count(), block)
+                    self._took(len(entries))
                     if entries:
                         got += len(entries)
                         chunk = _Chunk(stream, entries)
@@ -321,7 +334,9 @@ def _run(
     started = time.monotonic()
     writer = _Writer(app, client, report)
     reader_stop = threading.Event()
-    reader = _Reader(client_for_thread(app), app, streams, consumer, follow, reader_stop, batch_events, writer.parser)
+    reader = _Reader(
+        client_for_thread(app), app, streams, consumer, follow, reader_stop, batch_events, writer.parser, max_events
+    )
     thresholds = gc.get_threshold()
     gc.freeze()  # the long-lived objects so far are never garbage: keep the collector off them
     gc.set_threshold(200_000, 50, 50)  # batches allocate millions of short-lived objects (no cycles)

@@ -309,10 +309,8 @@ def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
-def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | EventError]]:
-    """Events from newline-delimited JSON. A line without event_id gets a stable one derived from
-    its content and its occurrence in the file, so re-importing the same file counts nothing twice."""
-    occurrences: Counter = Counter()
+def _json_objects(stream: IO[str], source: str) -> Iterator[tuple[str, str, dict | EventError]]:
+    """(where, line text, object) for each non-empty line; an EventError for one that is not a JSON object."""
     for number, line in enumerate(stream, start=1):
         text = line.strip()
         if not text:
@@ -321,10 +319,18 @@ def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | Ev
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield where, EventError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            yield where, text, EventError(f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
-        if not isinstance(data, dict):
-            yield where, EventError("not a JSON object")
+        yield where, text, data if isinstance(data, dict) else EventError("not a JSON object")
+
+
+def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | EventError]]:
+    """Events from newline-delimited JSON. A line without event_id gets a stable one derived from
+    its content and its occurrence in the file, so re-importing the same file counts nothing twice."""
+    occurrences: Counter = Counter()
+    for where, _text, data in _json_objects(stream, source):
+        if isinstance(data, EventError):
+            yield where, data
             continue
         unknown = set(data) - {"tenant_id", "endpoint", "ts", "units", "event_id"}
         if unknown:
@@ -367,18 +373,9 @@ def parse_envoy(
     header). ``None`` for a request whose status does not bill. The event id is the request id
     (x-request-id), so the same request logged twice counts once; without one, the line's content."""
     occurrences: Counter = Counter()
-    for number, line in enumerate(stream, start=1):
-        text = line.strip()
-        if not text:
-            continue
-        where = f"{source}:{number}"
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield where, EventError(f"not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(data, dict):
-            yield where, EventError("not a JSON object")
+    for where, text, data in _json_objects(stream, source):
+        if isinstance(data, EventError):
+            yield where, data
             continue
         status = data.get("response_code")
         try:
