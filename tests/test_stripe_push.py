@@ -273,3 +273,14 @@ def test_zero_amount_invoice_is_a_stripe_document(cli, tmp_path, fake, db_url):
     assert inv["action"] == "pushed" and inv["status"] == "paid" and "zero amount" in inv["note"]
     remote = assert_exactly_once(fake, db_url, NUMBER, "tiny")
     assert remote["total"] == 0
+
+
+def test_customer_deleted_in_stripe_is_replaced(cli, tmp_path, fake, db_url):
+    setup_tenants(cli, tmp_path, ["acme"], finalize=False)
+    cli.env.update(stripe_env(fake))
+    first = cli("stripe", "sync-customers", "-o", "json").json()["customers"][0]["stripe_id"]
+    fake.client("sk_test_billctl_admin").v1.customers.delete(first)
+    doc = cli("stripe", "sync-customers", "-o", "json").json()
+    (outcome,) = doc["customers"]
+    assert outcome["action"] == "created" and outcome["stripe_id"] != first and "deleted" in outcome["note"]
+    assert [c["id"] for c in customers_for(fake, "acme")] == [outcome["stripe_id"]]

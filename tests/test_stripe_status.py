@@ -273,3 +273,24 @@ def test_reconcile_reports_drift_and_fixes_only_when_asked(cli, tmp_path, fake, 
     assert [(d["drift"], d["detail"]) for d in doc["drift"]] == [("status", "local finalized, Stripe void")]
     table = cli("stripe", "reconcile", expect=10)
     assert "duplicate" in table.stdout and "difference(s)" in table.stderr
+
+
+def test_cursor_event_gone_falls_back_to_its_time(cli, tmp_path, fake, db_url):
+    import sqlalchemy as sa
+
+    from billctl.db.engine import create_db_engine
+
+    setup_tenants(cli, tmp_path, ["acme"])
+    cli.env.update(stripe_env(fake))
+    fake.set_payment_outcome("acme", "fail")
+    cli("stripe", "push")
+    cli("stripe", "sync-status")
+    fake.set_payment_outcome("acme", "succeed")
+    fake.advance(3 * 86400 + 1)
+    engine = create_db_engine(db_url)
+    with engine.begin() as conn:  # as if Stripe had dropped the cursor's event (older than 30 days)
+        conn.execute(sa.text("UPDATE stripe_cursor SET event_id = 'evt_expired'"))
+    engine.dispose()
+    doc = cli("stripe", "sync-status", "-o", "json").json()
+    assert [(c["invoice"], c["after"]) for c in doc["changes"]] == [(NUMBER, "paid")]
+    assert doc["attention"] == []

@@ -133,7 +133,7 @@ def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Out
     updated when name, email or metadata differ. The id is stored as soon as it is known."""
     wanted = m.customer_params(tenant.key, tenant.name, tenant.email)
     remote: dict[str, Any] | None = None
-    action, note = "unchanged", ""
+    action, note, replacing = "unchanged", "", None
     if tenant.stripe_customer_id:
         try:
             remote = gw.retrieve_customer(tenant.stripe_customer_id)
@@ -142,7 +142,7 @@ def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Out
                 raise
         if remote is not None and remote.get("deleted"):
             note = f"stored customer {tenant.stripe_customer_id} was deleted in Stripe; "
-            remote = None
+            remote, replacing = None, tenant.stripe_customer_id
     if remote is None:
         found, count = m.pick_customer(gw.search_customers(m.customer_search_query(tenant.key)), tenant.key)
         if found is not None:
@@ -150,7 +150,7 @@ def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Out
             if count > 1:
                 note += f"{count} Stripe customers carry this tenant's metadata; using the oldest, {found['id']}; "
     if remote is None:
-        remote = gw.create_customer(wanted, m.customer_create_key(tenant.key))
+        remote = gw.create_customer(wanted, m.customer_create_key(tenant.key, replacing))
         action = "created"
     if remote["id"] != tenant.stripe_customer_id:
         with store.tx() as s:

@@ -33,8 +33,11 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._:-]", "_", text)[:120]
 
 
-def customer_create_key(tenant_key: str) -> str:
-    return f"billctl-tenant-{_safe(tenant_key)}-customer-create"
+def customer_create_key(tenant_key: str, replacing: str | None = None) -> str:
+    """``replacing``: the id of a customer deleted in Stripe that this one replaces (a new key, or
+    Stripe would replay the deleted customer's creation for a day)."""
+    suffix = f"-replacing-{_safe(replacing)}" if replacing else ""
+    return f"billctl-tenant-{_safe(tenant_key)}-customer-create{suffix}"
 
 
 def customer_update_key(tenant_key: str, params: Mapping[str, Any]) -> str:
