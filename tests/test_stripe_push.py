@@ -284,3 +284,24 @@ def test_customer_deleted_in_stripe_is_replaced(cli, tmp_path, fake, db_url):
     (outcome,) = doc["customers"]
     assert outcome["action"] == "created" and outcome["stripe_id"] != first and "deleted" in outcome["note"]
     assert [c["id"] for c in customers_for(fake, "acme")] == [outcome["stripe_id"]]
+
+
+def test_below_minimum_charge_is_a_stripe_document(cli, tmp_path, fake, db_url):
+    from tests.helpers import write_plan
+
+    cli("db", "upgrade")
+    cli(
+        "plans",
+        "create",
+        "--file",
+        write_plan(tmp_path, "micro", FREE.replace('"free"', '"micro"').replace('"0"', '"0.30"')),
+    )
+    cli("tenants", "create", "tiny", "--name", "Tiny", "--email", "t@tiny.test")
+    cli("tenants", "assign-plan", "tiny", "micro", "--effective", "2026-10-01")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    cli.env.update(stripe_env(fake))
+    (inv,) = cli("stripe", "push", "-o", "json").json()["invoices"]
+    assert inv["action"] == "pushed" and inv["total"]["minor"] == 30
+    assert inv["status"] == "paid" and "minimum charge" in inv["note"]
+    remote = assert_exactly_once(fake, db_url, NUMBER, "tiny")
+    assert fake.customers[remote["customer"]]["balance"] == 30  # Stripe collects it with the next invoice

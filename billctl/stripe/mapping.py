@@ -23,7 +23,7 @@ DESCRIPTION_MAX = 500
 # Stripe's minimum charge per currency (minor units), for the ones billctl's samples use; an
 # invoice below it is still a Stripe document: Stripe marks it paid and carries the amount over
 # to the customer's balance instead of charging.
-MINIMUM_CHARGE_MINOR = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "jpy": 50, "krw": 700, "chf": 50}
+MINIMUM_CHARGE_MINOR = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "jpy": 50, "chf": 50}
 
 
 # ---------------------------------------------------------------- idempotency keys

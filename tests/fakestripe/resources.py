@@ -166,6 +166,10 @@ CURRENCIES = frozenset(
 
 DAY = 86400
 RETRY_INTERVAL = 3 * DAY  # automatic collection: next attempt 3 days after a failed one
+# Stripe's minimum charge amounts (minor units) for the currencies simulated; an automatically
+# collected invoice below it is not charged: Stripe marks it paid and carries the amount to the
+# customer's balance (a debit the next invoice collects).
+MINIMUM_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 50, "jpy": 50}
 MAX_ATTEMPTS = 4
 AUTO_FINALIZE_DELAY = 3600  # Stripe finalizes auto_advance drafts about an hour after creation
 
@@ -1033,6 +1037,16 @@ class StripeState:
         self.emit("invoice.finalized", invoice, req)
         if invoice["amount_due"] == 0:
             self._mark_paid(invoice, req)
+        elif (
+            invoice["collection_method"] == "charge_automatically"
+            and customer is not None
+            and 0 < invoice["amount_due"] < MINIMUM_CHARGE.get(invoice["currency"], 0)
+        ):
+            carried = invoice["amount_due"]
+            customer["balance"] += carried
+            invoice["ending_balance"] = customer["balance"]
+            self._mark_paid(invoice, req)
+            invoice["amount_paid"] = 0
         elif invoice["collection_method"] == "charge_automatically" and invoice["auto_advance"]:
             self._attempt_payment(invoice, req)
 

@@ -174,3 +174,13 @@ def test_search_invoices_and_expand(fake: FakeStripe, client: StripeClient) -> N
     assert client.v1.invoices.search(params={"query": "total>300"}).data == []
     listed = client.v1.invoices.list(params={"customer": customer.id, "status": "draft", "expand": ["data.customer"]})
     assert listed.data[0].customer.email == "billing@acme.test"
+
+
+def test_below_minimum_charge_is_carried_to_the_balance(fake: FakeStripe, client: StripeClient) -> None:
+    customer = _customer(client)
+    small = client.v1.invoices.finalize_invoice(_draft(client, customer.id, [30]).id, params={"auto_advance": True})
+    assert (small.status, small.amount_paid, small.attempt_count) == ("paid", 0, 0)
+    assert client.v1.customers.retrieve(customer.id).balance == 30
+    nxt = client.v1.invoices.finalize_invoice(_draft(client, customer.id, [1000]).id, params={"auto_advance": True})
+    assert (nxt.starting_balance, nxt.amount_due, nxt.status) == (30, 1030, "paid")
+    assert client.v1.customers.retrieve(customer.id).balance == 0
