@@ -305,3 +305,31 @@ def test_below_minimum_charge_is_a_stripe_document(cli, tmp_path, fake, db_url):
     assert inv["status"] == "paid" and "minimum charge" in inv["note"]
     remote = assert_exactly_once(fake, db_url, NUMBER, "tiny")
     assert fake.customers[remote["customer"]]["balance"] == 30  # Stripe collects it with the next invoice
+
+
+def test_two_pushes_at_once_create_nothing_twice(cli, tmp_path, fake, db_url):
+    import threading
+
+    from billctl.services import stripe_sync as svc
+
+    tenants = ["acme", "globex", "initech", "hooli"]
+    setup_tenants(cli, tmp_path, tenants)
+    fake.inject(method="POST", delay=0.05, times=40)  # widen the races
+    apps = [make_app(db_url, fake), make_app(db_url, fake)]
+    errors: list[BaseException] = []
+    failures: list[str] = []
+
+    def run(app) -> None:  # type: ignore[no-untyped-def]
+        try:
+            failures.extend(o.note for o in svc.push(app, svc.gateway(app), workers=2).failures)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and failures == []
+    for i, tenant in enumerate(tenants, start=1):
+        assert_exactly_once(fake, db_url, f"INV-2026-10-{i:06d}", tenant)
