@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +30,19 @@ def _amount(minor: int | None, currency: str | None) -> str:
     if minor is None or currency is None:
         return ""
     return f"{format_amount(from_minor(minor, currency), currency)} {currency}"
+
+
+@contextmanager
+def _progress(out: Out, what: str) -> Iterator[tuple[Callable[[int], None], Callable[[], None]]]:
+    """(set total, advance one) for a progress bar on stderr at a terminal; no-ops otherwise."""
+    if out.quiet or not out.err.is_terminal:
+        yield (lambda _total: None), (lambda: None)
+        return
+    from rich.progress import Progress
+
+    with Progress(console=out.err, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield (lambda total: bar.update(task, total=total)), (lambda: bar.advance(task))
 
 
 def _rows(out: Out, columns: list[str], rows: list, **kwargs: Any) -> None:
@@ -116,7 +131,8 @@ def sync_customers(
     st = state(ctx)
     out = st.output(output)
     gw = svc.gateway(st.app, dry_run=dry_run)
-    report = svc.sync_customers(st.app, gw, tenant)
+    with _progress(out, "Stripe customers") as (total, advance):
+        report = svc.sync_customers(st.app, gw, tenant, on_outcome=lambda _o: advance(), on_total=total)
     docs = [_outcome_doc(o) for o in report.outcomes]
     if out.fmt == "json":
         out.json({"dry_run": dry_run, "customers": docs, "counts": report.counts(), "requests": report.requests})
@@ -146,13 +162,22 @@ def push(
     out = st.output(output)
     gw = svc.gateway(st.app, dry_run=dry_run)
 
-    def progress(o: svc.Outcome) -> None:
-        if o.failed:
-            out.warn(f"{o.ref}: {o.note}")
+    with _progress(out, "pushing to Stripe") as (total, advance):
 
-    report = svc.push(
-        st.app, gw, parse_period(period) if period else None, tenant, workers=workers, on_outcome=progress
-    )
+        def progress(o: svc.Outcome) -> None:
+            advance()
+            if o.failed:
+                out.warn(f"{o.ref}: {o.note}")
+
+        report = svc.push(
+            st.app,
+            gw,
+            parse_period(period) if period else None,
+            tenant,
+            workers=workers,
+            on_outcome=progress,
+            on_total=total,
+        )
     invoices = [o for o in report.outcomes if o.kind == "invoice"]
     if out.fmt == "json":
         out.json(

@@ -168,11 +168,18 @@ def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Out
 
 
 def sync_customers(
-    app: App, gw: Gateway, tenant_key: str | None = None, on_outcome: Callable[[Outcome], None] | None = None
+    app: App,
+    gw: Gateway,
+    tenant_key: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RunReport:
     report = RunReport(dry_run=gw.dry_run)
     store = _Store(app, gw.dry_run)
-    for tenant in _tenants(app, tenant_key):
+    tenants = _tenants(app, tenant_key)
+    if on_total:
+        on_total(len(tenants))
+    for tenant in tenants:
         try:
             outcome = ensure_customer(app, gw, tenant, store)
         except StripeFailure as exc:
@@ -379,6 +386,7 @@ def push(
     *,
     workers: int = 1,
     on_outcome: Callable[[Outcome], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RunReport:
     """Push every pending invoice. A failure on one invoice is recorded and the others go on;
     a bad key or an unreachable Stripe stops the run (nothing else could succeed)."""
@@ -394,6 +402,8 @@ def push(
     with Session(app.engine) as session:
         tenants = {t.id: t for t in session.exec(select(Tenant).where(Tenant.id.in_(tenant_ids)))} if tenant_ids else {}
     failed_tenants: dict[int, str] = {}
+    if on_total:  # customers to create, then invoices
+        on_total(sum(1 for tid in tenant_ids if not tenants[tid].stripe_customer_id) + len(todo))
 
     def customer(tid: int) -> Outcome | None:
         tenant = tenants[tid]
