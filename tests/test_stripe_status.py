@@ -294,3 +294,44 @@ def test_cursor_event_gone_falls_back_to_its_time(cli, tmp_path, fake, db_url):
     doc = cli("stripe", "sync-status", "-o", "json").json()
     assert [(c["invoice"], c["after"]) for c in doc["changes"]] == [(NUMBER, "paid")]
     assert doc["attention"] == []
+
+
+def test_webhooks_serve_command_end_to_end(cli, tmp_path, fake, db_url):
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    setup_tenants(cli, tmp_path, ["acme"])
+    cli.env.update(stripe_env(fake))
+    fake.set_payment_outcome("acme", "fail")
+    cli("stripe", "push")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BILLCTL_", "STRIPE_"))},
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "NO_COLOR": "1",
+    }
+    billctl = str(Path(sys.executable).with_name("billctl"))
+    server = subprocess.Popen(
+        [billctl, "--database-url", db_url, "stripe", "webhooks", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "listening on" in server.stderr.readline()
+        fake.add_webhook_endpoint(f"http://127.0.0.1:{port}/")
+        fake.set_payment_outcome("acme", "succeed")
+        fake.advance(3 * 86400 + 1)  # Stripe retries the card: paid, and tells the endpoint
+        assert fake.wait_for_webhooks(10)
+        assert {d.status for d in fake.webhook_deliveries} == {200}
+        assert local_invoice(db_url, NUMBER)["stripe_status"] == "paid"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert server.returncode == 0
+    assert "invoice.paid" in err and "payment_failed -> paid" in err and "stopped" in err
+    assert SECRET not in err

@@ -365,10 +365,16 @@ def serve(
 
     def log(status: int, body: dict, change: svc.Change | None) -> None:
         if change is None:
-            out.info(f"{status} {body.get('error', '')}")
+            line = f"{status} {body.get('error', '')}"
+        elif not change.applied:
+            line = f"{status} {change.event_type} {change.event_id} {change.note}"
         else:
-            what = f"{change.number}: {change.before} -> {change.after}" if change.applied else change.note
-            out.info(f"{status} {change.event_type} {change.event_id} {what}")
+            moved = (
+                f"{change.before} -> {change.after}" if change.before != change.after else f"{change.after} (unchanged)"
+            )
+            line = f"{status} {change.event_type} {change.event_id} {change.number}: {moved}"
+        if not out.quiet:
+            out.err.print(line, soft_wrap=True, markup=False, highlight=False)
 
     server = WebhookServer(st.app, secret, host, port, on_result=log, log=out.warn)
     out.info(f"listening on {server.url} (POST Stripe events here); Ctrl-C to stop")
