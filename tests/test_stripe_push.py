@@ -14,6 +14,7 @@ if _REPO not in sys.path:
 
 from tests.fakestripe import FakeStripe  # noqa: E402
 from tests.fakestripe.billctl_harness import (  # noqa: E402
+    TEST_KEY,
     SimulatedCrash,
     assert_exactly_once,
     crash_after,
@@ -333,3 +334,19 @@ def test_two_pushes_at_once_create_nothing_twice(cli, tmp_path, fake, db_url):
     assert errors == [] and failures == []
     for i, tenant in enumerate(tenants, start=1):
         assert_exactly_once(fake, db_url, f"INV-2026-10-{i:06d}", tenant)
+
+
+def test_a_draft_changed_in_stripe_is_not_finalized(cli, tmp_path, db_url, fake):
+    """A resumed push finds the draft's items by metadata; one edited by hand in Stripe meanwhile
+    stops that invoice (partial failure) instead of finalizing a wrong amount."""
+    setup_tenants(cli, tmp_path, ["acme"])
+    app = make_app(db_url, fake)
+    with pytest.raises(SimulatedCrash):
+        _push(app, fake, crash_after(5))  # search, customer, invoice, 2 items: then die
+    (draft,) = stripe_invoices_for(fake, NUMBER)
+    item = next(i for i in fake.invoiceitems.values() if i["invoice"] == draft["id"])
+    fake.client(TEST_KEY).v1.invoice_items.update(item["id"], params={"amount": 1})
+    cli.env.update(stripe_env(fake))
+    result = cli("stripe", "push", "-o", "json", expect=6)
+    assert "differ from the invoice" in result.json()["failed"][0]["reason"]
+    assert fake.invoices[draft["id"]]["status"] == "draft"

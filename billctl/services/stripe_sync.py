@@ -296,6 +296,16 @@ def push_invoice(app: App, gw: Gateway, invoice_id: int, store: _Store, customer
                 f"Stripe draft {remote['id']} has unexpected items (lines {extra or doubled}); not finalized, "
                 "see `billctl stripe reconcile`"
             )
+        changed = [
+            f"line {line.position}: {existing[line.position][0].get('amount')} instead of {line.amount_minor}"
+            for line in inv.lines
+            if line.position in existing and existing[line.position][0].get("amount") != line.amount_minor
+        ]
+        if changed:
+            raise StripeFailure(
+                f"Stripe draft {remote['id']} has items that differ from the invoice ({'; '.join(changed)}); "
+                "not finalized, see `billctl stripe reconcile`"
+            )
         for line, row in zip(inv.lines, lines, strict=True):
             if line.position in existing:
                 item = existing[line.position][0]
