@@ -340,3 +340,36 @@ def test_sigkill_anywhere_then_rerun_gives_exactly_one_invoice_everywhere(month:
     for key, (number, total, _) in got.items():
         assert total == expected_total_minor(UNITS[key] + STREAM_UNITS[key])
         assert_exactly_once(fake, month.db_url, number, key)
+
+
+def test_metrics_go_to_a_pushgateway_when_configured(month: Cli, fake: FakeStripe):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[tuple[str, str, str]] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            received.append((self.command, self.path, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    month.env["BILLCTL_MONTHLY_PUSHGATEWAY_URL"] = f"http://127.0.0.1:{server.server_port}"
+    month("run-monthly", "--period", "2026-10", "--yes")
+    server.shutdown()
+    ((method, path, body),) = received
+    assert method == "PUT" and path == "/metrics/job/billctl_run_monthly/period/2026-10"
+    assert "billctl_run_monthly_exit_code 0" in body
+    assert 'billctl_run_monthly_invoices{state="finalized"} 3' in body
+    assert 'billctl_run_monthly_step_seconds{step="push"}' in body
+    assert "billctl_run_monthly_last_success_timestamp" in body
+    # a Pushgateway that is down only warns: metrics never fail a close
+    month.env["BILLCTL_MONTHLY_PUSHGATEWAY_URL"] = "http://127.0.0.1:1"
+    result = month("run-monthly", "--period", "2026-10", "--yes")
+    assert "could not push metrics" in result.stderr
