@@ -178,6 +178,10 @@ def test_guardrails_hold_and_release(month: Cli, fake: FakeStripe):
     # released invoices are never held again
     third = month("run-monthly", "--period", "2026-10", "--yes", "-o", "json", expect=6).json()
     assert [h["tenant"] for h in third["held"]] == ["initech"]
+    # a held invoice can also be voided (the usage was a stolen key's); it never reaches Stripe
+    month("invoices", "void", got["initech"][0], "--reason", "stolen API key", "--yes")
+    month("stripe", "push", "--period", "2026-10")
+    assert stripe_invoices_for(fake, got["initech"][0]) == []
     trail = month("audit", "list", "--object", got["acme"][0], "-o", "json").json()
     actions = [a["action"] for a in trail]
     assert "invoice.hold" in actions and "invoice.release" in actions

@@ -766,7 +766,7 @@ def void_invoice(app: App, ref: str, reason: str) -> Invoice:
         invoice = session.get(Invoice, invoice.id)
         if invoice.status == "void":
             raise Conflict(f"invoice {invoice.number} is already void")
-        if invoice.status not in ("finalized",):
+        if invoice.status not in ("finalized", "held"):  # a held one (e.g. a stolen key's usage) may be voided
             raise Conflict(f"invoice {invoice.number} is {invoice.status} and cannot be voided here")
         invoice.status = "void"
         invoice.void_reason = reason.strip()
