@@ -186,18 +186,24 @@ class Gateway:
         )
 
     # ------------------------------------------------------------------ invoices
-    def list_invoices(self, customer_id: str) -> Iterator[dict[str, Any]]:
-        """Every invoice of a customer, newest first (paging through)."""
+    def _listed(
+        self, label: str, fetch: Callable[[dict[str, Any]], Any], params: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of a Stripe list endpoint, following ``starting_after`` from page to page."""
         after: str | None = None
         while True:
-            params: dict[str, Any] = {"customer": customer_id, "limit": 100}
-            if after:
-                params["starting_after"] = after
-            result = self._call("list invoices", lambda p=params: self._client.v1.invoices.list(params=p))
+            page = {**params, "limit": 100, **({"starting_after": after} if after else {})}
+            result = self._call(label, lambda p=page: fetch(p))
             yield from result["data"]
             if not result.get("has_more") or not result["data"]:
                 return
             after = result["data"][-1]["id"]
+
+    def list_invoices(self, customer_id: str) -> Iterator[dict[str, Any]]:
+        """Every invoice of a customer, newest first (paging through)."""
+        return self._listed(
+            "list invoices", lambda p: self._client.v1.invoices.list(params=p), {"customer": customer_id}
+        )
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call("retrieve invoice", lambda: self._client.v1.invoices.retrieve(invoice_id))
@@ -219,17 +225,11 @@ class Gateway:
         )
 
     def list_invoice_items(self, invoice_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"invoice": invoice_id, "limit": 100}
-            if after:
-                params["starting_after"] = after
-            result = self._call("list invoice items", lambda p=params: self._client.v1.invoice_items.list(params=p))
-            items.extend(result["data"])
-            if not result.get("has_more") or not result["data"]:
-                return items
-            after = result["data"][-1]["id"]
+        return list(
+            self._listed(
+                "list invoice items", lambda p: self._client.v1.invoice_items.list(params=p), {"invoice": invoice_id}
+            )
+        )
 
     def create_invoice_item(self, params: dict[str, Any], key: str) -> dict[str, Any]:
         return self._write(
