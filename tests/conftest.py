@@ -193,3 +193,22 @@ def scli(cli: Cli, redis_url: str, stream: str) -> Cli:
     """The CLI runner wired to this test's stream."""
     cli.env.update({"BILLCTL_REDIS_URL": redis_url, "BILLCTL_STREAM_NAME": stream})
     return cli
+
+
+@pytest.fixture
+def fast_stripe_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """billctl's Stripe client backs off 0.5 s and more between retries; keep tests fast."""
+    monkeypatch.setattr("billctl.stripe.client.BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr("billctl.stripe.client.BACKOFF_MAX", 0.05)
+
+
+@pytest.fixture
+def fake() -> Iterator:
+    """A FakeStripe server of this test's own, accepting the harness's test key; the test fails if
+    the server itself raised while answering."""
+    from tests.fakestripe import FakeStripe
+    from tests.fakestripe.billctl_harness import WEBHOOK_SECRET
+
+    with FakeStripe(api_key_prefix="sk_test_billctl", webhook_secret=WEBHOOK_SECRET) as server:
+        yield server
+        assert server.server_errors == [], server.server_errors[0]

@@ -41,12 +41,6 @@ def expected_total_minor(units: int) -> int:
 
 
 @pytest.fixture
-def fake():  # type: ignore[no-untyped-def]
-    with FakeStripe(api_key_prefix="sk_test_billctl") as server:
-        yield server
-
-
-@pytest.fixture
 def month(scli: Cli, tmp_path: Path, fake: FakeStripe, stream: str, redis_url: str) -> Cli:
     """Three tenants on `basic` with October usage from a file and more of it still in the stream."""
     setup_tenants(scli, tmp_path, TENANTS, units=0, finalize=False)

@@ -30,17 +30,7 @@ from tests.fakestripe.billctl_harness import (  # noqa: E402
 NUMBER = "INV-2026-10-000001"
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("billctl.stripe.client.BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr("billctl.stripe.client.BACKOFF_MAX", 0.05)
-
-
-@pytest.fixture
-def fake():  # type: ignore[no-untyped-def]
-    with FakeStripe(api_key_prefix="sk_test_billctl") as server:
-        yield server
-        assert server.server_errors == [], server.server_errors[0]
+pytestmark = pytest.mark.usefixtures("fast_stripe_backoff")
 
 
 def test_happy_path_customers_push_and_rerun(cli, tmp_path, fake, db_url):

@@ -19,6 +19,7 @@ if _REPO not in sys.path:
 from tests.fakestripe import FakeStripe  # noqa: E402
 from tests.fakestripe.billctl_harness import (  # noqa: E402
     TEST_KEY,
+    WEBHOOK_SECRET,
     local_invoice,
     make_app,
     setup_tenants,
@@ -27,20 +28,10 @@ from tests.fakestripe.billctl_harness import (  # noqa: E402
 )
 
 NUMBER = "INV-2026-10-000001"
-SECRET = "whsec_billctltestsecret"
+SECRET = WEBHOOK_SECRET
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("billctl.stripe.client.BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr("billctl.stripe.client.BACKOFF_MAX", 0.05)
-
-
-@pytest.fixture
-def fake():  # type: ignore[no-untyped-def]
-    with FakeStripe(api_key_prefix="sk_test_billctl", webhook_secret=SECRET) as server:
-        yield server
-        assert server.server_errors == [], server.server_errors[0]
+pytestmark = pytest.mark.usefixtures("fast_stripe_backoff")
 
 
 def _audit(db_url: str, action: str) -> list[dict]:

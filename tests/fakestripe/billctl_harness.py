@@ -13,6 +13,7 @@ from tests.fakestripe import FakeStripe
 from tests.helpers import BASIC, bulk, events_file, write_plan
 
 TEST_KEY = "sk_test_billctlFAKEkey0123456789"
+WEBHOOK_SECRET = "whsec_billctltestsecret"
 
 
 class SimulatedCrash(BaseException):
