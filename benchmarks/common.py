@@ -87,3 +87,14 @@ def seed_tenants(url: str, tenants: int, plan: dict | None = None, *, email: boo
                 {"code": plan["name"], "at": Period.parse("2026-10").bounds("UTC")[0].replace(tzinfo=None)},
             )
     engine.dispose()
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most events in any ``window`` seconds (a rate limit's busiest moment)."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.common import report, stage
+from benchmarks.common import max_in_window, report, stage
 
 KEY = "sk_test_benchmarkKEY000000000000"
 
@@ -140,16 +140,6 @@ def _serve(conn, rate: float, faults: float) -> None:  # type: ignore[no-untyped
                     "injected_429": injected[0],
                 }
             )
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def duplicates(state: dict, url: str) -> dict[str, int]:

@@ -11,6 +11,7 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
+from benchmarks.common import max_in_window  # noqa: E402
 from billctl.stripe import mapping as m  # noqa: E402
 from billctl.stripe.throttle import Throttle  # noqa: E402
 
@@ -133,16 +134,6 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.t += seconds
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_throttle_never_exceeds_rate_and_nearly_reaches_it():
