@@ -349,7 +349,8 @@ def fingerprint(inputs: dict) -> str:
 # ---------------------------------------------------------------- preview
 
 
-def _tenants(session: Session, tenant_key: str | None) -> list[Tenant]:
+def billed_tenants(session: Session, tenant_key: str | None) -> list[Tenant]:
+    """The tenant named ``tenant_key`` (NotFound if none), or every active tenant, in id order."""
     if tenant_key:
         tenant = session.exec(select(Tenant).where(Tenant.key == tenant_key)).first()
         if tenant is None:
@@ -364,7 +365,7 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
     Usage is read with one streamed ``GROUP BY`` per distinct time zone, merged with the
     tenant list in id order, so memory does not grow with the number of tenants."""
     with Session(app.engine) as session:
-        tenants = _tenants(session, tenant_key)
+        tenants = billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants] if tenant_key else None
         ctx = _load_context(session, ids, app.config["billing.adjustment_lookback_months"])
         live = _live_invoices(session, period, ids)
@@ -474,7 +475,7 @@ def finalize(
     time zone is skipped (a close at midnight UTC must not finalize a tenant in Los Angeles whose
     month still has hours to go)."""
     with Session(app.engine) as session:
-        tenants = _tenants(session, tenant_key)
+        tenants = billed_tenants(session, tenant_key)
     results: list[FinalizeResult] = []
 
     def emit(result: FinalizeResult) -> None:
@@ -734,7 +735,7 @@ def list_invoices(
     with Session(app.engine) as session:
         query = select(Invoice, Tenant).join(Tenant, Tenant.id == Invoice.tenant_id).order_by(Invoice.id)
         if tenant_key:
-            query = query.where(Invoice.tenant_id == _tenants(session, tenant_key)[0].id)
+            query = query.where(Invoice.tenant_id == billed_tenants(session, tenant_key)[0].id)
         if period:
             query = query.where(Invoice.period == str(period))
         if status:

@@ -78,7 +78,7 @@ def recompute(
             .order_by(Invoice.id)
         )
         if tenant_key:
-            query = query.where(Invoice.tenant_id == inv_svc._tenants(session, tenant_key)[0].id)
+            query = query.where(Invoice.tenant_id == inv_svc.billed_tenants(session, tenant_key)[0].id)
         pairs = list(session.exec(query))
         if progress:
             progress(len(pairs))
@@ -143,7 +143,7 @@ def not_invoiced(app: App, period: Period, tenant_key: str | None = None) -> lis
     """Active tenants that have a plan for ``period`` today but no live invoice for it (a plan
     assigned after the period was finalized, say): ``invoices finalize`` would bill them."""
     with Session(app.engine) as session:
-        tenants = inv_svc._tenants(session, tenant_key)
+        tenants = inv_svc.billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants]
         live = inv_svc._live_invoices(session, period, ids)
         ctx = inv_svc._load_context(session, ids, app.config["billing.adjustment_lookback_months"])

@@ -77,7 +77,7 @@ def export_lines(app: App, period: Period, tenant_key: str | None = None) -> lis
             .order_by(Invoice.id, InvoiceLine.position)
         )
         if tenant_key:
-            query = query.where(Invoice.tenant_id == inv_svc._tenants(session, tenant_key)[0].id)
+            query = query.where(Invoice.tenant_id == inv_svc.billed_tenants(session, tenant_key)[0].id)
         return [
             ExportRow(
                 tenant=t.key,

@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
-from billctl.errors import BillctlError, ExitCode, NotFound
+from billctl.errors import BillctlError, ExitCode
 from billctl.services.context import App, audit
 from billctl.stripe import mapping as m
 from billctl.stripe.client import Gateway, StripeFailure
@@ -119,13 +119,10 @@ class _Store:
 
 
 def _tenants(app: App, tenant_key: str | None) -> list[Tenant]:
+    from billctl.services.invoices import billed_tenants
+
     with Session(app.engine) as session:
-        if tenant_key:
-            tenant = session.exec(select(Tenant).where(Tenant.key == tenant_key)).first()
-            if tenant is None:
-                raise NotFound(f"unknown tenant '{tenant_key}'", hint="see `billctl tenants list`")
-            return [tenant]
-        return list(session.exec(select(Tenant).where(Tenant.status == "active").order_by(Tenant.id)))
+        return billed_tenants(session, tenant_key)
 
 
 def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Outcome:
