@@ -30,7 +30,7 @@ from billctl.core.guardrails import HoldRules, hold_reason, usage_dropped
 from billctl.core.money import from_minor
 from billctl.core.periods import Period, period_of
 from billctl.db.models import Invoice, RunLock, RunStep, Tenant, utcnow
-from billctl.errors import BillctlError, ConfigError, ExitCode, LockHeld
+from billctl.errors import BillctlError, ExitCode, LockHeld
 from billctl.logs import RunLog
 from billctl.services.context import App, audit
 from billctl.services.invoices import FinalizeResult, finalize
@@ -40,6 +40,18 @@ LOCK_NAME = "run-monthly"
 
 class Interrupted(BillctlError):
     exit_code = ExitCode.INTERRUPTED
+
+
+def optional_gateway(app: App, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
+    """The Stripe gateway, or None when no key is configured at all. A bad key still raises
+    ConfigError: it is a configuration error, not a reason to skip billing."""
+    from billctl.services.stripe_sync import gateway
+    from billctl.stripe.keys import NoStripeKey
+
+    try:
+        return gateway(app, dry_run=dry_run)
+    except NoStripeKey:
+        return None
 
 
 def previous_period(app: App) -> Period:
@@ -446,21 +458,14 @@ class MonthlyRun:
         return self.report.zero_usage
 
     def _stripe(self):  # type: ignore[no-untyped-def]
-        """The Stripe gateway, or None (with a notice) when no key is configured."""
-        if self.gateway is not None:
-            return self.gateway
-        from billctl.services.stripe_sync import gateway
-
-        try:
-            self.gateway = gateway(self.app, dry_run=self.dry_run)
-        except ConfigError as exc:
-            if "no Stripe API key" not in str(exc):
-                raise  # a bad key is a configuration error, not a reason to skip billing
-            self.report.notices.append(
-                "Stripe skipped: no API key configured (set STRIPE_API_KEY); invoices stay local until "
-                "`billctl stripe push`"
-            )
-            self.gateway = False
+        """The Stripe gateway, or False (with a notice) when no key is configured."""
+        if self.gateway is None:
+            self.gateway = optional_gateway(self.app, dry_run=self.dry_run) or False
+            if not self.gateway:
+                self.report.notices.append(
+                    "Stripe skipped: no API key configured (set STRIPE_API_KEY); invoices stay local until "
+                    "`billctl stripe push`"
+                )
         return self.gateway
 
     def _customers(self) -> dict[str, Any]:

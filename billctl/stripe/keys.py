@@ -24,6 +24,10 @@ _SECRET_RE = re.compile(r"\bwhsec_[A-Za-z0-9*]{4,}")
 _VALID_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]{8,}")
 
 
+class NoStripeKey(ConfigError):
+    """No key configured at all (as opposed to a bad one): the monthly close runs without Stripe."""
+
+
 def redact(text: object) -> str:
     """``text`` with every Stripe key or webhook secret (even a partly masked one) replaced."""
     return _SECRET_RE.sub("whsec_[redacted]", _KEY_RE.sub("[redacted key]", str(text)))
@@ -71,7 +75,7 @@ def resolve_api_key(config: Config, env: Mapping[str, str] | None = None) -> tup
         if not key:
             raise ConfigError(f"stripe.api_key_file: {config['stripe.api_key_file']} is empty")
         return key, f"file {config['stripe.api_key_file']}"
-    raise ConfigError(
+    raise NoStripeKey(
         "no Stripe API key configured",
         hint="set STRIPE_API_KEY (or BILLCTL_STRIPE_API_KEY), or stripe.api_key_file to a file holding it",
     )
