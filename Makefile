@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-quickstart: $(STAMP)  ## install, then run a month end to end on SQLite with the sample data
-	BILLCTL=$(BIN)/billctl sh scripts/quickstart.sh
+quickstart: $(STAMP)  ## install, then close a month on SQLite with the sample data, in ./quickstart
+	$(BIN)/billctl quickstart quickstart --force
 
 test: $(STAMP)  ## every test: unit, SQLite, PostgreSQL, Redis (needs the local servers, see README)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
@@ -27,4 +27,4 @@ bench: $(STAMP)  ## benchmarks against the local PostgreSQL (minutes)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) quickstart.db* .pytest_cache .hypothesis
+	rm -rf $(VENV) quickstart .pytest_cache .hypothesis
