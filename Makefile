@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint bench clean
+.PHONY: install quickstart test lint bench docs docs-serve docs-reference screens clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,22 @@ test: $(STAMP)  ## every test: unit, SQLite, PostgreSQL, Redis (needs the local 
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check billctl tests benchmarks
+	$(BIN)/ruff check billctl tests benchmarks scripts
+
+docs-reference: $(STAMP)  ## rewrite the generated reference pages (commands, settings, exit codes, JSON output)
+	$(BIN)/python scripts/gen_reference.py
+
+screens: $(STAMP)  ## re-record the terminal screens the docs and the README show (runs the quickstart)
+	$(BIN)/python scripts/screens.py
+
+docs: $(STAMP)  ## build the documentation site into site/ (strict: a broken link or a missing page fails)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000 while you edit it
+	$(BIN)/mkdocs serve
 
 bench: $(STAMP)  ## benchmarks against the local PostgreSQL (minutes)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) quickstart .pytest_cache .hypothesis
+	rm -rf $(VENV) quickstart site dist build .pytest_cache .hypothesis
