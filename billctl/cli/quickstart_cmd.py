@@ -131,9 +131,10 @@ def quickstart(
     from rich.markup import escape
 
     out = state(ctx).out
+    shown = shlex.quote(str(directory))  # as the user wrote it
     directory = directory.expanduser().resolve()
     if dry_run:
-        print(f"cd {shlex.quote(str(directory))}")
+        print(f"cd {shown}")
         for args, note in TOUR:
             print(command_line(args) + (f"   # {note}" if note else ""))
         return
@@ -149,5 +150,5 @@ def quickstart(
             if code:
                 out.error(f"quickstart stopped: `{command_line(args)}` exited {code}")
                 raise typer.Exit(int(code))
-    out.success(f"October 2026 closed in {directory}")
-    out.info(f"explore it: cd {escape(shlex.quote(str(directory)))} && billctl invoices explain INV-2026-10-000001")
+    out.success(f"October 2026 closed in {escape(shown)}")
+    out.info(f"explore it: cd {escape(shown)} && billctl invoices explain INV-2026-10-000001")
