@@ -35,10 +35,17 @@ APP = "billctl.cli.app:app"
 WIDTH = 100
 SVG = ("run-monthly-dry-run", "invoices-explain")  # the screens also rendered in colour
 
-# What differs between two honest runs: when the invoices were finalized, how long a step took.
+# What differs between two honest runs, per screen (a name prefix): when invoices were finalized,
+# how long a step took, Stripe's ids and clock, Redis entry ids, log times and run ids, rates.
 MASKS = (
-    (re.compile(r"\b20\d\d-\d\d-\d\d \d\d:\d\d\b(?= +│ *$)", re.M), "YYYY-MM-DD hh:mm"),  # last column: a time
-    (re.compile(r"(│ (?:usage|finalize|guardrails|customers|push|status) +│ \w+ +│) +\d+\.\d+ │"), r"\1 s.s │"),
+    ("", re.compile(r"\b20\d\d-\d\d-\d\d \d\d:\d\d\b(?= +│ *$)", re.M), "YYYY-MM-DD hh:mm"),  # a time, last column
+    ("", re.compile(r"(│ (?:usage|finalize|guardrails|customers|push|status) +│ \w+ +│) +\d+\.\d+ │"), r"\1 s.s │"),
+    ("stripe-", re.compile(r"\b(in|cus|evt|cn)_[A-Za-z0-9]+"), r"\1_ID"),
+    ("stripe-", re.compile(r"127\.0\.0\.1:\d+ *"), "127.0.0.1:PORT"),
+    ("stripe-", re.compile(r"\b20\d\d-\d\d-\d\d \d\d:\d\d\b"), "YYYY-MM-DD hh:mm"),
+    ("stream-", re.compile(r"\b\d{13}-\d+\b"), "ENTRY-ID"),
+    ("stream-", re.compile(r"in \d+\.\d s \([\d,]+/s\)"), "in S s (R/s)"),
+    ("run-monthly-logs", re.compile(r'"(ts|run_id|seconds)":("[^"]*"|[\d.]+)'), r'"\1":X'),
 )
 
 # quickstart steps saved as screens: (command line prefix, occurrence) -> name
@@ -112,11 +119,15 @@ def _command() -> object:
     return typer.main.get_command(getattr(importlib.import_module(module), name))
 
 
-def run(args: list[str], *, stderr_tty: bool = True, env: dict[str, str] | None = None) -> tuple[int, str]:
+def run(
+    args: list[str], *, stderr_tty: bool = True, env: dict[str, str] | None = None, stderr_only: bool = False
+) -> tuple[int, str]:
     """One billctl command line in-process: (exit code, what the terminal shows: stdout and stderr)."""
     command = _command()
     terminal = Terminal()
     err = terminal if stderr_tty else _Tee(terminal)
+    if stderr_only:
+        terminal, err = Terminal(tty=False), Terminal(tty=stderr_tty)
     saved = {k: os.environ.get(k) for k in env or {}}
     os.environ.update(env or {})
     try:
@@ -128,7 +139,7 @@ def run(args: list[str], *, stderr_tty: bool = True, env: dict[str, str] | None 
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return int(code or 0), terminal.getvalue()
+    return int(code or 0), (err if stderr_only else terminal).getvalue()
 
 
 class _Tee(io.StringIO):
@@ -225,7 +236,82 @@ def record(directory: Path) -> list[Screen]:
         november = ["invoices", "preview", "--period", "2026-11", "--tenant", "globex"]
         screens.append(Screen("invoices-preview-november", scene((november, None))))
         screens.append(Screen("report-revenue", scene((["report", "revenue", "--period", "2026-10"], None))))
+        screens.append(Screen("run-monthly-logs", _logs()))
+        screens.extend(_stripe_scenes())
+        screens.extend(_stream_scenes())
     return screens
+
+
+def _logs() -> str:
+    """run-monthly's JSON log lines, as a CronJob's pod log shows them (stderr, not a terminal)."""
+    args = ["run-monthly", "--period", "2026-10", "--dry-run"]
+    code, text = run(args, stderr_tty=False, stderr_only=True)
+    shown = "billctl run-monthly --period 2026-10 --dry-run 2>&1 >/dev/null | head -3   # not at a terminal"
+    return _prompt(args, shown) + "".join(text.splitlines(True)[:3])
+
+
+def _stripe_scenes() -> list[Screen]:
+    """The close's Stripe steps against FakeStripe (from the repository's tests), with a failed card."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fakestripe import FakeStripe
+
+    with FakeStripe(api_key_prefix="sk_test_") as fake:
+        env = {"STRIPE_API_KEY": "sk_test_rehearsal", "BILLCTL_STRIPE_API_BASE": fake.url, "COLUMNS": "132"}
+        fake.set_payment_outcome("umbrella", "fail")
+        base = "BILLCTL_STRIPE_API_BASE=http://127.0.0.1:PORT STRIPE_API_KEY=sk_test_… "
+        check = (["stripe", "check"], None)
+        push = (["stripe", "push", "--period", "2026-10"], None)
+        return [
+            Screen("stripe-check", scene(check, env=env)),
+            Screen("stripe-push", scene(push, (["stripe", "push"], None), stderr_tty=False, env=env)),
+            Screen(
+                "stripe-sync-status",
+                scene((["stripe", "sync-status"], None), (["stripe", "reconcile"], None), env=env),
+            ),
+            Screen("stripe-env", _prompt([], "export " + base.strip())),
+        ]
+
+
+def _stream_scenes() -> list[Screen]:
+    """The stream: two good entries, a producer's retry and an unknown tenant, counted and replayed.
+    Needs the Redis at BILLCTL_TEST_REDIS_URL (default: the local one); uses keys of its own."""
+    import redis
+
+    url = os.environ.get("BILLCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    name = "billctl-docs:api_stream"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.delete(name, f"{name}:dead")
+    env = {
+        "BILLCTL_REDIS_URL": url,
+        "BILLCTL_STREAM_NAME": name,
+        "BILLCTL_STREAM_DEAD_LETTER": "api_stream:dead",
+        "TERM": "dumb",
+        "COLUMNS": "120",
+    }  # a dumb terminal: the live progress line is not drawn
+    try:
+        for fields in (
+            {"tenant_id": "acme", "endpoint": "/v1/ocr", "ts": "2026-11-02T10:00:00Z", "units": 1, "event_id": "r-1"},
+            {"tenant_id": "acme", "endpoint": "/v1/ocr", "ts": "2026-11-02T10:00:00Z", "units": 1, "event_id": "r-1"},
+            {"tenant_id": "globex", "endpoint": "/v1/search", "ts": "2026-11-02T10:00:01Z", "event_id": "r-2"},
+            {"tenant_id": "wayne", "endpoint": "/v1/search", "ts": "2026-11-02T10:00:02Z", "event_id": "r-3"},
+        ):
+            client.xadd(name, fields)
+        first = scene(
+            (["usage", "aggregate", "--dry-run"], None),
+            (["usage", "aggregate"], None),
+            (["usage", "dead-letters", "list"], None),
+            env=env,
+        )
+        replay = scene(
+            (["tenants", "create", "wayne", "--name", "Wayne Enterprises"], None),
+            (["usage", "dead-letters", "replay", "--yes"], None),
+            (["usage", "aggregate"], None),
+            env=env,
+        )
+    finally:
+        client.delete(name, f"{name}:dead", "api_stream:dead")
+        client.close()
+    return [Screen("stream-aggregate", first), Screen("stream-replay", replay)]
 
 
 def _explain_steps() -> str:
@@ -245,9 +331,10 @@ def _head(args: list[str], lines: int) -> str:
     return _prompt(args, shown) + "".join(text.splitlines(True)[:lines])
 
 
-def masked(text: str) -> str:
-    for pattern, replacement in MASKS:
-        text = pattern.sub(replacement, text)
+def masked(name: str, text: str) -> str:
+    for prefix, pattern, replacement in MASKS:
+        if name.startswith(prefix):
+            text = pattern.sub(replacement, text)
     return text
 
 
@@ -276,12 +363,11 @@ def main(argv: list[str]) -> int:
         for name, text in sorted(wanted.items()):
             path = SCREENS / name
             current = path.read_text() if path.exists() else ""
-            if masked(current) != masked(text):
+            if masked(name, current) != masked(name, text):
                 stale.append(name)
-                sys.stdout.writelines(
-                    difflib.unified_diff(masked(current).splitlines(True), masked(text).splitlines(True), name, "now")
-                )
-        if masked(readme) != masked(new_readme):
+                before, after = masked(name, current).splitlines(True), masked(name, text).splitlines(True)
+                sys.stdout.writelines(difflib.unified_diff(before, after, name, "now"))
+        if masked("", readme) != masked("", new_readme):
             stale.append("README.md")
         if stale:
             print(f"\nstale screens: {', '.join(stale)}; run `make screens` and commit the result", file=sys.stderr)
