@@ -30,10 +30,10 @@ screens: $(STAMP)  ## re-record the terminal screens the docs and the README sho
 	$(BIN)/python scripts/screens.py
 
 docs: $(STAMP)  ## build the documentation site into site/ (strict: a broken link or a missing page fails)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000 while you edit it
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: $(STAMP)  ## benchmarks against the local PostgreSQL (minutes)
 	$(BIN)/python -m benchmarks
