@@ -11,15 +11,15 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    ERROR = 1  # a failure that fits no other code
-    USAGE = 2  # bad flags or arguments (Typer/Click also use 2)
-    BAD_INPUT = 3  # bad data given to a command: unknown tenant, invalid plan file, bad period ...
-    CONFIG = 4  # bad configuration file or setting
-    DEPENDENCY = 5  # a dependency is down or unreachable: database, Redis, Stripe
-    PARTIAL = 6  # the command finished but some items failed or were held
+    ERROR = 1  # a failure that fits no other code: an internal error, reported in one line (--debug: traceback)
+    USAGE = 2  # bad flags or arguments: an unknown option, a missing argument (Typer/Click also use 2)
+    BAD_INPUT = 3  # bad input: unknown tenant/plan/invoice, bad period or zone, bad file, --yes needed (no terminal)
+    CONFIG = 4  # bad configuration: file, setting or environment variable (the key and the fix are named)
+    DEPENDENCY = 5  # a dependency is down or unreachable: database, Redis, Stripe (after retries)
+    PARTIAL = 6  # finished, but some items failed or were held (Stripe failures, usage import --strict rejects)
     LOCKED = 7  # another run holds the lock
     SCHEMA = 8  # the database schema is behind: run `billctl db upgrade`
-    CONFLICT = 9  # the operation conflicts with stored state (e.g. editing something immutable)
+    CONFLICT = 9  # conflicts with stored state: a plan change in a finalized period, a file that exists ...
     FOUND = 10  # a check found something to report (anomalies, drift)
     INTERRUPTED = 143  # stopped by SIGTERM after leaving consistent state
 

@@ -236,6 +236,14 @@ def record(directory: Path) -> list[Screen]:
         november = ["invoices", "preview", "--period", "2026-11", "--tenant", "globex"]
         screens.append(Screen("invoices-preview-november", scene((november, None))))
         screens.append(Screen("report-revenue", scene((["report", "revenue", "--period", "2026-10"], None))))
+        burst = "".join(
+            f'{{"tenant_id":"umbrella","endpoint":"/v1/ocr","ts":"2026-10-30T15:{m:02d}:00Z","units":300,'
+            f'"event_id":"burst-{m}"}}\n'
+            for m in range(60)
+        )
+        (directory / "burst.ndjson").write_text(burst)  # 18,000 units in one hour; umbrella's usual is ~20
+        at = ["usage", "anomalies", "--at", "2026-10-30T15:00Z"]
+        screens.append(Screen("anomalies", scene((at, None), (["usage", "import", "burst.ndjson"], None), (at, None))))
         screens.append(Screen("run-monthly-logs", _logs()))
         screens.extend(_stripe_scenes())
         screens.extend(_stream_scenes())
