@@ -24,7 +24,7 @@ from typing import Any
 import stripe
 
 from billctl.errors import BillctlError, ConfigError, DependencyDown
-from billctl.stripe.keys import StripeSettings, redact
+from billctl.stripe.keys import API_VERSION, StripeSettings, redact
 from billctl.stripe.throttle import Throttle
 
 TIMEOUT_SECONDS = 30
@@ -77,6 +77,7 @@ class Gateway:
         http_client = stripe.RequestsClient(timeout=TIMEOUT_SECONDS)
         self._client = stripe.StripeClient(
             settings.api_key,
+            stripe_version=API_VERSION,
             base_addresses={"api": settings.api_base},
             max_network_retries=0,
             http_client=http_client,

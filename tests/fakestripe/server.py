@@ -152,6 +152,7 @@ class LoggedRequest(NamedTuple):
     status: int | None  # None: the connection was dropped without a response
     idempotency_key: str | None
     received: float = 0.0  # real time.time() when the request arrived (rates are measured on this)
+    stripe_version: str | None = None  # the request's Stripe-Version header (None: the account default)
 
 
 class WebhookDelivery(NamedTuple):
@@ -665,14 +666,16 @@ class FakeStripe:
             self._recent.append(now)
             return True
 
-    def _log(self, method: str, path: str, status: int | None, idempotency_key: str | None) -> None:
+    def _log(self, handler: _Handler, method: str, path: str, status: int | None,
+             idempotency_key: str | None) -> None:
         with self._lock:
             received = getattr(self._arrival, "at", (time.time(), 0.0))[0]
-            self.request_log.append(LoggedRequest(time.time(), method, path, status, idempotency_key, received))
+            self.request_log.append(LoggedRequest(time.time(), method, path, status, idempotency_key, received,
+                                                  handler.headers.get("Stripe-Version")))
 
     def _send(self, handler: _Handler, response: _Response, method: str, path: str,
               idempotency_key: str | None, request_id: str) -> None:
-        self._log(method, path, response.status, idempotency_key)
+        self._log(handler, method, path, response.status, idempotency_key)
         headers = {
             "Content-Type": "application/json",
             "Content-Length": str(len(response.body)),
@@ -694,7 +697,7 @@ class FakeStripe:
             handler.close_connection = True
 
     def _drop(self, handler: _Handler, method: str, path: str, idempotency_key: str | None) -> None:
-        self._log(method, path, None, idempotency_key)
+        self._log(handler, method, path, None, idempotency_key)
         handler.close_connection = True
         with contextlib.suppress(OSError):
             handler.connection.shutdown(socket.SHUT_RDWR)
