@@ -75,6 +75,10 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
          "mark_uncollectible"),
         ("POST", rf"/v1/invoices/{_ID}/send", "InvoiceSendInvoiceParams", "send_invoice"),
         ("GET", r"/v1/events", "EventListParams", "list_events"),
+        # coupons and customer discounts (discounts.py)
+        ("POST", r"/v1/coupons", "CouponCreateParams", "create_coupon"),
+        ("GET", rf"/v1/coupons/{_ID}", "CouponRetrieveParams", "retrieve_coupon"),
+        ("DELETE", rf"/v1/customers/{_ID}/discount", "CustomerDeleteDiscountParams", "delete_customer_discount"),
         ("GET", rf"/v1/events/{_ID}", "EventRetrieveParams", "retrieve_event"),
     ]
 ]
@@ -387,6 +391,23 @@ class FakeStripe:
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+
+    # ----------------------------------------------------------- discounts and search (controls)
+    def give_customer_discount(self, customer_id: str, coupon_id: str) -> dict[str, Any]:
+        """Attach a coupon to a customer, as the Dashboard or Checkout can (the API no longer can):
+        invoices created without ``discounts`` then inherit it. Returns the discount."""
+        with self._lock:
+            return public(self.state.give_customer_discount(customer_id, coupon_id))
+
+    @property
+    def search_available(self) -> bool:
+        return self.state.search_available
+
+    @search_available.setter
+    def search_available(self, available: bool) -> None:
+        """False: every search request is refused as Stripe refuses accounts without search (India)."""
+        with self._lock:
+            self.state.search_available = available
 
     def set_payment_outcome(self, customer: str, outcome: str) -> None:
         """Payments of this customer (its id, its email, or the value of a metadata key containing
