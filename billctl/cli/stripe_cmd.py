@@ -66,6 +66,10 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
                 "stripe_number": o.stripe_number,
                 "hosted_url": o.hosted_url,
                 "total": money(o.total_minor, o.currency) if o.total_minor is not None and o.currency else None,
+                # what Stripe collects: the total plus any customer balance Stripe applied
+                "amount_due": money(o.amount_due_minor, o.currency)
+                if o.amount_due_minor is not None and o.currency
+                else None,
             }
         )
     doc["note"] = o.note
