@@ -165,6 +165,17 @@ class CustomerFinder:
             return self._everyone, note
 
 
+def _retrieve(fetch: Callable[[str], dict[str, Any]], object_id: str) -> tuple[dict[str, Any] | None, bool]:
+    """(the Stripe object, None when Stripe no longer has it; whether Stripe says it was deleted)."""
+    try:
+        remote = fetch(object_id)
+    except StripeFailure as exc:
+        if exc.status != 404:
+            raise
+        return None, False
+    return (None, True) if remote.get("deleted") else (remote, False)
+
+
 def ensure_customer(
     app: App, gw: Gateway, tenant: Tenant, store: _Store, finder: CustomerFinder | None = None
 ) -> Outcome:
@@ -174,14 +185,10 @@ def ensure_customer(
     remote: dict[str, Any] | None = None
     action, note, replacing = "unchanged", "", None
     if tenant.stripe_customer_id:
-        try:
-            remote = gw.retrieve_customer(tenant.stripe_customer_id)
-        except StripeFailure as exc:
-            if exc.status != 404:
-                raise
-        if remote is not None and remote.get("deleted"):
+        remote, deleted = _retrieve(gw.retrieve_customer, tenant.stripe_customer_id)
+        if deleted:
             note = f"stored customer {tenant.stripe_customer_id} was deleted in Stripe; "
-            remote, replacing = None, tenant.stripe_customer_id
+            replacing = tenant.stripe_customer_id
     if remote is None:
         candidates, how = (finder or CustomerFinder(gw)).find(tenant)
         found, count = m.pick_customer(candidates, tenant.key)
@@ -363,15 +370,7 @@ def _find_remote(gw: Gateway, invoice: Invoice, customer_id: str, out: Outcome) 
     """The Stripe invoice an earlier run made for ``invoice``: by stored id, else (an earlier run may
     have created it and died before storing the id, or more than a day ago, when Stripe no longer
     remembers the idempotency key) by metadata."""
-    remote: dict[str, Any] | None = None
-    if invoice.stripe_invoice_id:
-        try:
-            remote = gw.retrieve_invoice(invoice.stripe_invoice_id)
-        except StripeFailure as exc:
-            if exc.status != 404:
-                raise
-        if remote is not None and remote.get("deleted"):
-            remote = None
+    remote = _retrieve(gw.retrieve_invoice, invoice.stripe_invoice_id)[0] if invoice.stripe_invoice_id else None
     if remote is None and (invoice.stripe_push_started_at is not None or invoice.stripe_invoice_id is not None):
         matches = m.match_invoices(gw.list_invoices(customer_id), invoice.number)
         live = [x for x in matches if x.get("status") != "void"] or matches
