@@ -338,5 +338,7 @@ def test_a_draft_changed_in_stripe_is_not_finalized(cli, tmp_path, db_url, fake)
     fake.client(TEST_KEY).v1.invoice_items.update(item["id"], params={"amount": 1})
     cli.env.update(stripe_env(fake))
     result = cli("stripe", "push", "-o", "json", expect=6)
-    assert "differ from the invoice" in result.json()["failed"][0]["reason"]
+    reason = result.json()["failed"][0]["reason"]
+    assert "differs from the invoice: line 1 (base) is 0.01 USD instead of 29.00 USD" in reason
     assert fake.invoices[draft["id"]]["status"] == "draft"
+    assert local_invoice(db_url, NUMBER)["stripe_error"] == reason

@@ -66,6 +66,10 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
                 "stripe_number": o.stripe_number,
                 "hosted_url": o.hosted_url,
                 "total": money(o.total_minor, o.currency) if o.total_minor is not None and o.currency else None,
+                # what Stripe collects: the total plus any customer balance Stripe applied
+                "amount_due": money(o.amount_due_minor, o.currency)
+                if o.amount_due_minor is not None and o.currency
+                else None,
             }
         )
     doc["note"] = o.note
@@ -101,13 +105,15 @@ def _finish(report: svc.RunReport) -> None:
 
 @app.command("check")
 def check(ctx: typer.Context, output: OutputOpt = None) -> None:
-    """Show which Stripe key (kind and source, never the key), address and limits would be used."""
+    """Show which Stripe key (kind and source, never the key), address, pinned API version and limits
+    would be used."""
     st = state(ctx)
-    from billctl.stripe.keys import stripe_settings
+    from billctl.stripe.keys import API_VERSION, stripe_settings
 
     s = stripe_settings(st.app.config)
     doc = {
         "api_base": s.api_base,
+        "api_version": API_VERSION,
         "key": s.key_kind,
         "key_source": s.key_source,
         "max_requests_per_second": s.max_requests_per_second,

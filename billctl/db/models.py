@@ -177,6 +177,8 @@ class Invoice(SQLModel, table=True):
     stripe_attempt_count: int | None = Field(default=None)
     stripe_next_payment_attempt: datetime | None = Field(default=None, sa_type=UTCDateTime)
     stripe_event_at: int | None = Field(default=None, sa_type=sa.BigInteger)  # newest applied event
+    # issue 9: why the last push of this invoice failed (e.g. the Stripe draft differs); None once pushed
+    stripe_error: str | None = Field(default=None, max_length=2000)
     hold_reason: str | None = Field(default=None, max_length=500)  # issue 5: why run-monthly held it back
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # released by an operator
 

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from sqlmodel import Session, select
 
 from billctl.core import periods
-from billctl.core.money import MoneyError, fits_minor_unit, is_known_currency, parse_decimal
+from billctl.core.money import MoneyError, billing_rule, currency_problem, fits_minor_unit, parse_decimal
 from billctl.db.models import Discount, Plan, PlanAssignment, Tenant, utcnow
 from billctl.errors import BadInput, Conflict, NotFound
 from billctl.services.context import App, audit
@@ -50,10 +50,9 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
         out["timezone"] = tz
     if fields.currency is not None:
         code = fields.currency.upper()
-        if not is_known_currency(code):
-            raise BadInput(
-                f"--currency {fields.currency!r} is not a known ISO 4217 currency", hint="e.g. USD, EUR, KRW, BHD"
-            )
+        problem = currency_problem(code)
+        if problem:
+            raise BadInput(f"--currency {problem}", hint="e.g. USD, EUR, KRW, BHD")
         out["currency"] = code
     if fields.tax_rate is not None:
         try:
@@ -223,7 +222,9 @@ def add_discount(
     with app.session() as session:
         tenant = get_tenant(session, key)
         if kind == "fixed" and not fits_minor_unit(amount, tenant.currency):
-            raise BadInput(f"--value {value} is finer than {tenant.currency} allows")
+            raise BadInput(
+                f"--value {value} is finer than {tenant.currency} allows ({billing_rule(tenant.currency)})"
+            )
         row = Discount(
             tenant_id=tenant.id,
             kind=kind,
