@@ -16,7 +16,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 3  # bad input: unknown tenant/plan/invoice, bad period or zone, bad file, --yes needed (no terminal)
     CONFIG = 4  # bad configuration: file, setting or environment variable (the key and the fix are named)
     DEPENDENCY = 5  # a dependency is down or unreachable: database, Redis, Stripe (after retries)
-    PARTIAL = 6  # finished, but some items failed or were held (Stripe failures, usage import --strict rejects)
+    PARTIAL = 6  # finished, some items failed or held: Stripe failures or drafts that differ, import --strict rejects
     LOCKED = 7  # another run holds the lock
     SCHEMA = 8  # the database schema is behind: run `billctl db upgrade`
     CONFLICT = 9  # conflicts with stored state: a plan change in a finalized period, a file that exists ...
