@@ -266,7 +266,6 @@ def _stripe_scenes() -> list[Screen]:
     with FakeStripe(api_key_prefix="sk_test_") as fake:
         env = {"STRIPE_API_KEY": "sk_test_rehearsal", "BILLCTL_STRIPE_API_BASE": fake.url, "COLUMNS": "132"}
         fake.set_payment_outcome("umbrella", "fail")
-        base = "BILLCTL_STRIPE_API_BASE=http://127.0.0.1:PORT STRIPE_API_KEY=sk_test_… "
         check = (["stripe", "check"], None)
         push = (["stripe", "push", "--period", "2026-10"], None)
         return [
@@ -276,7 +275,6 @@ def _stripe_scenes() -> list[Screen]:
                 "stripe-sync-status",
                 scene((["stripe", "sync-status"], None), (["stripe", "reconcile"], None), env=env),
             ),
-            Screen("stripe-env", _prompt([], "export " + base.strip())),
         ]
 
 
