@@ -98,18 +98,14 @@ class Screen:
 
 @contextlib.contextmanager
 def _environment(directory: Path) -> Iterator[None]:
-    saved_env, saved_cwd = dict(os.environ), Path.cwd()
-    for name in list(os.environ):
-        if name.startswith(("BILLCTL_", "STRIPE_")) or name in ("NO_COLOR", "FORCE_COLOR", "COLORTERM"):
-            del os.environ[name]
-    os.environ.update({"COLUMNS": str(WIDTH), "LINES": "50", "TERM": "xterm-256color", "BILLCTL_ACTOR": "docs"})
-    os.chdir(directory)
-    try:
+    """In ``directory``, without the shell's billctl, Stripe or colour settings (restored afterwards)."""
+    from unittest import mock
+
+    dropped = ("NO_COLOR", "FORCE_COLOR", "COLORTERM")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("BILLCTL_", "STRIPE_")) and k not in dropped}
+    fixed = {"COLUMNS": str(WIDTH), "LINES": "50", "TERM": "xterm-256color", "BILLCTL_ACTOR": "docs"}
+    with mock.patch.dict(os.environ, {**keep, **fixed}, clear=True), contextlib.chdir(directory):
         yield
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
 
 
 def _command() -> object:
