@@ -188,10 +188,31 @@ def _rate_inputs(inputs: dict, adjustments: Sequence[Adjustment] = (), *, with_t
 def _adjustments(
     conn: Connection, ctx: _Context, tenant: Tenant, period: Period
 ) -> tuple[list[Adjustment], list[dict]]:
-    """Re-price earlier finalized periods that received late usage; bill the difference."""
+    """Adjustment lines for ``period``'s invoice (DESIGN.md invariants 5 and 11).
+
+    For each earlier finalized period with late usage: what the period is worth now (priced with
+    its own invoice's inputs) less what the live invoices bill for it (its own invoice, and the
+    adjustment lines for it on any live invoice). And when ``period`` itself is billed again (its
+    invoice was voided), a line taking off what live invoices already billed for it as
+    adjustments. Working from what *live* invoices bill, never from what was once billed, is what
+    keeps a unit from being billed twice whatever is voided and finalized again, in any order."""
+    adjustments, records = [], []
+    units, charged, numbers = _billed_for(conn, tenant.id, str(period), None)
+    if numbers:
+        amount = -from_minor(charged, tenant.currency)
+        record = {"for_period": str(period), "already_billed_on": numbers, "units": -units, "amount": str(amount)}
+        adjustments.append(
+            Adjustment(
+                for_period=str(period),
+                amount=amount,
+                description=f"Already billed for {period} as adjustments on {', '.join(numbers)}: {-units:+,} units",
+                detail=record,
+            )
+        )
+        records.append(record)
     late_periods = sorted(p for p in ctx.late.get(tenant.id, ()) if p < str(period))
     if not late_periods:
-        return [], []
+        return adjustments, records
     oldest = period
     for _ in range(ctx.lookback):
         oldest = oldest.previous()
@@ -204,35 +225,31 @@ def _adjustments(
             )
         )
     }
-    adjustments, records = [], []
     for for_period in late_periods:
         invoice = invoices.get(for_period)
         if invoice is None:
             continue
-        billed = _billed_snapshot(conn, tenant.id, invoice)
+        billed_units, billed_minor, _ = _billed_for(conn, tenant.id, for_period, invoice)
         now_usage = [
             usage_totals(conn, tenant.id, datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"]))
             for s in invoice.inputs["segments"]
         ]
-        if now_usage == billed:
-            continue
-        then_inputs = {
-            **invoice.inputs,
-            "segments": [{**s, "usage": u} for s, u in zip(invoice.inputs["segments"], billed, strict=True)],
-        }
         now_inputs = {
             **invoice.inputs,
             "segments": [{**s, "usage": u} for s, u in zip(invoice.inputs["segments"], now_usage, strict=True)],
         }
-        before = _rate_inputs(then_inputs, with_tax=False).subtotal
+        before = from_minor(billed_minor, invoice.currency)
         after = _rate_inputs(now_inputs, with_tax=False).subtotal
-        delta_units = sum(sum(u.values()) for u in now_usage) - sum(sum(u.values()) for u in billed)
+        delta_units = sum(sum(u.values()) for u in now_usage) - billed_units
+        if delta_units == 0 and after == before:
+            continue
         description = f"Adjustment for {for_period} ({invoice.number}): {delta_units:+,} units of late usage"
         record = {
             "for_period": for_period,
             "invoice": invoice.number,
             "usage": now_usage,
-            "billed_usage": billed,
+            "units": delta_units,
+            "billed_units": billed_units,
             "charges_before": str(before),
             "charges_now": str(after),
         }
@@ -243,25 +260,43 @@ def _adjustments(
     return adjustments, records
 
 
-def _billed_snapshot(conn: Connection, tenant_id: int, invoice: sa.Row) -> list[dict[str, int]]:
-    """Usage per segment as last billed for ``invoice``'s period: the newest adjustment line for
-    that period on a live invoice, else the invoice's own inputs."""
-    table = InvoiceLine.__table__
-    newest = conn.execute(
-        sa.select(table.c.detail)
-        .join(Invoice.__table__, Invoice.id == table.c.invoice_id)
+def adjustment_units(detail: dict) -> int:
+    """The unit change an adjustment line billed (older lines kept usage snapshots only)."""
+    if "units" in detail:
+        return int(detail["units"])
+    return sum(sum(u.values()) for u in detail.get("usage", [])) - sum(
+        sum(u.values()) for u in detail.get("billed_usage", [])
+    )
+
+
+def _billed_for(
+    conn: Connection, tenant_id: int, period: str, invoice: sa.Row | None
+) -> tuple[int, int, list[str]]:
+    """(units, pre-tax minor units, numbers of the other invoices involved) that live invoices bill
+    for ``period``: ``invoice`` (its live invoice, if any: its usage and its lines but tax and
+    adjustments for other periods) plus every adjustment line for ``period`` on a live invoice."""
+    lines, inv = InvoiceLine.__table__, Invoice.__table__
+    rows = conn.execute(
+        sa.select(inv.c.id, inv.c.number, lines.c.kind, lines.c.for_period, lines.c.amount_minor, lines.c.detail)
+        .join(inv, inv.c.id == lines.c.invoice_id)
         .where(
-            Invoice.tenant_id == tenant_id,
-            Invoice.status != "void",
-            table.c.kind == "adjustment",
-            table.c.for_period == invoice.period,
+            inv.c.tenant_id == tenant_id,
+            inv.c.status != "void",
+            sa.or_(lines.c.for_period == period, inv.c.id == (invoice.id if invoice is not None else -1)),
         )
-        .order_by(Invoice.id.desc(), table.c.id.desc())
-        .limit(1)
-    ).first()
-    if newest is not None:
-        return [dict(u) for u in newest[0]["usage"]]
-    return [dict(s["usage"]) for s in invoice.inputs["segments"]]
+        .order_by(inv.c.id, lines.c.position)
+    )
+    units = sum(sum(s["usage"].values()) for s in invoice.inputs["segments"]) if invoice is not None else 0
+    charged, numbers = 0, []
+    for invoice_id, number, kind, for_period, amount, detail in rows:
+        if kind == "tax" or (kind == "adjustment" and for_period != period):
+            continue
+        charged += amount
+        if kind == "adjustment":
+            units += adjustment_units(detail)
+            if (invoice is None or invoice_id != invoice.id) and number not in numbers:
+                numbers.append(number)
+    return units, charged, numbers
 
 
 def _price(
