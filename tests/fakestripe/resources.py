@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from .credit_notes import CreditNotesMixin
 from .search import matcher
 from .validation import ParamError
 
@@ -185,7 +186,7 @@ def _missing(kind: str, object_id: str, param: str = "id", status: int = 404) ->
     return ParamError(f"No such {kind}: '{object_id}'", param=param, code="resource_missing", status=status)
 
 
-class StripeState:
+class StripeState(CreditNotesMixin):
     """All stored objects. ``now`` is the fake clock; ``on_event`` is told about every new event
     and returns the number of webhook endpoints it will be delivered to."""
 
@@ -210,6 +211,7 @@ class StripeState:
         self._invoice_number = 0
         self._line_ids: dict[str, str] = {}
         self._final_lines: dict[str, list[dict[str, Any]]] = {}  # invoice id -> lines frozen at finalization
+        self._init_credit_notes()
 
     # ------------------------------------------------------------------------------------ helpers
     def emit(
@@ -278,7 +280,7 @@ class StripeState:
         return merged
 
     def lookup(self, object_id: str) -> dict[str, Any] | None:
-        for table in (self.customers, self.invoices, self.invoiceitems):
+        for table in (self.customers, self.invoices, self.invoiceitems, self.credit_notes):
             if object_id in table:
                 return table[object_id]
         return None
