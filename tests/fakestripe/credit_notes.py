@@ -34,7 +34,9 @@ class CreditNotesMixin:
     def _credit_note(self, credit_note_id: str) -> dict[str, Any]:
         note = self.credit_notes.get(credit_note_id)
         if note is None:
-            raise ParamError(f"No such credit note: '{credit_note_id}'", param="id", code="resource_missing", status=404)
+            raise ParamError(
+                f"No such credit note: '{credit_note_id}'", param="id", code="resource_missing", status=404
+            )
         return note
 
     def _live_notes(self, invoice_id: str) -> list[dict[str, Any]]:
@@ -119,7 +121,8 @@ class CreditNotesMixin:
                             "description": line["description"], "unit_amount": int(unit)})
             else:
                 raise ParamError(
-                    f"Invalid {where}[type]: must be one of custom_line_item or invoice_line_item", param=f"{where}[type]"
+                    f"Invalid {where}[type]: must be one of custom_line_item or invoice_line_item",
+                    param=f"{where}[type]",
                 )
         return out
 
