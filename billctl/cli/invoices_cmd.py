@@ -439,15 +439,28 @@ def void(
     ctx: typer.Context,
     invoice: Annotated[str, typer.Argument(help="Invoice number or id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    dry_run: DryRunOpt = False,
     yes: YesOpt = False,
 ) -> None:
-    """Void a finalized invoice (recorded with the reason). The period can then be finalized again."""
+    """Void a finalized invoice nobody has paid (recorded with the reason); the period can then be
+    finalized again. An invoice pushed to Stripe is checked there first: one Stripe reports paid or
+    partly paid is refused (exit 9; correct it with `invoices credit`), an open one is voided in
+    Stripe too; without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with
+    credit notes cannot be voided (exit 9): credit what is left instead."""
     st = state(ctx)
-    confirm(st.out, f"Void invoice {invoice}?", yes)
-    row = svc.void_invoice(st.app, invoice, reason)
-    st.out.success(f"invoice {row.number} is void: {row.void_reason}")
+    if not dry_run:
+        confirm(st.out, f"Void invoice {invoice}?", yes)
+    row, in_stripe = svc.void_invoice(st.app, invoice, reason, dry_run=dry_run)
+    if dry_run:
+        st.out.success(f"dry run: invoice {row.number} would be void ({in_stripe}); nothing written")
+    else:
+        st.out.success(f"invoice {row.number} is void ({in_stripe}): {row.void_reason}")
 
 
 from billctl.cli import invoices_extra_cmd  # noqa: E402
 
 invoices_extra_cmd.register(app)  # explain, recompute, export
+
+from billctl.cli import credit_cmd  # noqa: E402
+
+credit_cmd.register(app)  # credit, credit-notes

@@ -30,7 +30,7 @@ from billctl.core.types import Adjustment, Discount, InvoiceDraft, Segment
 from billctl.core.types import Plan as PlanSpec
 from billctl.db.models import Discount as DiscountRow
 from billctl.db.models import Invoice, InvoiceLine, LateUsage, Plan, PlanAssignment, Tenant, UsageBucket
-from billctl.errors import BadInput, BillctlError, Conflict, NotFound
+from billctl.errors import BadInput, BillctlError, NotFound
 from billctl.services.context import App, audit
 from billctl.services.usage import lock_tenants, usage_totals
 
@@ -631,24 +631,25 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) ->
             )
 
 
-def _reserve_numbers(session: Session, app: App, period: Period, count: int, *, dry_run: bool) -> list[str]:
-    """``count`` consecutive invoice numbers from the global counter, in the caller's transaction:
-    a rolled-back transaction gives its numbers back, so numbering has no gaps."""
+def reserve_sequence(session: Session, name: str, count: int, *, dry_run: bool) -> int:
+    """The first of ``count`` consecutive values of the counter ``name``, in the caller's
+    transaction: a rolled-back transaction gives its values back, so numbering has no gaps."""
     conn = session.connection()
     table = sa.table("counter", sa.column("name"), sa.column("value"))
-    if not dry_run:
-        last = conn.execute(
-            sa.update(table)
-            .where(table.c.name == "invoice")
-            .values(value=table.c.value + count)
-            .returning(table.c.value)
-        ).scalar()
-        if last is None:
-            conn.execute(sa.insert(table).values(name="invoice", value=count))
-            last = count
-        first = last - count + 1
-    else:
-        first = (conn.execute(sa.select(table.c.value).where(table.c.name == "invoice")).scalar() or 0) + 1
+    if dry_run:
+        return (conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar() or 0) + 1
+    last = conn.execute(
+        sa.update(table).where(table.c.name == name).values(value=table.c.value + count).returning(table.c.value)
+    ).scalar()
+    if last is None:
+        conn.execute(sa.insert(table).values(name=name, value=count))
+        last = count
+    return last - count + 1
+
+
+def _reserve_numbers(session: Session, app: App, period: Period, count: int, *, dry_run: bool) -> list[str]:
+    """``count`` consecutive invoice numbers from the global counter."""
+    first = reserve_sequence(session, "invoice", count, dry_run=dry_run)
     pattern = app.config["billing.invoice_number_pattern"]
     return [
         pattern.format(period=str(period), year=period.year, month=f"{period.month:02d}", seq=first + i)
@@ -794,16 +795,29 @@ def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]
         return invoice, tenant, lines
 
 
-def void_invoice(app: App, ref: str, reason: str) -> Invoice:
+def void_invoice(
+    app: App, ref: str, reason: str, *, dry_run: bool = False, on_call: Callable[[str], None] | None = None
+) -> tuple[Invoice, str]:
+    """Void a finalized invoice so its period can be finalized again; returns it and what was done
+    in Stripe. Refused (Conflict, exit 9) for an invoice with credit notes or one Stripe reports paid
+    or partly paid (correct those with a credit note): an invoice that was pushed is checked in
+    Stripe first and, if open there, voided there before it is voided here (see
+    ``credit_notes.void_in_stripe_first``)."""
+    from billctl.services import credit_notes
+
     if not reason.strip():
         raise BadInput("--reason is required to void an invoice")
     invoice, tenant, _ = get_invoice(app, ref)
+    with Session(app.engine) as session:
+        credit_notes.check_voidable(session, invoice)
+    in_stripe = "not pushed"
+    if invoice.stripe_invoice_id or invoice.stripe_push_started_at:
+        in_stripe = credit_notes.void_in_stripe_first(app, invoice, tenant, dry_run=dry_run, on_call=on_call)
+    if dry_run:
+        return invoice, in_stripe
     with app.session() as session:
         invoice = session.get(Invoice, invoice.id)
-        if invoice.status == "void":
-            raise Conflict(f"invoice {invoice.number} is already void")
-        if invoice.status not in ("finalized", "held"):  # a held one (e.g. a stolen key's usage) may be voided
-            raise Conflict(f"invoice {invoice.number} is {invoice.status} and cannot be voided here")
+        credit_notes.check_voidable(session, invoice)  # again, in the transaction that voids
         invoice.status = "void"
         invoice.void_reason = reason.strip()
         invoice.voided_at = app.now()
@@ -817,8 +831,9 @@ def void_invoice(app: App, ref: str, reason: str) -> Invoice:
             reason=reason.strip(),
             tenant=tenant.key,
             period=invoice.period,
+            stripe=in_stripe,
         )
-    return invoice
+    return invoice, in_stripe
 
 
 def money(minor: int, currency: str) -> dict:

@@ -232,6 +232,8 @@ def _state_values(remote: dict[str, Any]) -> dict[str, Any]:
         "stripe_number": remote.get("number"),
         "stripe_hosted_url": remote.get("hosted_invoice_url"),
         "stripe_event_at": at,
+        "stripe_amount_paid": remote.get("amount_paid"),
+        "stripe_amount_remaining": remote.get("amount_remaining"),
     }
 
 
@@ -449,6 +451,11 @@ def push(
         report.outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
+    # then credit notes whose invoice is final in Stripe (some just became so)
+    from billctl.services import credit_notes
+
+    notes = credit_notes.pending(app, period, tenant_key)
+    report.outcomes.extend(credit_notes.push_pending(app, gw, store, notes, on_outcome))
     _count(report, gw)
     report.seconds = time.perf_counter() - started
     return report
@@ -534,6 +541,8 @@ def apply_event(session: Session, app: App, event: dict[str, Any], source: str) 
     invoice.stripe_number = obj.get("number") or invoice.stripe_number
     invoice.stripe_hosted_url = obj.get("hosted_invoice_url") or invoice.stripe_hosted_url
     invoice.stripe_event_at = created
+    invoice.stripe_amount_paid = obj.get("amount_paid", invoice.stripe_amount_paid)
+    invoice.stripe_amount_remaining = obj.get("amount_remaining", invoice.stripe_amount_remaining)
     session.add(invoice)
     if change.before != change.after:
         audit(
