@@ -325,8 +325,11 @@ def list_(
     output: OutputOpt = None,
 ) -> None:
     """List invoices."""
+    from billctl.services.credit_notes import credited_totals
+
     st = state(ctx)
     rows = svc.list_invoices(st.app, tenant, svc.parse_period(period) if period else None, status)
+    credited = credited_totals(st.app, [i.id for i, _ in rows])
     docs = [
         {
             "number": i.number,
@@ -335,12 +338,13 @@ def list_(
             "status": i.status,
             "currency": i.currency,
             "total": svc.money(i.total_minor, i.currency),
+            "credited": svc.money(credited.get(i.id, 0), i.currency),
             "finalized_at": i.finalized_at.isoformat(),
         }
         for i, t in rows
     ]
     st.output(output).rows(
-        ["number", "tenant", "period", "status", "total", "currency", "finalized"],
+        ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"],
         [
             (
                 i.number,
@@ -348,13 +352,14 @@ def list_(
                 i.period,
                 i.status,
                 format_amount(from_minor(i.total_minor, i.currency), i.currency),
+                format_amount(from_minor(credited[i.id], i.currency), i.currency) if i.id in credited else "",
                 i.currency,
                 i.finalized_at.strftime("%Y-%m-%d %H:%M"),
             )
             for i, t in rows
         ],
         documents=docs,
-        right=["total"],
+        right=["total", "credited"],
     )
 
 
@@ -389,12 +394,19 @@ def show(
     ctx: typer.Context, invoice: Annotated[str, typer.Argument(help="Invoice number or id.")], output: OutputOpt = None
 ) -> None:
     """Show an invoice with every line explained."""
+    from billctl.cli.credit_cmd import note_doc
     from billctl.core.money import format_amount
+    from billctl.services.credit_notes import notes_of
 
     st = state(ctx)
     inv, tenant, lines = svc.get_invoice(st.app, invoice)
     out = st.output(output)
     doc = invoice_doc(inv, tenant, lines)
+    notes = notes_of(st.app, inv.id)
+    credited = sum(n.total_minor for n, _ in notes)
+    doc["credit_notes"] = [note_doc(n, inv, tenant, ls) for n, ls in notes]
+    doc["credited"] = svc.money(credited, inv.currency)
+    doc["left_to_credit"] = svc.money(0 if inv.status == "void" else inv.total_minor - credited, inv.currency)
     if out.fmt == "json":
         out.json(doc)
         return
@@ -419,6 +431,28 @@ def show(
             out.info(f"       {key}: {value}")
     if inv.status == "void":
         out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {inv.void_reason}")
+    if notes:
+        out.table(
+            ["credit note", "issued", "lines", "total", "settle", "stripe", "reason"],
+            [
+                (
+                    n.number,
+                    n.created_at.strftime("%Y-%m-%d %H:%M"),
+                    ", ".join(str(x.invoice_line_position) for x in ls if x.kind == "line") or n.mode,
+                    format_amount(from_minor(n.total_minor, c), c),
+                    n.settle.replace("_", "-"),
+                    n.stripe_credit_note_id or "not yet",
+                    n.reason,
+                )
+                for n, ls in notes
+            ],
+            title=f"credit notes on {inv.number}",
+            right=["total"],
+        )
+        out.info(
+            f"credited {doc['credited']['decimal']} {c} of {doc['total']['decimal']} {c}; "
+            f"left to credit {doc['left_to_credit']['decimal']} {c}"
+        )
 
 
 def _explain(detail: dict, prefix: str = "") -> list[tuple[str, str]]:

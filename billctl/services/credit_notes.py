@@ -63,7 +63,9 @@ def _facts(invoice: Invoice, lines: Iterable[InvoiceLine]) -> core.Invoice:
     )
 
 
-def _notes_of(session: Session, invoice_ids: Sequence[int]) -> dict[int, list[tuple[CreditNote, list[CreditNoteLine]]]]:
+def notes_by_invoice(
+    session: Session, invoice_ids: Sequence[int]
+) -> dict[int, list[tuple[CreditNote, list[CreditNoteLine]]]]:
     notes: dict[int, list[tuple[CreditNote, list[CreditNoteLine]]]] = defaultdict(list)
     if not invoice_ids:
         return notes
@@ -91,13 +93,26 @@ def credited(session: Session, invoice_ids: Sequence[int]) -> dict[int, core.Cre
     """What the credit notes of each invoice took (invoices without any are left out)."""
     return {
         invoice_id: core.Credited.of(_as_core(lines) for _, lines in notes)
-        for invoice_id, notes in _notes_of(session, invoice_ids).items()
+        for invoice_id, notes in notes_by_invoice(session, invoice_ids).items()
     }
+
+
+def credited_totals(app: App, invoice_ids: Sequence[int]) -> dict[int, int]:
+    """Total credited per invoice (minor units, tax included); invoices without credit notes left out."""
+    if not invoice_ids:
+        return {}
+    with Session(app.engine) as session:
+        rows = session.exec(
+            select(CreditNote.invoice_id, sa.func.sum(CreditNote.total_minor))
+            .where(CreditNote.invoice_id.in_(invoice_ids))
+            .group_by(CreditNote.invoice_id)
+        )
+        return {invoice_id: int(total) for invoice_id, total in rows}
 
 
 def notes_of(app: App, invoice_id: int) -> list[tuple[CreditNote, list[CreditNoteLine]]]:
     with Session(app.engine) as session:
-        return _notes_of(session, [invoice_id]).get(invoice_id, [])
+        return notes_by_invoice(session, [invoice_id]).get(invoice_id, [])
 
 
 def parse_amount(text: str, currency: str) -> int:
@@ -328,7 +343,7 @@ def push_credit_note(
     remote: dict[str, Any] | None = None
     resumed = note.stripe_push_started_at is not None
     if resumed:  # an earlier run may have created it and died before storing its id
-        matches = cn.match_credit_notes(gw.list_credit_notes(invoice.stripe_invoice_id), note.number)
+        matches = cn.match_credit_notes(gw.list_credit_notes(invoice=invoice.stripe_invoice_id), note.number)
         if matches:
             remote = dict(matches[0])
             out.action = "found"
@@ -425,7 +440,7 @@ def push_pending(
             note = session.get(CreditNote, note_id)
             invoice = session.get(Invoice, note.invoice_id)
             tenant = session.get(Tenant, note.tenant_id)
-            lines = _notes_of(session, [invoice.id])
+            lines = notes_by_invoice(session, [invoice.id])
         note_lines = next(ls for n, ls in lines[invoice.id] if n.id == note_id)
         try:
             outcome = push_credit_note(app, gw, note, note_lines, invoice, tenant, store)
@@ -518,6 +533,41 @@ def void_in_stripe_first(
     return f"{remote.get('status')} in Stripe ({remote['id']})"
 
 
+def reconcile(app: App, gw: Any, invoices: Sequence[tuple[Invoice, Tenant]], remote_invoices: Iterable[dict]) -> list:
+    """Drift between the credit notes of ``invoices`` and the Stripe credit notes of their customers'
+    invoices (``remote_invoices``: the Stripe invoices reconcile compared): missing, duplicated,
+    another total, voided in Stripe, unknown locally."""
+    from billctl.stripe import credit_notes as cn
+
+    by_id = {inv.id: (inv, ten) for inv, ten in invoices}
+    with Session(app.engine) as session:
+        notes = (
+            list(session.exec(select(CreditNote).where(CreditNote.invoice_id.in_(list(by_id))).order_by(CreditNote.id)))
+            if by_id
+            else []
+        )
+    local = [
+        cn.LocalCreditNote(
+            n.number,
+            by_id[n.invoice_id][0].number,
+            by_id[n.invoice_id][1].key,
+            n.total_minor,
+            n.stripe_credit_note_id,
+            _in_stripe(by_id[n.invoice_id][0]),
+        )
+        for n in notes
+    ]
+    stripe_ids = {r["id"] for r in remote_invoices}
+    customers = sorted({ten.stripe_customer_id for _, ten in invoices if ten.stripe_customer_id})
+    remote = [
+        note
+        for customer in customers
+        for note in gw.list_credit_notes(customer=customer)
+        if note["invoice"] in stripe_ids
+    ]
+    return cn.reconcile(local, remote)
+
+
 # ---------------------------------------------------------------- listing
 
 
@@ -548,7 +598,7 @@ def list_notes(
         if invoice_ref:
             query = query.where(CreditNote.invoice_id == get_invoice(app, invoice_ref)[0].id)
         rows = [NoteRow(n, i, t) for n, i, t in session.exec(query)]
-        lines = _notes_of(session, sorted({r.invoice.id for r in rows}))
+        lines = notes_by_invoice(session, sorted({r.invoice.id for r in rows}))
     by_id = {n.id: ls for notes in lines.values() for n, ls in notes}
     for row in rows:
         row.lines = by_id.get(row.note.id, [])

@@ -683,7 +683,8 @@ class ReconcileReport:
 def reconcile(
     app: App, gw: Gateway, period: Period | None = None, tenant_key: str | None = None, *, fix: bool = False
 ) -> ReconcileReport:
-    """Compare local invoices with Stripe (missing, duplicated, amount or status mismatch). Reads only,
+    """Compare local invoices and their credit notes with Stripe (missing, duplicated, amount or
+    status mismatch). Reads only,
     unless ``fix``: then stored Stripe ids and payment status are refreshed from Stripe (locally only)."""
     with Session(app.engine) as session:
         query = select(Invoice, Tenant).join(Tenant, Tenant.id == Invoice.tenant_id).order_by(Invoice.id)
@@ -714,12 +715,16 @@ def reconcile(
             if period is not None and meta.get("period") != str(period):
                 continue
             remote.append(inv)
-    drifts = m.reconcile(local, remote)
+    from billctl.services import credit_notes
+
+    drifts = m.reconcile(local, remote) + credit_notes.reconcile(app, gw, rows, remote)
     report = ReconcileReport(drifts=drifts, checked=len(local), stripe_invoices=len(remote))
     if fix:
         by_id = {r["id"]: r for r in remote}
-        fixable = {d.number for d in drifts if d.kind in ("id", "status") and len(d.stripe_ids) == 1}
         by_number = {inv.number: inv for inv, _ in rows}
+        fixable = {
+            d.number for d in drifts if d.kind in ("id", "status") and len(d.stripe_ids) == 1 and d.number in by_number
+        }
         for number in sorted(fixable):
             dup = any(d.number == number and d.kind == "duplicate" for d in drifts)
             if dup:

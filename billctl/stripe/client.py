@@ -260,13 +260,9 @@ class Gateway:
             )
         )
 
-    def list_credit_notes(self, invoice_id: str) -> list[dict[str, Any]]:
-        """Every credit note of one Stripe invoice."""
-        return list(
-            self._listed(
-                "list credit notes", lambda p: self._client.v1.credit_notes.list(params=p), {"invoice": invoice_id}
-            )
-        )
+    def list_credit_notes(self, **filters: str) -> list[dict[str, Any]]:
+        """Every credit note of one Stripe invoice (``invoice=``) or customer (``customer=``)."""
+        return list(self._listed("list credit notes", lambda p: self._client.v1.credit_notes.list(params=p), filters))
 
     def create_credit_note(self, params: dict[str, Any], key: str) -> dict[str, Any]:
         total = sum(int(x.get("amount", x.get("unit_amount", 0))) for x in params.get("lines", []))
