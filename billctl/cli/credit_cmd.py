@@ -163,6 +163,8 @@ def credit(
     else:
         _render_note(out, result)
     verb = "would issue" if dry_run else "issued"
+    if result.resumed:
+        verb = "completed (an earlier run issued it and stopped before Stripe had it)"
     out.success(
         f"{verb} {result.note.number}: {_amount(result.note.total_minor, result.note.currency)} credited on "
         f"{result.invoice.number}, reason: {result.note.reason}"

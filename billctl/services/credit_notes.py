@@ -48,6 +48,7 @@ class Issued:
     dry_run: bool
     stripe: Any = None  # stripe_sync.Outcome when it went to Stripe now (or would, in a dry run)
     pending: str = ""  # why it is not in Stripe yet
+    resumed: bool = False  # the same credit note, issued by an earlier run that stopped, completed now
 
     @property
     def left_minor(self) -> int:
@@ -186,9 +187,24 @@ def issue(
         except core.CreditError as exc:
             raise BadInput(exc.message, hint=exc.hint) from None
 
+    gw = _gateway(app, dry_run, on_call) if to_stripe and _in_stripe(invoice) else None
+    if _in_stripe(invoice):
+        # credit notes of this invoice that an earlier run issued and did not get into Stripe (it
+        # stopped): they go first; if one is this very request, re-running it resumes it
+        waiting = [(r, ls) for r, ls in notes_of(app, invoice.id) if r.stripe_credit_note_id is None]
+        mode = "lines" if lines else ("amount" if minor is not None else "rest")
+        same = next((p for p in waiting if _same_request(*p, mode, list(lines), minor, reason, settle_as)), None)
+        outcomes = _resume_pending(app, gw, invoice, tenant, dry_run, waiting) if gw is not None else {}
+        if same is not None:
+            row, note_lines = same
+            credited_before = sum(n.total_minor for n, _ in notes_of(app, invoice.id) if n.id < row.id)
+            result = Issued(row, note_lines, invoice, tenant, credited_before, dry_run, resumed=True)
+            result.stripe = outcomes.get(row.id)
+            if result.stripe is None and to_stripe:
+                result.pending = _pending_reason(app, invoice)
+            return result
     with Session(app.engine) as session:
         note, _ = plan(session)
-    gw = _gateway(app, dry_run, on_call) if to_stripe and _in_stripe(invoice) else None
     if gw is not None:
         _check_stripe_accepts(gw, invoice, note.total, settle_as, show)
 
@@ -259,6 +275,47 @@ def issue(
     except StripeFailure as exc:
         result.pending = f"Stripe refused or failed it ({exc}); `billctl stripe push` retries it"
     return result
+
+
+def _resume_pending(
+    app: App,
+    gw: Any,
+    invoice: Invoice,
+    tenant: Tenant,
+    dry_run: bool,
+    waiting: list[tuple[CreditNote, list[CreditNoteLine]]],
+) -> dict[int, Any]:
+    """Push credit notes an earlier run left out of Stripe; their outcomes by credit note id."""
+    from billctl.services.stripe_sync import _Store
+    from billctl.stripe.client import StripeFailure
+
+    done = {}
+    for row, note_lines in waiting:
+        try:
+            done[row.id] = push_credit_note(app, gw, row, note_lines, invoice, tenant, _Store(app, dry_run))
+        except StripeFailure as exc:
+            raise Conflict(
+                f"credit note {row.number} on {invoice.number}, issued earlier, is not in Stripe yet and could not "
+                f"be put there now ({exc})",
+                hint="fix that first (see `billctl stripe push`); a new credit note would come after it",
+            ) from None
+    return done
+
+
+def _same_request(
+    row: CreditNote,
+    lines: list[CreditNoteLine],
+    mode: str,
+    positions: list[int],
+    amount: int | None,
+    reason: str,
+    settle: str,
+) -> bool:
+    if (row.mode, row.reason, row.settle) != (mode, reason, settle):
+        return False
+    if mode == "lines":
+        return sorted(x.invoice_line_position for x in lines if x.kind == "line") == sorted(positions)
+    return mode == "rest" or row.total_minor == amount
 
 
 def _shower(currency: str) -> Callable[[int], str]:
