@@ -13,7 +13,10 @@ from billctl.cli.output import Out
 from billctl.core.money import format_amount, format_money, from_minor, to_minor
 from billctl.services import invoices as svc
 
-app = typer.Typer(help="Preview, finalize and inspect invoices.", no_args_is_help=True)
+app = typer.Typer(
+    help="Preview, finalize, inspect and correct invoices (void, credit notes: see `invoices credit --help`).",
+    no_args_is_help=True,
+)
 PeriodOpt = Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")]
 
