@@ -177,6 +177,7 @@ def issue(
     invoice, tenant, invoice_lines = get_invoice(app, ref)
     _creditable(invoice)
     minor = None if amount is None else parse_amount(amount, invoice.currency)
+    mode = "lines" if lines else ("amount" if minor is not None else "rest")
     show = _shower(invoice.currency)
     facts = _facts(invoice, invoice_lines)
 
@@ -192,7 +193,6 @@ def issue(
         # credit notes of this invoice that an earlier run issued and did not get into Stripe (it
         # stopped): they go first; if one is this very request, re-running it resumes it
         waiting = [(r, ls) for r, ls in notes_of(app, invoice.id) if r.stripe_credit_note_id is None]
-        mode = "lines" if lines else ("amount" if minor is not None else "rest")
         same = next((p for p in waiting if _same_request(*p, mode, list(lines), minor, reason, settle_as)), None)
         outcomes = _resume_pending(app, gw, invoice, tenant, dry_run, waiting) if gw is not None else {}
         if same is not None:
@@ -223,7 +223,7 @@ def issue(
             subtotal_minor=note.net,
             tax_minor=note.tax,
             total_minor=note.total,
-            mode="lines" if lines else ("amount" if minor is not None else "rest"),
+            mode=mode,
             reason=reason,
             settle=settle_as,
             actor=app.actor,
@@ -487,9 +487,8 @@ def push_pending(
     app: App, gw: Any, store: Any, ids: Sequence[int], on_outcome: Callable[[Any], None] | None = None
 ) -> list[Any]:
     """Push credit notes by id (``pending``); a failure on one is recorded and the others go on."""
-    from billctl.services.stripe_sync import Outcome
+    from billctl.services.stripe_sync import failed_outcome
     from billctl.stripe.client import StripeFailure
-    from billctl.stripe.keys import redact
 
     outcomes = []
     for note_id in ids:
@@ -502,16 +501,7 @@ def push_pending(
         try:
             outcome = push_credit_note(app, gw, note, note_lines, invoice, tenant, store)
         except StripeFailure as exc:
-            outcome = Outcome(
-                "credit_note",
-                note.number,
-                tenant.key,
-                "failed",
-                note.stripe_credit_note_id,
-                total_minor=note.total_minor,
-                currency=note.currency,
-                note=redact(str(exc)),
-            )
+            outcome = failed_outcome("credit_note", note, tenant.key, note.stripe_credit_note_id, str(exc))
         outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)

@@ -74,6 +74,34 @@ class ExportRow:
     credit_note: str = ""  # a credit note's row: its number (amounts negative)
 
 
+def _export_row(
+    i: Invoice,
+    t: Tenant,
+    line: int,
+    kind: str,
+    description: str,
+    quantity: str,
+    unit_price: str | None,
+    amount_minor: int,
+    credit_note: str = "",
+) -> ExportRow:
+    return ExportRow(
+        tenant=t.key,
+        invoice=i.number,
+        period=i.period,
+        status=i.status,
+        line=line,
+        kind=kind,
+        description=description,
+        quantity=quantity,
+        unit_price=unit_price,
+        amount_minor=amount_minor,
+        tax_rate=str((i.inputs or {}).get("tax_rate", t.tax_rate)),
+        currency=i.currency,
+        credit_note=credit_note,
+    )
+
+
 def export_lines(app: App, period: Period, tenant_key: str | None = None) -> list[ExportRow]:
     """Every line of every live invoice of ``period``, in invoice and line order."""
     with Session(app.engine) as session:
@@ -90,22 +118,7 @@ def export_lines(app: App, period: Period, tenant_key: str | None = None) -> lis
         invoices: dict[int, tuple[Invoice, Tenant]] = {}
         for i, t, x in session.exec(query):
             invoices[i.id] = (i, t)
-            rows.append(
-                ExportRow(
-                    tenant=t.key,
-                    invoice=i.number,
-                    period=i.period,
-                    status=i.status,
-                    line=x.position,
-                    kind=x.kind,
-                    description=x.description,
-                    quantity=x.quantity,
-                    unit_price=x.unit_price,
-                    amount_minor=x.amount_minor,
-                    tax_rate=str((i.inputs or {}).get("tax_rate", t.tax_rate)),
-                    currency=i.currency,
-                )
-            )
+            rows.append(_export_row(i, t, x.position, x.kind, x.description, x.quantity, x.unit_price, x.amount_minor))
         notes = credit_notes.notes_by_invoice(session, list(invoices))
     # each invoice's credit notes right after its lines: kind credit (or credit_tax), negative amounts
     order = {number: index for index, number in enumerate(dict.fromkeys(r.invoice for r in rows))}
@@ -113,20 +126,16 @@ def export_lines(app: App, period: Period, tenant_key: str | None = None) -> lis
         i, t = invoices[invoice_id]
         for note, lines in pairs:
             rows.extend(
-                ExportRow(
-                    tenant=t.key,
-                    invoice=i.number,
-                    period=i.period,
-                    status=i.status,
-                    line=x.position,
-                    kind="credit_tax" if x.kind == "tax" else "credit",
-                    description=f"{note.number}: {x.description} ({note.reason})",
-                    quantity="1",
-                    unit_price=None,
-                    amount_minor=-x.amount_minor,
-                    tax_rate=str((i.inputs or {}).get("tax_rate", t.tax_rate)),
-                    currency=i.currency,
-                    credit_note=note.number,
+                _export_row(
+                    i,
+                    t,
+                    x.position,
+                    "credit_tax" if x.kind == "tax" else "credit",
+                    f"{note.number}: {x.description} ({note.reason})",
+                    "1",
+                    None,
+                    -x.amount_minor,
+                    note.number,
                 )
                 for x in lines
             )

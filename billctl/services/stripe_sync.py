@@ -465,14 +465,19 @@ def _failed(app: App, invoice_id: int, reason: str) -> Outcome:
     with Session(app.engine) as session:
         invoice = session.get(Invoice, invoice_id)
         tenant = session.get(Tenant, invoice.tenant_id)
+    return failed_outcome("invoice", invoice, tenant.key, invoice.stripe_invoice_id, reason)
+
+
+def failed_outcome(kind: str, doc: Any, tenant_key: str, stripe_id: str | None, reason: str) -> Outcome:
+    """The outcome of a document (an invoice, a credit note) that could not go to Stripe."""
     return Outcome(
-        "invoice",
-        invoice.number,
-        tenant.key,
+        kind,
+        doc.number,
+        tenant_key,
         "failed",
-        invoice.stripe_invoice_id,
-        total_minor=invoice.total_minor,
-        currency=invoice.currency,
+        stripe_id,
+        total_minor=doc.total_minor,
+        currency=doc.currency,
         note=redact(reason),
     )
 
