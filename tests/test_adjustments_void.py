@@ -11,7 +11,7 @@ import itertools
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import BASIC, bulk, events_file, write_plan
@@ -166,11 +166,18 @@ def test_units_billed_per_period_equal_units_stored(cli, tmp_path, db_url):
                     assert (units, money) == (have, _value(have)), (period, units, money, have)
 
     @settings(
-        max_examples=40,
+        max_examples=15,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(ops=OPS)
+    # the two sequences hypothesis found against the snapshot-based adjustments, kept as examples:
+    # a period's adjustment carrier voided (its units lost), and a period voided and finalized
+    # again after an adjustment (its units billed twice)
+    @example(ops=[("finalize", 0, 0), ("usage", 0, 1500), ("finalize", 1, 0), ("usage", 0, 1500),
+                  ("finalize", 2, 0), ("void", 1, 0)])  # fmt: skip
+    @example(ops=[("finalize", 0, 0), ("usage", 0, 1500), ("finalize", 1, 0), ("void", 0, 0),
+                  ("finalize", 0, 0)])  # fmt: skip
     def run(ops: list[tuple[str, int, int]]) -> None:
         key = f"t{next(serial)}"
         cli("tenants", "create", key, "--name", key)

@@ -816,6 +816,7 @@ def void_invoice(
     if dry_run:
         return invoice, in_stripe
     with app.session() as session:
+        lock_tenants(session.connection(), [tenant.id], exclusive=True)  # as a credit note does
         invoice = session.get(Invoice, invoice.id)
         credit_notes.check_voidable(session, invoice)  # again, in the transaction that voids
         invoice.status = "void"
