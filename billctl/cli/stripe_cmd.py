@@ -59,7 +59,7 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
         "action": o.action,
         "stripe_id": o.stripe_id,
     }
-    if o.kind == "invoice":
+    if o.kind in ("invoice", "credit_note"):
         doc.update(
             {
                 "status": o.status,
@@ -78,13 +78,13 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
 
 def _summary(out: Out, report: svc.RunReport, what: str) -> None:
     parts = []
-    for kind in ("customer", "invoice"):
+    for kind in ("customer", "invoice", "credit_note"):
         counts: dict[str, int] = {}
         for o in report.outcomes:
             if o.kind == kind:
                 counts[o.action] = counts.get(o.action, 0) + 1
         if counts:
-            parts.append(f"{kind}s " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+            parts.append(f"{kind.replace('_', ' ')}s " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     counts_text = "; ".join(parts) or "nothing to do"
     prefix = "dry run: " if report.dry_run else ""
     extra = f"; {report.writes_skipped} Stripe write(s) not sent" if report.dry_run else ""
@@ -163,7 +163,8 @@ def push(
     output: OutputOpt = None,
 ) -> None:
     """Push finalized invoices to Stripe (draft, one item per line, finalize) and void there what was
-    voided here. Resumes an interrupted push without duplicating anything."""
+    voided here; then credit notes not in Stripe yet, each on its invoice. Resumes an interrupted
+    push without duplicating anything."""
     st = state(ctx)
     out = st.output(output)
     gw = svc.gateway(st.app, dry_run=dry_run)
@@ -184,13 +185,14 @@ def push(
             on_outcome=progress,
             on_total=total,
         )
-    invoices = [o for o in report.outcomes if o.kind == "invoice"]
+    invoices = [o for o in report.outcomes if o.kind in ("invoice", "credit_note")]
     if out.fmt == "json":
         out.json(
             {
                 "dry_run": dry_run,
-                "invoices": [_outcome_doc(o) for o in invoices],
+                "invoices": [_outcome_doc(o) for o in invoices if o.kind == "invoice"],
                 "customers": [_outcome_doc(o) for o in report.outcomes if o.kind == "customer"],
+                "credit_notes": [_outcome_doc(o) for o in report.outcomes if o.kind == "credit_note"],
                 "counts": report.counts(),
                 "failed": [{"ref": o.ref, "reason": o.note} for o in report.failures],
                 "requests": report.requests,

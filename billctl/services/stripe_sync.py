@@ -302,6 +302,8 @@ def _state_values(remote: dict[str, Any]) -> dict[str, Any]:
         "stripe_number": remote.get("number"),
         "stripe_hosted_url": remote.get("hosted_invoice_url"),
         "stripe_event_at": at,
+        "stripe_amount_paid": remote.get("amount_paid"),
+        "stripe_amount_remaining": remote.get("amount_remaining"),
     }
 
 
@@ -574,6 +576,11 @@ def push(
         report.outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
+    # then credit notes whose invoice is final in Stripe (some just became so)
+    from billctl.services import credit_notes
+
+    notes = credit_notes.pending(app, period, tenant_key)
+    report.outcomes.extend(credit_notes.push_pending(app, gw, store, notes, on_outcome))
     _count(report, gw)
     report.seconds = time.perf_counter() - started
     return report
@@ -585,14 +592,19 @@ def _failed(app: App, invoice_id: int, reason: str, store: _Store) -> Outcome:
         invoice = session.get(Invoice, invoice_id)
         tenant = session.get(Tenant, invoice.tenant_id)
     store.invoice(invoice_id, stripe_error=redact(reason)[:2000])
+    return failed_outcome("invoice", invoice, tenant.key, invoice.stripe_invoice_id, reason)
+
+
+def failed_outcome(kind: str, doc: Any, tenant_key: str, stripe_id: str | None, reason: str) -> Outcome:
+    """The outcome of a document (an invoice, a credit note) that could not go to Stripe."""
     return Outcome(
-        "invoice",
-        invoice.number,
-        tenant.key,
+        kind,
+        doc.number,
+        tenant_key,
         "failed",
-        invoice.stripe_invoice_id,
-        total_minor=invoice.total_minor,
-        currency=invoice.currency,
+        stripe_id,
+        total_minor=doc.total_minor,
+        currency=doc.currency,
         note=redact(reason),
     )
 
@@ -661,6 +673,8 @@ def apply_event(session: Session, app: App, event: dict[str, Any], source: str) 
     invoice.stripe_number = obj.get("number") or invoice.stripe_number
     invoice.stripe_hosted_url = obj.get("hosted_invoice_url") or invoice.stripe_hosted_url
     invoice.stripe_event_at = created
+    invoice.stripe_amount_paid = obj.get("amount_paid", invoice.stripe_amount_paid)
+    invoice.stripe_amount_remaining = obj.get("amount_remaining", invoice.stripe_amount_remaining)
     session.add(invoice)
     if change.before != change.after:
         audit(
@@ -813,7 +827,8 @@ class ReconcileReport:
 def reconcile(
     app: App, gw: Gateway, period: Period | None = None, tenant_key: str | None = None, *, fix: bool = False
 ) -> ReconcileReport:
-    """Compare local invoices with Stripe (missing, duplicated, amount or status mismatch). Reads only,
+    """Compare local invoices and their credit notes with Stripe (missing, duplicated, amount or
+    status mismatch). Reads only,
     unless ``fix``: then stored Stripe ids and payment status are refreshed from Stripe (locally only)."""
     with Session(app.engine) as session:
         query = select(Invoice, Tenant).join(Tenant, Tenant.id == Invoice.tenant_id).order_by(Invoice.id)
@@ -851,12 +866,16 @@ def reconcile(
             if period is not None and meta.get("period") != str(period):
                 continue
             remote.append(inv)
-    drifts = m.reconcile(local, remote)
+    from billctl.services import credit_notes
+
+    drifts = m.reconcile(local, remote) + credit_notes.reconcile(app, gw, rows, remote)
     report = ReconcileReport(drifts=drifts, checked=len(local), stripe_invoices=len(remote))
     if fix:
         by_id = {r["id"]: r for r in remote}
-        fixable = {d.number for d in drifts if d.kind in ("id", "status") and len(d.stripe_ids) == 1}
         by_number = {inv.number: inv for inv, _ in rows}
+        fixable = {
+            d.number for d in drifts if d.kind in ("id", "status") and len(d.stripe_ids) == 1 and d.number in by_number
+        }
         for number in sorted(fixable):
             dup = any(d.number == number and d.kind == "duplicate" for d in drifts)
             if dup:

@@ -314,6 +314,37 @@ class Gateway:
             {**stand_in, "status": "void"},
         )
 
+    # ------------------------------------------------------------------ credit notes (issue 9)
+    def list_invoice_lines(self, invoice_id: str) -> list[dict[str, Any]]:
+        return list(
+            self._listed(
+                "list invoice lines", lambda p: self._client.v1.invoices.line_items.list(invoice_id, params=p), {}
+            )
+        )
+
+    def list_credit_notes(self, **filters: str) -> list[dict[str, Any]]:
+        """Every credit note of one Stripe invoice (``invoice=``) or customer (``customer=``)."""
+        return list(self._listed("list credit notes", lambda p: self._client.v1.credit_notes.list(params=p), filters))
+
+    def create_credit_note(self, params: dict[str, Any], key: str) -> dict[str, Any]:
+        total = sum(int(x.get("amount", x.get("unit_amount", 0))) for x in params.get("lines", []))
+        settled = sum(params.get(k, 0) for k in ("refund_amount", "credit_amount", "out_of_band_amount"))
+        stand_in = {
+            "id": self._dry_id("cn_"),
+            "object": "credit_note",
+            "status": "issued",
+            "number": None,
+            "total": total,
+            "pre_payment_amount": total - settled,
+            "post_payment_amount": settled,
+            **params,
+        }
+        return self._write(
+            "create credit note",
+            lambda: self._client.v1.credit_notes.create(params=params, options=self._options(key)),
+            stand_in,
+        )
+
     # ------------------------------------------------------------------ events
     def list_events(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._call("list events", lambda: self._client.v1.events.list(params=params))

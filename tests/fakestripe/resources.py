@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from . import currencies
+from .credit_notes import CreditNotesMixin
 from .discounts import Discounts
 from .ids import missing as _missing
 from .ids import new_id
@@ -180,7 +181,7 @@ AUTO_FINALIZE_DELAY = 3600  # Stripe finalizes auto_advance drafts about an hour
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class StripeState(Discounts):
+class StripeState(Discounts, CreditNotesMixin):
     """All stored objects. ``now`` is the fake clock; ``on_event`` is told about every new event
     and returns the number of webhook endpoints it will be delivered to. Coupons and discounts are
     in the ``Discounts`` mixin (discounts.py)."""
@@ -209,6 +210,7 @@ class StripeState(Discounts):
         self._invoice_number = 0
         self._line_ids: dict[str, str] = {}
         self._final_lines: dict[str, list[dict[str, Any]]] = {}  # invoice id -> lines frozen at finalization
+        self._init_credit_notes()
 
     # ------------------------------------------------------------------------------------ helpers
     def emit(
@@ -277,7 +279,14 @@ class StripeState(Discounts):
         return merged
 
     def lookup(self, object_id: str) -> dict[str, Any] | None:
-        for table in (self.customers, self.invoices, self.invoiceitems, self.coupons, self.discount_objects):
+        for table in (
+            self.customers,
+            self.invoices,
+            self.invoiceitems,
+            self.coupons,
+            self.discount_objects,
+            self.credit_notes,
+        ):
             if object_id in table:
                 return table[object_id]
         return None

@@ -74,6 +74,13 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
         ("POST", rf"/v1/invoices/{_ID}/mark_uncollectible", "InvoiceMarkUncollectibleParams",
          "mark_uncollectible"),
         ("POST", rf"/v1/invoices/{_ID}/send", "InvoiceSendInvoiceParams", "send_invoice"),
+        # credit notes (credit_notes.py)
+        ("POST", r"/v1/credit_notes", "CreditNoteCreateParams", "create_credit_note"),
+        ("GET", r"/v1/credit_notes", "CreditNoteListParams", "list_credit_notes"),
+        ("GET", rf"/v1/credit_notes/{_ID}", "CreditNoteRetrieveParams", "retrieve_credit_note"),
+        ("POST", rf"/v1/credit_notes/{_ID}", "CreditNoteUpdateParams", "update_credit_note"),
+        ("GET", rf"/v1/credit_notes/{_ID}/lines", "CreditNoteListLinesParams", "list_credit_note_lines"),
+        ("POST", rf"/v1/credit_notes/{_ID}/void", "CreditNoteVoidCreditNoteParams", "void_credit_note"),
         ("GET", r"/v1/events", "EventListParams", "list_events"),
         # coupons and customer discounts (discounts.py)
         ("POST", r"/v1/coupons", "CouponCreateParams", "create_coupon"),
@@ -297,6 +304,10 @@ class FakeStripe:
     @property
     def invoiceitems(self) -> dict[str, dict[str, Any]]:
         return self.state.invoiceitems
+
+    @property
+    def credit_notes(self) -> dict[str, dict[str, Any]]:
+        return self.state.credit_notes
 
     @property
     def events(self) -> list[dict[str, Any]]:
