@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     PARTIAL = 6  # finished, some items failed or held: Stripe failures or drafts that differ, import --strict rejects
     LOCKED = 7  # another run holds the lock
     SCHEMA = 8  # the database schema is behind: run `billctl db upgrade`
-    CONFLICT = 9  # conflicts with stored state: a plan change in a finalized period, a file that exists ...
+    CONFLICT = 9  # conflicts with stored state: a plan change in a finalized period, voiding a paid invoice ...
     FOUND = 10  # a check found something to report (anomalies, drift)
     INTERRUPTED = 143  # stopped by SIGTERM after leaving consistent state
 

@@ -232,6 +232,9 @@ def record(directory: Path) -> list[Screen]:
         november = ["invoices", "preview", "--period", "2026-11", "--tenant", "globex"]
         screens.append(Screen("invoices-preview-november", scene((november, None))))
         screens.append(Screen("report-revenue", scene((["report", "revenue", "--period", "2026-10"], None))))
+        credit = ["invoices", "credit", "INV-2026-10-000001", "--line", "2", "--reason", "outage 2026-10-14", "--yes"]
+        too_much = ["invoices", "credit", "INV-2026-10-000001", "--amount", "100", "--reason", "goodwill", "--yes"]
+        screens.append(Screen("invoices-credit", scene((credit, None), (too_much, None))))
         burst = "".join(
             f'{{"tenant_id":"umbrella","endpoint":"/v1/ocr","ts":"2026-10-30T15:{m:02d}:00Z","units":300,'
             f'"event_id":"burst-{m}"}}\n'

@@ -87,6 +87,7 @@ def test_a_schema_catches_drift():
         "status": "finalized",
         "currency": "USD",
         "total": good,
+        "credited": {"minor": 0, "currency": "USD", "decimal": "0.00"},
         "finalized_at": "2026-11-25T12:53:00+00:00",
     }
     assert problems("invoices-list", [doc]) == []
@@ -190,6 +191,9 @@ def run_scenario(cli: Any, tmp_path: Path, fake: Any, redis_url: str, stream: st
     j("stripe", "sync-customers", "--tenant", "acme")
     j("stripe", "push", "--period", "2026-10", "--tenant", "acme", "--dry-run")
     j("stripe", "push", "--period", "2026-10", "--tenant", "acme")
+    j("invoices", "credit", "INV-2026-10-000001", "--line", "2", "--reason", "outage", "--yes")  # in Stripe at once
+    j("invoices", "credit", "INV-2026-10-000002", "--amount", "5", "--reason", "goodwill", "--dry-run")
+    j("invoices", "credit", "INV-2026-10-000002", "--amount", "5", "--reason", "goodwill", "--yes")  # local first
     j("stripe", "reconcile", expect=10)
     cli.env.update({"BILLCTL_MONTHLY_HOLD_ABOVE": "EUR=250", "BILLCTL_MONTHLY_DRAIN_STREAM": "false"})
     j("run-monthly", "--period", "2026-10", "--dry-run", expect=6)
@@ -203,6 +207,10 @@ def run_scenario(cli: Any, tmp_path: Path, fake: Any, redis_url: str, stream: st
     j("stripe", "sync-status")  # umbrella: payment_failed -> paid
     j("stripe", "reconcile")
     j("stripe", "push")  # nothing left to do
+    j("invoices", "credit-notes")
+    j("invoices", "show", "INV-2026-10-000001")  # with its credit note
+    j("invoices", "export", "--period", "2026-10")  # credit note lines
+    j("report", "revenue", "--period", "2026-10")  # net of credit notes
     j("run-monthly", "--period", "2026-10", "--yes")
 
     # the Redis stream: two good entries, a retry, an unknown tenant (a dead letter)
