@@ -5,7 +5,7 @@
 
 It runs `billctl quickstart` in a scratch directory (through the Typer app object, in-process), cuts
 its transcript into one screen per step, then runs a few more scenes on the same month (explain,
-late usage and recompute, an anomaly, exports, errors). Output is captured as a 100-column colour
+late usage and recompute, an anomaly, exports, errors). Output is captured as a 120-column colour
 terminal would show it; the .txt screens are its plain text (what the docs include with snippets,
 and what --check compares), the .svg ones Rich's rendering of the colours.
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENS = ROOT / "docs" / "screens"
 README = ROOT / "README.md"
 APP = "billctl.cli.app:app"
-WIDTH = 100
+WIDTH = 120
 SVG = ("run-monthly-dry-run", "invoices-explain")  # the screens also rendered in colour
 
 # What differs between two honest runs, per screen (a name prefix): when invoices were finalized,
