@@ -69,6 +69,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         "BILLCTL_STREAM_BATCH_EVENTS": "1500",
         "BILLCTL_STREAM_READ_COUNT": "300",
         "BILLCTL_STREAM_BLOCK_MS": "100",
+        "BILLCTL_STREAM_FLUSH_MS": "30",
         "BILLCTL_STREAM_CLAIM_IDLE_MS": "300",
         "PYTHONPATH": str(ROOT),
     }

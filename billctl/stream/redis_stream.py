@@ -81,7 +81,7 @@ class StreamClient:
         self._redis_mod = redis
         # protocol=2 with hiredis: ~30 % faster than RESP3 for stream replies (DESIGN.md, measured facts).
         self.r = redis.Redis.from_url(url, protocol=2, decode_responses=False, socket_connect_timeout=5)
-        for command in ("XREADGROUP", "XAUTOCLAIM", "XRANGE", "XREVRANGE", "XINFO GROUPS", "XINFO CONSUMERS"):
+        for command in ("XREADGROUP", "XCLAIM", "XRANGE", "XREVRANGE", "XINFO GROUPS", "XINFO CONSUMERS"):
             self.r.set_response_callback(command, _raw)
         self._trim = self.r.register_script(_TRIM_LUA)
 
@@ -122,14 +122,32 @@ class StreamClient:
             return []
         return reply[0][1]
 
-    def claim_idle(
+    def read_own_pending(self, stream: str, group: str, consumer: str, after: bytes | str, count: int) -> list[Entry]:
+        """This consumer's own pending entries after ``after`` (its history: XREADGROUP with an id).
+        An entry deleted from the stream meanwhile comes back with ``None`` fields."""
+        reply = self.r.xreadgroup(group, consumer, {stream: after}, count=count)
+        return reply[0][1] if reply else []
+
+    def claim_others(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, start: bytes | str, count: int
-    ) -> tuple[bytes, list[Entry], list[bytes]]:
-        """XAUTOCLAIM: (next start, claimed entries, ids that were pending but no longer exist)."""
-        reply = self.r.execute_command("XAUTOCLAIM", stream, group, consumer, min_idle_ms, start, "COUNT", count)
-        deleted = reply[2] if len(reply) > 2 else []
-        entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
-        return reply[0], entries, deleted
+    ) -> tuple[bytes | None, list[Entry], list[bytes]]:
+        """Claim entries pending with OTHER consumers for at least ``min_idle_ms`` (never this
+        consumer's own: those are in flight here, not abandoned). XPENDING IDLE lists them, XCLAIM
+        with the same minimum idle time takes them (so an entry another consumer has just claimed
+        or read is left alone). Returns (next start or None when done, claimed entries, ids that
+        were pending but no longer exist in the stream)."""
+        page = self.r.xpending_range(stream, group, min=start, max="+", count=count, idle=min_idle_ms)
+        theirs = [row["message_id"] for row in page if row["consumer"].decode() != consumer]
+        entries: list[Entry] = []
+        deleted: list[bytes] = []
+        if theirs:
+            for entry_id, fields in self.r.execute_command("XCLAIM", stream, group, consumer, min_idle_ms, *theirs):
+                if fields is None:  # Redis < 7 keeps deleted entries pending and returns them empty
+                    deleted.append(entry_id)
+                else:
+                    entries.append((entry_id, fields))
+        done = len(page) < count
+        return (None if done else b"(" + page[-1]["message_id"]), entries, deleted
 
     def ack(self, stream: str, group: str, ids: Sequence[bytes | str], chunk: int = 10_000) -> int:
         done = 0
