@@ -135,6 +135,51 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(tenants: Cli, r, str
     assert r.xlen(stream) == 0
 
 
+def test_a_bad_entry_is_dead_lettered_once_across_a_crash_before_the_ack(
+    tenants: Cli, r, stream: str, monkeypatch
+) -> None:
+    r.xadd(stream, {"tenant_id": "acme", "event_id": "good"})
+    bad = [r.xadd(stream, {"tenant_id": "ghost"}), r.xadd(stream, {"tenant_id": "acme", "units": "lots"})]
+    app = _app(tenants, **QUICK_CLAIM)
+
+    def crash(*args, **kwargs):
+        raise ConnectionError("killed after the dead letters, before acknowledging the batch")
+
+    monkeypatch.setattr(agg.StreamClient, "ack", crash)
+    with pytest.raises(ConnectionError):
+        agg.aggregate(app)
+    monkeypatch.undo()
+    assert r.xlen(f"{stream}:dead") == 2
+    time.sleep(0.05)
+    again = agg.aggregate(app)  # the good entry is read again (still pending); the bad ones are not
+    app.dispose()
+    assert (again.read, again.duplicates, again.dead_lettered, len(again.rejected)) == (1, 1, 0, 0)
+    assert sorted(f["_id"] for _, f in r.xrange(f"{stream}:dead")) == sorted(bad)  # one per bad entry
+    listing = tenants("usage", "dead-letters", "list", "-o", "json").json()
+    assert listing["total"] == 2
+    assert units_by_tenant(tenants.db_url) == {"acme": 1}
+    assert r.xlen(stream) == 0
+
+
+def test_two_consumers_holding_one_bad_entry_write_one_dead_letter(tenants: Cli, r, stream: str) -> None:
+    """A claim hands an entry to a second consumer while the first still holds it in memory: both
+    go on to dead-letter it; only the first acknowledgement writes."""
+    from billctl.stream.redis_stream import StreamClient
+
+    entry = r.xadd(stream, {"tenant_id": "ghost"})
+    r.xgroup_create(stream, "billctl", id="0")
+    r.xreadgroup("billctl", "pod-a", {stream: ">"})
+    r.xclaim(stream, "billctl", "pod-b", 0, [entry])
+    client = StreamClient(tenants.env["BILLCTL_REDIS_URL"])
+    letter = {b"tenant_id": b"ghost", b"_source": stream.encode(), b"_id": entry.encode(), b"_reason": b"x"}
+    first = client.dead_letter(stream, "billctl", f"{stream}:dead", [(entry.encode(), letter)])
+    second = client.dead_letter(stream, "billctl", f"{stream}:dead", [(entry.encode(), letter)])
+    client.close()
+    assert (first, second) == ([True], [False])
+    assert r.xlen(f"{stream}:dead") == 1
+    assert r.xinfo_groups(stream)[0]["pending"] == 0
+
+
 def test_a_restart_under_the_same_consumer_name_takes_its_entries_back_at_once(tenants: Cli, r, stream: str) -> None:
     for i in range(5):
         r.xadd(stream, {"tenant_id": "acme", "event_id": f"e{i}"})

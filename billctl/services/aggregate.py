@@ -10,9 +10,11 @@ One batch, in order:
    and the buckets together, or neither does. A batch is committed when it is full
    (``stream.batch_events``), when its first entries have waited ``stream.flush_ms``, or when the
    stream has nothing new;
-3. only after the commit: bad entries are copied to the dead-letter stream, every entry of the
-   batch is acknowledged (XACK), and the stream is trimmed exactly (MINID) below the oldest entry
-   any group still has pending.
+3. only after the commit: each bad entry is acknowledged and dead-lettered in one atomic step (a
+   Lua script: the dead letter is written only if that acknowledgement removed the entry from the
+   pending list, so one bad entry gives one dead letter, whatever crashes and claims happen), the
+   other entries are acknowledged (XACK), and the stream is trimmed exactly (MINID) below the
+   oldest entry any group still has pending.
 
 A crash anywhere leaves entries pending (never acknowledged before they were committed); whoever
 reads them again (this consumer on restart, or another after ``stream.claim_idle_ms``) finds their
@@ -29,7 +31,7 @@ import queue
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,7 +70,7 @@ class AggregateReport(UsageReport):
 
     batches: int = 0
     claimed: int = 0  # entries taken over from idle consumers (or from this consumer's earlier life)
-    dead_lettered: int = 0
+    dead_lettered: int = 0  # bad entries dead-lettered by this run (one each, ever: see _after_commit)
     acked: int = 0
     trimmed: int = 0
     vanished: int = 0  # pending entries that no longer existed in the stream when claimed
@@ -451,25 +453,10 @@ class _Writer:
         self.report.merge(report)
 
     def _after_commit(self, chunks: list[_Chunk], report: AggregateReport) -> None:
-        if report.rejected:
-            raw = {f"{c.stream}/{entry_id.decode()}": fields for c in chunks for entry_id, fields in c.slow}
-            items = []
-            for where, reason in report.rejected:
-                stream, entry_id = where.rsplit("/", 1)
-                fields = raw[where]
-                items.append(
-                    {
-                        **dict(zip(fields[::2], fields[1::2], strict=False)),
-                        b"_source": stream.encode(),
-                        b"_id": entry_id.encode(),
-                        b"_reason": reason.encode(),
-                    }
-                )
-            self.client.add_entries(self.dead_letter, items)
-            report.dead_lettered += len(items)
+        dead = self._dead_letter(chunks, report) if report.rejected else set()
         streams: dict[str, list[bytes]] = {}
         for chunk in chunks:
-            streams.setdefault(chunk.stream, []).extend(chunk.ids)
+            streams.setdefault(chunk.stream, []).extend(i for i in chunk.ids if (chunk.stream, i) not in dead)
             if chunk.claimed:
                 report.claimed += len(chunk.ids)
             report.vanished += chunk.vanished
@@ -477,6 +464,40 @@ class _Writer:
             report.acked += self.client.ack(stream, self.group, ids)
             report.trimmed += self.client.trim_committed(stream, self.retention)[1]
         report.batches += 1
+
+    def _dead_letter(self, chunks: list[_Chunk], report: AggregateReport) -> set[tuple[str, bytes]]:
+        """Acknowledge and dead-letter the batch's bad entries, each at most once ever (the Lua
+        script in the stream adapter). One that was already acknowledged (dead-lettered by a run
+        that crashed before acknowledging the rest of its batch, or by another consumer that held
+        it too) is not written again and counts as a duplicate, not as a dead letter, so the
+        report counts each bad entry once. Returns the (stream, entry id) pairs handled here."""
+        raw = {f"{c.stream}/{entry_id.decode()}": fields for c in chunks for entry_id, fields in c.slow}
+        by_stream: dict[str, list[tuple[str, str, bytes, dict[bytes, bytes]]]] = defaultdict(list)
+        for where, reason in report.rejected:
+            stream, entry_id = where.rsplit("/", 1)
+            fields = raw[where]
+            letter = {
+                **dict(zip(fields[::2], fields[1::2], strict=False)),
+                b"_source": stream.encode(),
+                b"_id": entry_id.encode(),
+                b"_reason": reason.encode(),
+            }
+            by_stream[stream].append((where, reason, entry_id.encode(), letter))
+        handled: set[tuple[str, bytes]] = set()
+        written: list[tuple[str, str]] = []
+        for stream, items in by_stream.items():
+            added = self.client.dead_letter(stream, self.group, self.dead_letter, [(i[2], i[3]) for i in items])
+            for (where, reason, entry_id, _), new in zip(items, added, strict=True):
+                handled.add((stream, entry_id))
+                if new:
+                    written.append((where, reason))
+                else:
+                    report.duplicates += 1
+        report.rejected = written
+        report.dead_lettered += len(written)
+        report.acked += len(written)  # the script acknowledged them
+        report.dead_reasons = Counter(_reason_kind(reason) for _, reason in written)
+        return handled
 
 
 def count_chunks(

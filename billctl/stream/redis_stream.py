@@ -51,6 +51,30 @@ return {best, trimmed}
 """
 
 
+# Dead-letter bad entries exactly once per source entry, whatever crashes and claims happen: for
+# each entry, acknowledge it and, only if that acknowledgement removed it from the group's pending
+# list, append its dead letter, in one atomic step. A crash before this leaves the entry pending
+# and not dead-lettered (whoever reads it again dead-letters it); after it, the entry is acknowledged
+# and never delivered again; of two consumers holding the same claimed entry, only the first
+# acknowledgement is 1. KEYS: source stream, dead-letter stream. ARGV: group, then per entry its id,
+# the number n of field/value items, and those n items. Returns, per entry, the dead letter's id or
+# "" (already acknowledged: dead-lettered or counted by someone else).
+_DEAD_LETTER_LUA = """
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    out[#out + 1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 2, i + 1 + n))
+  else
+    out[#out + 1] = ''
+  end
+  i = i + 2 + n
+end
+return out
+"""
+
+
 def _raw(response, **_options):  # type: ignore[no-untyped-def]
     return response
 
@@ -84,6 +108,7 @@ class StreamClient:
         for command in ("XREADGROUP", "XCLAIM", "XRANGE", "XREVRANGE", "XINFO GROUPS", "XINFO CONSUMERS"):
             self.r.set_response_callback(command, _raw)
         self._trim = self.r.register_script(_TRIM_LUA)
+        self._dead_letter = self.r.register_script(_DEAD_LETTER_LUA)
 
     def _down(self, exc: Exception) -> DependencyDown:
         return DependencyDown(
@@ -223,6 +248,22 @@ class StreamClient:
         for fields in items:
             pipe.xadd(stream, fields)
         return pipe.execute()
+
+    def dead_letter(
+        self, source: str, group: str, dead_letter: str, items: Sequence[tuple[bytes, dict[bytes, bytes]]]
+    ) -> list[bool]:
+        """Acknowledge each (entry id, dead-letter fields) on ``source`` and append its dead letter,
+        atomically per entry (``_DEAD_LETTER_LUA``). True for those dead-lettered now; False for
+        those already acknowledged (by an earlier run or another consumer: not written again)."""
+        added: list[bool] = []
+        for i in range(0, len(items), 500):  # bounded script calls: a flood of bad entries cannot stall Redis
+            args: list[bytes | str] = [group]
+            for entry_id, fields in items[i : i + 500]:
+                args += [entry_id, str(2 * len(fields))]
+                for name, value in fields.items():
+                    args += [name, value]
+            added += [bool(x) for x in self._dead_letter(keys=[source, dead_letter], args=args)]
+        return added
 
     def delete_entries(self, stream: str, ids: Sequence[bytes | str]) -> int:
         return int(self.r.xdel(stream, *ids)) if ids else 0
