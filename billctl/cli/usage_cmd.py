@@ -334,12 +334,14 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = No
 
     st = state(ctx)
     out = st.output(output)
-    dropped, cutoff = prune_seen(st.app, dry_run=dry_run)
+    result = prune_seen(st.app, dry_run=dry_run)
+    if result.warning:
+        out.warn(result.warning)
     if out.fmt == "json":
-        out.json({"dropped": dropped, "cutoff_epoch": cutoff, "dry_run": dry_run})
+        out.json({"dropped": result.dropped, "cutoff_epoch": result.cutoff, "dry_run": dry_run})
     else:
         out.success(
-            f"{'would forget' if dry_run else 'forgot'} {dropped:,} event ids older than "
+            f"{'would forget' if dry_run else 'forgot'} {result.dropped:,} event ids older than "
             f"{st.app.config['usage.dedupe_days']} days"
         )
 
