@@ -7,8 +7,8 @@ Scale: ``--per-day`` ids a day (default 100,000: the issue's 15 M events a month
 scale when pruning costs what it removes; a full scan's ratio does not either (both grow with the
 daily volume) but grows with the number of days kept.
 
-Each cycle ingests a new day, runs VACUUM (what autovacuum does; freed pages are then reused by the
-next day's ids, the case that degrades a BRIN index left alone) and prunes the oldest day:
+Each cycle ingests a new day, prunes the oldest day and runs VACUUM (what autovacuum does: the
+pages freed are then reused by the next day's ids, the case that degrades a BRIN index left alone):
 
 - PostgreSQL: `usage prune` (BRIN index on seen_at, kept exact), cycle after cycle; then, in the
   same run, the statement prune ran before (a full scan of seen_event) for comparison;
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.common import report, scratch_database, stage
+from benchmarks.common import report, scratch_database, seed_tenants, stage
 
 DAY = 86_400
 # 10 tenants x 3 endpoints x 288 five-minute buckets: about 12 events per bucket row at 100,000 a
@@ -44,24 +44,12 @@ def _app(url: str, days: int):  # type: ignore[no-untyped-def]
     return App(config=load_config(None, {"database.url": url, "usage.dedupe_days": str(days)}, env={}))
 
 
-def _setup(url: str) -> None:
-    from billctl.db.engine import create_db_engine, upgrade
-
-    engine = create_db_engine(url)
-    upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
-                "VALUES (:key, :key, '', 'UTC', 'USD', '0', 'active', :now, :now)"
-            ),
-            [{"key": f"t{i}", "now": "2026-01-01 00:00:00"} for i in range(TENANTS)],
-        )
-    engine.dispose()
-
-
-def _history(engine: sa.Engine, days: int, per_day: int, start: int) -> None:
-    """``days`` days of ids, day d first seen at start + d days, appended day after day as ingest would."""
+def _history(url: str, days: int, per_day: int, start: int) -> None:
+    """``days`` days of ids, day d first seen at start + d days, appended day after day as ingest would
+    (an engine of its own: SQLite gets a large page cache for this, not for what is measured)."""
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA cache_size = -524288"))
     for d in range(days):
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -81,6 +69,7 @@ def _history(engine: sa.Engine, days: int, per_day: int, start: int) -> None:
                     ),
                     {"at": start + d * DAY, "n": per_day},
                 )
+    engine.dispose()
 
 
 def _ingest_day(app, per_day: int, rng: random.Random) -> float:  # type: ignore[no-untyped-def]
@@ -132,16 +121,16 @@ def _full_scan_prune(engine: sa.Engine, cutoff: int) -> int:
 
 
 def _cycles(app, label: str, prune, first: int, cycles: int, per_day: int, rng: random.Random):  # type: ignore[no-untyped-def]
-    """``cycles`` times: ingest a new day (timed), VACUUM, prune the oldest day with ``prune(cycle)``
-    (timed). Returns (ingest times, prune times, report rows)."""
+    """``cycles`` times: ingest a new day (timed), prune the oldest day with ``prune(cycle)`` (timed),
+    VACUUM. Returns (ingest times, prune times, report rows)."""
     ingests, prunes, rows = [], [], []
     for cycle in range(first, first + cycles):
-        with stage(f"{label}, cycle {cycle + 1}: ingest a day, VACUUM, prune the oldest day"):
+        with stage(f"{label}, cycle {cycle + 1}: ingest a day, prune the oldest day, VACUUM"):
             ingests.append(_ingest_day(app, per_day, rng))
-            vacuum = _vacuum(app.engine)
             started = time.perf_counter()
             dropped = prune(cycle)
             prunes.append(time.perf_counter() - started)
+            vacuum = _vacuum(app.engine)
         rows.append(
             (
                 f"{label}, cycle {cycle + 1}: {dropped:,} ids",
@@ -160,11 +149,11 @@ def run_backend(backend: str, per_day: int, days: int, cycles: int) -> dict[str,
     else:
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='billctl-bench-prune-')) / 'billctl.db'}"
     rng = random.Random(10)
-    _setup(url)
+    seed_tenants(url, TENANTS)
     app = _app(url, days)
     now = int(time.time())
     with stage(f"{backend}: {days} days x {per_day:,} ids"):
-        _history(app.engine, days, per_day, now - (days + 1) * DAY)  # day 0 is just out of the window
+        _history(url, days, per_day, now - (days + 1) * DAY)  # day 0 is just out of the window
         if backend == "postgresql":
             with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE seen_event")

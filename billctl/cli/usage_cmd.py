@@ -79,8 +79,9 @@ def aggregate(
 ) -> None:
     """Count the usage stream(s) into buckets through the consumer group, exactly once.
 
-    The aggregates and the stream position commit in one transaction; entries are acknowledged and
-    the stream trimmed (exactly, MINID) only after that. Bad entries go to the dead-letter stream.
+    The aggregates and the stream position commit in one transaction, at least every stream.flush_ms;
+    entries are acknowledged and the stream trimmed (exactly, MINID) only after that. Each bad entry
+    goes to the dead-letter stream once.
     --dry-run reads without the group (XRANGE) and rolls back: nothing changes in Redis or the database."""
     import signal
     import threading
