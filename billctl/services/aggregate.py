@@ -456,7 +456,8 @@ class _Writer:
         dead = self._dead_letter(chunks, report) if report.rejected else set()
         streams: dict[str, list[bytes]] = {}
         for chunk in chunks:
-            streams.setdefault(chunk.stream, []).extend(i for i in chunk.ids if (chunk.stream, i) not in dead)
+            ids = [i for i in chunk.ids if (chunk.stream, i) not in dead] if dead else chunk.ids
+            streams.setdefault(chunk.stream, []).extend(ids)
             if chunk.claimed:
                 report.claimed += len(chunk.ids)
             report.vanished += chunk.vanished
