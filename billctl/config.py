@@ -296,12 +296,20 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "Entries per database transaction (larger: faster; memory grows with it, not the stream).",
     ),
+    Setting(
+        "stream.flush_ms",
+        1000,
+        _positive_int,
+        "Commit at least this often (and at every full batch): a quiet stream's usage reaches the "
+        "database within about this long.",
+    ),
     Setting("stream.block_ms", 2000, _positive_int, "With --follow: how long one read waits for new entries."),
     Setting(
         "stream.claim_idle_ms",
         60000,
         _positive_int,
-        "Entries left pending this long by another (dead) consumer are claimed and counted here.",
+        "Entries left pending this long by another (dead) consumer are claimed and counted here "
+        "(never a consumer's own; at least 10 x stream.flush_ms).",
     ),
     Setting(
         "stream.retention_seconds",

@@ -79,8 +79,9 @@ def aggregate(
 ) -> None:
     """Count the usage stream(s) into buckets through the consumer group, exactly once.
 
-    The aggregates and the stream position commit in one transaction; entries are acknowledged and
-    the stream trimmed (exactly, MINID) only after that. Bad entries go to the dead-letter stream.
+    The aggregates and the stream position commit in one transaction, at least every stream.flush_ms;
+    entries are acknowledged and the stream trimmed (exactly, MINID) only after that. Each bad entry
+    goes to the dead-letter stream once.
     --dry-run reads without the group (XRANGE) and rolls back: nothing changes in Redis or the database."""
     import signal
     import threading
@@ -334,12 +335,14 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = No
 
     st = state(ctx)
     out = st.output(output)
-    dropped, cutoff = prune_seen(st.app, dry_run=dry_run)
+    result = prune_seen(st.app, dry_run=dry_run)
+    if result.warning:
+        out.warn(result.warning)
     if out.fmt == "json":
-        out.json({"dropped": dropped, "cutoff_epoch": cutoff, "dry_run": dry_run})
+        out.json({"dropped": result.dropped, "cutoff_epoch": result.cutoff, "dry_run": dry_run})
     else:
         out.success(
-            f"{'would forget' if dry_run else 'forgot'} {dropped:,} event ids older than "
+            f"{'would forget' if dry_run else 'forgot'} {result.dropped:,} event ids older than "
             f"{st.app.config['usage.dedupe_days']} days"
         )
 
