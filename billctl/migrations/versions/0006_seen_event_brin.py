@@ -1,7 +1,7 @@
 """seen_event: a BRIN index on seen_at (PostgreSQL), so pruning reads only the old block ranges (issue 10)
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-26
 
 Ids are appended in seen_at order, so a BRIN index (the min and max seen_at of every 32 pages) is
@@ -13,7 +13,7 @@ next to the deletes themselves, and a B-tree would slow every ingest (README, Be
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
