@@ -77,7 +77,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from billctl.db.engine import create_db_engine, upgrade
 
     path = tmp_path_factory.mktemp("tmpl") / "template.db"
-    engine = create_db_engine(f"sqlite:///{path}")
+    engine = create_db_engine(f"sqlite:///{path}", create=True)
     upgrade(engine)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
-from billctl.cli.output import Out
+from billctl.cli.output import Out, clean
 from billctl.core.money import format_amount, format_money, from_minor, to_minor
 from billctl.services import invoices as svc
 
@@ -412,13 +412,13 @@ def show(
         ("total", format_amount(from_minor(inv.total_minor, c), c)),
     ]
     _render_lines(out, f"{inv.number} · {tenant.key} · {inv.period} · {inv.status}", c, rows, totals)
-    out.info("[bold]how each line was computed[/bold]")
+    out.info("[bold]how each line was computed[/bold]", markup=True)
     for position, line in enumerate(lines, start=1):
         out.info(f"  {position}. {line.description}")
         for key, value in _explain(line.detail):
             out.info(f"       {key}: {value}")
     if inv.status == "void":
-        out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {inv.void_reason}")
+        out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {clean(inv.void_reason or '')}", markup=True)
 
 
 def _explain(detail: dict, prefix: str = "") -> list[tuple[str, str]]:

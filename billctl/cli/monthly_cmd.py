@@ -58,7 +58,7 @@ def run_monthly(
 
     def on_step(step: str, state_: str) -> None:
         if not log.enabled and state_ == "started":
-            out.info(f"[bold]→ {step}[/bold]")
+            out.info(f"[bold]→ {step}[/bold]", markup=True)
 
     log.event("start", period=str(target), dry_run=dry_run, actor=st.app.actor)
     try:

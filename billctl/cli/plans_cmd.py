@@ -114,7 +114,8 @@ def show(
         return
     out.info(
         f"[bold]plan {row.code}[/bold] v{row.version} ({row.currency})"
-        + (" [yellow]archived[/yellow]" if row.archived else "")
+        + (" [yellow]archived[/yellow]" if row.archived else ""),
+        markup=True,
     )
     out.console.print(tomli_w.dumps(row.definition), markup=False)
     _tiers(out, row)
