@@ -591,6 +591,8 @@ def load_config(
                 file_values = _flatten(tomllib.loads(text))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+            except RecursionError:
+                raise ConfigError(f"config file {path}: invalid TOML: arrays or tables nested too deeply") from None
     for key in file_values:
         if key not in BY_KEY:
             raise ConfigError(f"config file {path}: unknown setting {quote(key)}{_suggest(key)}")

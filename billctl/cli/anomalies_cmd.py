@@ -9,6 +9,7 @@ import typer
 
 from billctl.cli.common import OutputOpt, state
 from billctl.core.anomaly import Settings, parse_window
+from billctl.core.bounds import quote
 from billctl.errors import BadInput, ExitCode
 from billctl.services import anomalies as svc
 
@@ -19,7 +20,7 @@ def _parse_at(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"--at {text!r} is not a time; write e.g. 2026-10-20T14:00Z") from None
+        raise BadInput(f"--at {quote(text)} is not a time; write e.g. 2026-10-20T14:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -21,7 +21,10 @@ def add(
     tenant_id: str,
     kind: Annotated[str, typer.Option("--kind", help="percent or fixed.")],
     value: Annotated[str, typer.Option("--value", help="Percent (10 = 10 %) or amount in the tenant's currency.")],
-    valid_from: Annotated[str, typer.Option("--from", help="First day it applies, YYYY-MM-DD.")],
+    valid_from: Annotated[
+        str | None,
+        typer.Option("--from", help="First day it applies, YYYY-MM-DD (default: today in the tenant's time zone)."),
+    ] = None,
     valid_until: Annotated[
         str | None, typer.Option("--until", help="Last day it applies (inclusive); open if omitted.")
     ] = None,

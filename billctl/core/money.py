@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from billctl.core.bounds import quote
+
 ZERO_DECIMAL = {
     "BIF",
     "CLP",
@@ -162,7 +164,7 @@ def exponent(currency: str) -> int:
     try:
         return CURRENCY_EXPONENTS[currency.upper()]
     except (KeyError, AttributeError):
-        raise MoneyError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD") from None
+        raise MoneyError(f"unknown currency {quote(currency)}; use an ISO 4217 code such as USD") from None
 
 
 def minor_unit(currency: str) -> Decimal:
@@ -185,11 +187,11 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
         try:
             number = Decimal(value.strip())
         except InvalidOperation:
-            raise MoneyError(f"{field}: {value!r} is not a decimal number") from None
+            raise MoneyError(f"{field}: {quote(value)} is not a decimal number") from None
     else:
         raise MoneyError(f'{field}: expected a decimal string such as "29.00", got {type(value).__name__}')
     if not number.is_finite():
-        raise MoneyError(f"{field}: {value!r} is not a finite number")
+        raise MoneyError(f"{field}: {quote(value)} is not a finite number")
     return number
 
 

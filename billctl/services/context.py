@@ -79,3 +79,14 @@ def audit(
             detail=detail,
         )
     )
+
+
+def check_text(value: str, flag: str, max_len: int, *, required: bool = False) -> None:
+    """Refuse text that does not fit its column (``max_len`` characters, no control characters):
+    checked where it enters, so SQLite (which would store anything) and PostgreSQL agree."""
+    from billctl.core.bounds import text_problem
+    from billctl.errors import BadInput
+
+    problem = text_problem(value, flag, max_len, required=required)
+    if problem:
+        raise BadInput(problem)
