@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import AllowOpenPeriodOpt, DryRunOpt, OutputOpt, YesOpt, confirm, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
 from billctl.errors import ExitCode
@@ -23,10 +23,7 @@ def run_monthly(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = None,
-    allow_open_period: Annotated[
-        bool,
-        typer.Option("--allow-open-period", help="Also finalize tenants whose month has not ended yet in their zone."),
-    ] = False,
+    allow_open_period: AllowOpenPeriodOpt = False,
 ) -> None:
     """Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, Stripe
     customers, push, payment status, summary. Safe to re-run after a crash at any point.
