@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from billctl.core.bounds import quote
+from billctl.core.bounds import is_utf8, quote
 from billctl.errors import ConfigError
 from billctl.files import read_text
 
@@ -625,6 +625,8 @@ def load_config(
             values[setting.key], sources[setting.key] = setting.default, "default"
             continue
         try:
+            if isinstance(raw, str) and not is_utf8(raw):
+                raise ValueError("is not UTF-8 text")
             values[setting.key] = setting.parse(raw)
         except ValueError as exc:
             url = setting.key.endswith(".url") and isinstance(raw, str)

@@ -125,7 +125,7 @@ class Cli:
     db_url: str
     env: dict[str, str]
 
-    def __call__(self, *args: str, input: str | None = None, expect: int | None = 0) -> Result:
+    def __call__(self, *args: str, input: str | bytes | None = None, expect: int | None = 0) -> Result:
         from billctl.cli.app import app
 
         runner = CliRunner()

@@ -80,9 +80,11 @@ def anomalies(
         str | None,
         typer.Option("--at", help="A time inside the window to judge (UTC unless given); default: last full window."),
     ] = None,
-    days: Annotated[int, typer.Option("--days", min=1, help="Days of history to compare with.")] = 28,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Days of history to compare with.")] = 28,
     threshold: Annotated[float, typer.Option("--threshold", help="Robust z-score that counts as anomalous.")] = 5.0,
-    min_units: Annotated[int, typer.Option("--min-units", help="Ignore excesses smaller than this many units.")] = 1000,
+    min_units: Annotated[
+        int, typer.Option("--min-units", min=0, max=10**15, help="Ignore excesses smaller than this many units.")
+    ] = 1000,
     output: OutputOpt = None,
 ) -> None:
     """Tenants whose usage in a window departs sharply from their own history (a stolen API key,

@@ -14,7 +14,7 @@ from billctl.cli import STARTUP_PREVIOUS, startup_done
 from billctl.cli.common import State
 from billctl.cli.output import Out
 from billctl.config import load_config, redact_url
-from billctl.core.bounds import ACTOR, quote, text_problem
+from billctl.core.bounds import ACTOR, is_utf8, quote, text_problem
 from billctl.errors import BadInput, BillctlError, ExitCode
 from billctl.services.context import App
 
@@ -22,6 +22,12 @@ from billctl.services.context import App
 class BillctlGroup(TyperGroup):
     """Turns known errors into one line on stderr and a documented exit code (traceback only
     with --debug), for every subcommand, whether run from the shell or from a test runner."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        for arg in args:  # bytes that are not UTF-8 reach Python as lone surrogates: refuse them up front
+            if not is_utf8(arg):
+                raise typer.BadParameter(f"{quote(arg)} is not UTF-8 text", ctx=ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:

@@ -26,6 +26,8 @@ def state(ctx: typer.Context) -> State:
     return ctx.find_root().obj
 
 
+MAX_ID = 2**31 - 1  # ids and versions are 32-bit integers in the database
+
 OutputOpt = Annotated[Format | None, typer.Option("--output", "-o", help="table, json or csv (default: output.format)")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; write nothing.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

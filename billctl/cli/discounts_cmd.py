@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from billctl.cli.common import OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, state
 from billctl.services import tenants as svc
 
 app = typer.Typer(
@@ -52,7 +52,12 @@ def list_(ctx: typer.Context, tenant_id: str, output: OutputOpt = None) -> None:
 
 
 @app.command("remove")
-def remove(ctx: typer.Context, tenant_id: str, discount_id: int, yes: YesOpt = False) -> None:
+def remove(
+    ctx: typer.Context,
+    tenant_id: str,
+    discount_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The discount's id (discounts list).")],
+    yes: YesOpt = False,
+) -> None:
     """Remove a discount (finalized invoices keep what they were priced with)."""
     st = state(ctx)
     confirm(st.out, f"Remove discount {discount_id} of {tenant_id}?", yes)

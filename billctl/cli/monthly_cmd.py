@@ -202,7 +202,7 @@ def audit_list(
     action: Annotated[str | None, typer.Option("--action", help="e.g. invoice.finalize, invoice.void")] = None,
     object_id: Annotated[str | None, typer.Option("--object", help="An invoice number, tenant key, plan...")] = None,
     actor: Annotated[str | None, typer.Option("--actor-is", help="Only this actor.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest first.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="Newest first.")] = 50,
     output: OutputOpt = None,
 ) -> None:
     """Recorded state changes (finalize, void, hold, release, push, payment status, plan and tenant
@@ -281,9 +281,9 @@ def register_release(invoices_app: typer.Typer) -> None:
             out.success(f"would release {found.number} ({tenant.key}, {amount}; held: {found.hold_reason})")
             return
         confirm(out, f"Release {found.number} ({tenant.key}, {amount}) and push it to Stripe?", yes)
+        gw = monthly.optional_gateway(st.app)  # a bad Stripe setting fails before the release, not after
         inv = monthly.release(st.app, invoice, reason)
         document: dict[str, Any] = {"number": inv.number, "status": inv.status, "pushed": None}
-        gw = monthly.optional_gateway(st.app)
         if gw is None:
             out.info("note: no Stripe key configured; the next `billctl stripe push` sends it")
         else:

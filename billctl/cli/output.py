@@ -27,13 +27,19 @@ def clean(text: str, *, markup: bool = False) -> str:
     """Text for the terminal: control characters shown as \\xNN (never sent to the terminal), each line
     cut to MAX_LINE characters, and, unless it is deliberate ``markup``, square brackets escaped so
     user data such as a tenant named ``[/x]`` prints as itself instead of breaking the renderer."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _utf8(str(text)))
     if len(text) > MAX_LINE:
         text = "\n".join(
             line if len(line) <= MAX_LINE else f"{line[:MAX_LINE]}… ({len(line) - MAX_LINE:,} more characters)"
             for line in text.split("\n")
         )
     return text if markup else escape(text)
+
+
+def _utf8(text: str) -> str:
+    """Lone surrogates (bytes that were not UTF-8, in an argument or a file) as \\udcff, so printing
+    never fails; in JSON that is the same escape a JSON parser reads back."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Format(StrEnum):
@@ -68,7 +74,7 @@ class Out:
 
     # -- data (stdout) --
     def json(self, document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(_utf8(json.dumps(document, indent=2, ensure_ascii=False, default=str)) + "\n")
         sys.stdout.flush()
 
     def csv(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -77,7 +83,7 @@ class Out:
         writer.writerow(columns)
         for row in rows:
             writer.writerow(["" if v is None else v for v in row])
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(_utf8(buffer.getvalue()))
         sys.stdout.flush()
 
     def table(

@@ -81,7 +81,7 @@ def aggregate(
     dry_run: DryRunOpt = False,
     output: OutputOpt = None,
     max_events: Annotated[
-        int | None, typer.Option("--max-events", help="Stop after about this many entries.", min=1)
+        int | None, typer.Option("--max-events", help="Stop after about this many entries.", min=1, max=10**12)
     ] = None,
 ) -> None:
     """Count the usage stream(s) into buckets through the consumer group, exactly once.
@@ -275,7 +275,7 @@ def show(
 def top(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many tenants.")] = 10,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="How many tenants.")] = 10,
     output: OutputOpt = None,
 ) -> None:
     """Tenants ranked by units used in a period."""
@@ -355,7 +355,7 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = No
 @dead_app.command("list")
 def dead_list(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many (oldest first).")] = 100,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="How many (oldest first).")] = 100,
     output: OutputOpt = None,
 ) -> None:
     """Dead letters with their reason, and whether each would be counted if replayed now."""

@@ -57,8 +57,18 @@ def quote(value: object, limit: int = ECHO) -> str:
 
 
 def has_control(text: str) -> bool:
-    """Control characters (C0, DEL, C1, and Unicode format/line/paragraph separators)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
+    """Control characters (C0, DEL, C1, Unicode format/line/paragraph separators), and lone
+    surrogates (what Python makes of bytes that are not UTF-8 in an argument or a variable)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in text)
+
+
+def is_utf8(text: str) -> bool:
+    """False for a string holding lone surrogates: it cannot be stored, sent or printed as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def text_problem(value: object, field: str, max_len: int, *, required: bool = False) -> str | None:

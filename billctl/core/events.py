@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from billctl.core.bounds import is_utf8
+
 MAX_FIELD = 200  # longest tenant_id / endpoint / event_id accepted
 MAX_UNITS = 1_000_000_000
 _MS_RE = re.compile(r"\d{1,16}")
@@ -93,6 +95,8 @@ def _text(fields: Mapping[str, object], name: str) -> str | None:
         value = str(value)
     if len(value) > MAX_FIELD:
         raise EventError(f"{name} is longer than {MAX_FIELD} characters")
+    if not value.isascii() and not is_utf8(value):  # a JSON "\udcff" escape: no text a tenant can send
+        raise EventError(f"{name} is not valid UTF-8 text")
     return value
 
 

@@ -106,7 +106,7 @@ def day_start(text: str, tz: str) -> datetime:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise PeriodError(f"{quote(text)} is not a valid date") from None
+        raise PeriodError(f"{quote(text)} is not a valid date; write YYYY-MM-DD, e.g. 2026-10-16") from None
     return _utc(pendulum.datetime(day.year, day.month, day.day, tz=validate_timezone(tz)))
 
 

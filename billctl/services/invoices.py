@@ -25,7 +25,7 @@ from billctl.core import bounds, periods
 from billctl.core.bounds import quote
 from billctl.core.money import exponent, format_money, from_minor, quantize, to_minor
 from billctl.core.periods import Period
-from billctl.core.plans import parse_plan
+from billctl.core.plans import PlanError, parse_plan
 from billctl.core.rating import rate
 from billctl.core.types import Adjustment, Discount, InvoiceDraft, Segment
 from billctl.core.types import Plan as PlanSpec
@@ -134,7 +134,13 @@ def _segments_plan(
 
 
 def _spec(row: Plan) -> PlanSpec:
-    spec = parse_plan(row.definition)
+    try:
+        spec = parse_plan(row.definition)
+    except PlanError as exc:  # stored before today's bounds, or edited by hand: its tenants fail, no one else
+        raise TenantDataError(
+            f"plan '{row.code}' v{row.version} does not pass validation: {exc}",
+            hint=f"fix it with `billctl plans update --file ...` (see `billctl plans show {row.code}`)",
+        ) from None
     return PlanSpec(**{**spec.__dict__, "version": row.version})
 
 
@@ -860,7 +866,7 @@ def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]
     with Session(app.engine) as session:
         query = select(Invoice).where(Invoice.number == ref)
         invoice = session.exec(query).first()
-        if invoice is None and ref.isdigit():
+        if invoice is None and ref.isascii() and ref.isdigit() and int(ref) < 2**31:  # ids are 32-bit
             invoice = session.get(Invoice, int(ref))
         if invoice is None:
             raise NotFound(f"unknown invoice {quote(ref)}", hint="see `billctl invoices list`")

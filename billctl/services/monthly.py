@@ -317,6 +317,7 @@ class MonthlyRun:
     def run(self) -> MonthlyReport:
         if not self.allow_open_period:  # the period is over for nobody: refuse before touching anything
             require_period_over(self.app, self.period)
+        self._stripe()  # a Stripe key that is set but unusable fails the run now (exit 4), not after finalize
         if self.dry_run:
             holder = self.lease.holder()
             if holder:
