@@ -347,3 +347,29 @@ def test_discount_from_defaults_to_today_in_the_tenants_zone(cli: Cli, tmp_path:
     assert out.exit_code == 0 and f"from {today}" in out.stderr
     (discount,) = cli("discounts", "list", "acme", "-o", "json").json()
     assert discount["from"] == today and discount["until"] is None
+
+
+# -- README ---------------------------------------------------------------------------------------
+def test_readme_exit_codes_and_event_rules_match_the_code() -> None:
+    import re
+
+    from billctl.config import BY_KEY
+    from billctl.core import bounds
+    from billctl.core.events import MAX_FIELD, MAX_UNITS
+    from billctl.errors import ExitCode
+    from billctl.files import MAX_FILE_BYTES
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Exit codes") :].split("\n## ", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, flags=re.M)}
+    assert documented == {int(code) for code in ExitCode}
+    events = " ".join(readme[readme.index("### Events") :].split("\n### ", 1)[0].split())
+    assert f"`usage.max_past_days` ({BY_KEY['usage.max_past_days'].default})" in events
+    assert f"`usage.max_future_seconds` ({BY_KEY['usage.max_future_seconds'].default})" in events
+    assert f"1 to {MAX_UNITS:,}" in events and f"at most {MAX_FIELD} characters" in events
+    limits = " ".join(readme[readme.index("### Bounds") :].split("\n## ", 1)[0].split())
+    assert f"at most 10^{len(str(bounds.MAX_AMOUNT_MINOR)) - 1} minor units" in limits
+    assert f"at most 10^{len(str(bounds.MAX_UNIT_PRICE_MINOR)) - 1} minor units" in limits
+    assert f"at most {bounds.MAX_DECIMALS} decimal places" in limits
+    assert f"at most {bounds.MAX_TIERS} tiers" in limits and f"{bounds.MAX_WEIGHT:,}" in limits
+    assert MAX_FILE_BYTES == 1024 * 1024 and "up to 1 MiB" in limits
