@@ -54,17 +54,21 @@ unit_price = "0.001"
 """
 
 
-def units_by_tenant(db_url: str) -> dict[str, int]:
-    """Units stored per tenant key, straight from usage_bucket."""
+def sql_rows(db_url: str, query: str) -> list[tuple]:
+    """The rows of one query, straight from the database (a connection of its own)."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key")
-        ).all()
+        rows = [tuple(row) for row in conn.execute(sa.text(query))]
     engine.dispose()
-    return {key: int(units) for key, units in rows}
+    return rows
+
+
+def units_by_tenant(db_url: str) -> dict[str, int]:
+    """Units stored per tenant key, straight from usage_bucket."""
+    query = "SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key"
+    return {key: int(units) for key, units in sql_rows(db_url, query)}
 
 
 TIERED = """

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from tests.conftest import Cli
 from tests.fakestripe.billctl_harness import table_counts
-from tests.helpers import BASIC, bulk, events_file, units_by_tenant, write_plan
+from tests.helpers import BASIC, bulk, events_file, sql_rows, units_by_tenant, write_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
@@ -35,14 +35,10 @@ def three_tenants(cli: Cli, tmp_path: Path, zones: dict[str, str] | None = None)
     cli("usage", "import", events_file(tmp_path, [e for k in ("acme", "globex") for e in bulk(k, 20_000)]))
 
 
-def invoices(db_url: str) -> dict[str, tuple[str, int]]:
-    engine = sa.create_engine(db_url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT t.key, i.period, i.total_minor FROM invoice i JOIN tenant t ON t.id = i.tenant_id")
-        ).all()
-    engine.dispose()
-    return {f"{key} {period}": total for key, period, total in rows}
+def invoices(db_url: str) -> dict[str, int]:
+    """'tenant period' -> total of every invoice stored."""
+    query = "SELECT t.key, i.period, i.total_minor FROM invoice i JOIN tenant t ON t.id = i.tenant_id"
+    return {f"{key} {period}": total for key, period, total in sql_rows(db_url, query)}
 
 
 # -- 1. only finished months are billed -----------------------------------------------------------
