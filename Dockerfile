@@ -3,8 +3,10 @@
 #   docker build -t ghcr.io/billctl/billctl:0.1.0 .
 #   docker run --rm ghcr.io/billctl/billctl:0.1.0 --version
 #
-# Two stages: the builder installs the package (no dev extras) into a virtualenv; the runtime stage
-# copies only that virtualenv onto the same slim base. Every dependency ships manylinux wheels
+# Two stages: the builder installs the runtime dependencies from requirements.lock (exact versions,
+# hash-checked: a rebuilt image gets the same packages, the same Stripe SDK and so the same pinned API
+# version), then the package itself without resolving anything; the runtime stage copies only that
+# virtualenv onto the same slim base. `make lock` refreshes the lock. Every dependency ships manylinux wheels
 # (psycopg[binary], hiredis), so no compiler is needed in either stage.
 # No secret is baked in: the database URL and password, the Redis password and the Stripe key come
 # from the environment at run time (see the README, "Kubernetes").
@@ -23,10 +25,12 @@ RUN python -m venv /opt/billctl
 
 WORKDIR /src
 # Only what the build needs (.dockerignore keeps the rest of the checkout out of the context).
+COPY requirements.lock ./
+RUN /opt/billctl/bin/pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY billctl ./billctl
 # pip byte-compiles the installed modules here, so the read-only runtime never needs to write .pyc files.
-RUN /opt/billctl/bin/pip install --no-cache-dir . \
+RUN /opt/billctl/bin/pip install --no-cache-dir --no-deps . \
     && /opt/billctl/bin/billctl --version
 
 

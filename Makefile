@@ -1,15 +1,18 @@
 # Two commands on a fresh machine:  `make quickstart`  and  `make test`.
+# Installs use pip only, from the hash-pinned lock files (`make lock` refreshes them with uv).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: install quickstart test lint bench clean
+.PHONY: install quickstart test lint bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +28,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)  ## benchmarks against the local PostgreSQL (minutes)
 	$(BIN)/python -m benchmarks
+
+lock: $(STAMP)  ## refresh the lock files from pyproject.toml, keeping current pins; UPGRADE=1 takes newer releases
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev -c requirements.lock $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+		-o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) quickstart.db* .pytest_cache .hypothesis

@@ -256,6 +256,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Invoice number pattern; placeholders {period} {year} {month} {seq} (a global sequence).",
     ),
     Setting(
+        "billing.credit_note_number_pattern",
+        "CN-{seq:06d}",
+        _number_pattern,
+        "Credit note number pattern; placeholders {period} {year} {month} (the month it is issued) {seq} "
+        "(a sequence of its own).",
+    ),
+    Setting(
         "billing.adjustment_lookback_months",
         12,
         _int_range(1, 24),

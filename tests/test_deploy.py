@@ -382,6 +382,7 @@ def test_dockerfile_base_environment_and_no_secrets() -> None:
             assert not re.match(r"(--\S+\s+)*\.\s", arg), "COPY . would bring the whole checkout in"
         if keyword == "RUN" and "pip install" in arg:
             assert "[dev]" not in arg and "-e " not in arg, "install the package only, no dev extras"
+            assert "-r requirements.lock" in arg or "--no-deps" in arg, "dependencies come from the lock only"
     labels = " ".join(arg for k, arg in instructions if k == "LABEL")
     assert f'ARG VERSION={_project_version()}' in text and "${VERSION}" in labels
 
@@ -391,7 +392,7 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     for pattern in (".venv", ".git", "**/*.db", "**/__pycache__", ".pytest_cache", ".hypothesis", "billctl.toml"):
         assert pattern in lines, pattern
     # What the build copies must stay in the context.
-    for needed in ("!pyproject.toml", "!README.md", "!billctl/"):
+    for needed in ("!pyproject.toml", "!requirements.lock", "!README.md", "!billctl/"):
         assert needed in lines, needed
 
 

@@ -122,6 +122,7 @@ def test_export_csv_one_row_per_line(cli, tmp_path):
         "amount_minor",
         "tax_rate",
         "currency",
+        "credit_note",
     ]
     invoices = cli("invoices", "list", "--period", "2026-10", "-o", "json").json()
     assert {r["invoice"] for r in rows} == {i["number"] for i in invoices}

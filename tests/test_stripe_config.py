@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,58 @@ def test_stripe_down_is_a_dependency_error(cli, tmp_path, monkeypatch):
 def test_redact():
     text = "Invalid API Key provided: sk_test_****1234; also rk_live_abcdEFGH1234 and whsec_abcdef123456"
     assert redact(text) == "Invalid API Key provided: [redacted key]; also [redacted key] and whsec_[redacted]"
+
+
+# -- the pinned API version and the lock files -------------------------------------------------------
+
+
+def _locked(path: Path) -> dict[str, str]:
+    """package -> pinned version of a lock file (``name==version`` lines)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line and line[0].isalnum() and "==" in line:
+            name, _, rest = line.partition("==")
+            pins[name.strip().lower()] = rest.split()[0].rstrip("\\").strip()
+    return pins
+
+
+def test_api_version_is_pinned_and_matches_the_installed_sdk(fake, cli, tmp_path):
+    """Bumping the SDK without the API_VERSION constant (or the other way round) fails here."""
+    import stripe
+    from stripe._api_version import _ApiVersion
+
+    from billctl.stripe.keys import API_VERSION
+
+    assert API_VERSION == _ApiVersion.CURRENT == stripe.api_version
+    assert fake.api_version == API_VERSION  # what FakeStripe reports: the SDK's version
+    setup_tenants(cli, tmp_path, ["acme"])
+    cli.env.update(stripe_env(fake))
+    doc = cli("stripe", "check", "-o", "json").json()
+    assert doc["api_version"] == API_VERSION
+    assert API_VERSION in cli("stripe", "check").stdout
+    cli("stripe", "push")
+    assert fake.request_log and {r.stripe_version for r in fake.request_log} == {API_VERSION}
+
+
+def test_lock_files_pin_what_is_installed_and_agree():
+    """The build installs from the locks: they cover pyproject's dependencies, pin the SDK that is
+    installed (so the API version test above speaks for the image too), and the dev lock pins every
+    runtime package exactly as the runtime lock does."""
+    import stripe
+
+    root = Path(__file__).resolve().parents[1]
+    runtime, dev = _locked(root / "requirements.lock"), _locked(root / "requirements-dev.lock")
+    assert runtime["stripe"] == stripe.VERSION
+    assert int(stripe.VERSION.split(".")[0]) == 16
+    for package, version in runtime.items():
+        assert dev.get(package) == version, package
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+
+    def name(spec: str) -> str:
+        return re.split(r"[\[<>=!;~ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+    assert {name(d) for d in project["dependencies"]} <= set(runtime)
+    assert {name(d) for d in project["optional-dependencies"]["dev"]} <= set(dev)
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        text = (root / lock).read_text()
+        assert "make lock" in text and "--hash=sha256:" in text

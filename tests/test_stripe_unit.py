@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,13 +34,31 @@ INV = m.InvoiceIn(
 )
 
 
-def test_idempotency_keys_are_deterministic_per_step():
-    assert m.invoice_key(INV.number, "create") == "billctl-inv-INV-2026-10-000007-create"
-    assert m.item_key(INV.number, 2) == "billctl-inv-INV-2026-10-000007-item-2"
-    assert m.invoice_key(INV.number, "finalize") != m.invoice_key(INV.number, "create")
-    assert m.customer_create_key("acme") == m.customer_create_key("acme") != m.customer_create_key("globex")
-    assert m.customer_update_key("acme", {"name": "A"}) != m.customer_update_key("acme", {"name": "B"})
-    assert " " not in m.customer_create_key("odd key/with spaces")
+def test_idempotency_keys_are_deterministic_and_digest_the_parameters():
+    params = m.invoice_params(INV, "cus_1", "charge_automatically", 30)
+    create = m.invoice_key(INV.number, "create", params)
+    assert create == m.invoice_key(INV.number, "create", dict(params))  # a retry of the same request
+    assert create.startswith("billctl-inv-INV-2026-10-000007-create-")
+    renamed = m.invoice_params(replace(INV, tenant_name="Acme Corp"), "cus_1", "charge_automatically", 30)
+    assert m.invoice_key(INV.number, "create", renamed) != create  # a resend after an edit: a new request
+    item = m.item_params(INV, INV.lines[1], "cus_1", "in_1")
+    assert m.item_key(INV.number, 2, item).startswith("billctl-inv-INV-2026-10-000007-item-2-")
+    assert m.item_key(INV.number, 2, item) != m.item_key(INV.number, 2, {**item, "amount": 1})
+    assert m.invoice_key(INV.number, "finalize") == "billctl-inv-INV-2026-10-000007-finalize"
+    meta = m.customer_create_params("acme")
+    assert m.customer_create_key("acme", meta) == m.customer_create_key("acme", meta)
+    assert m.customer_create_key("acme", meta) != m.customer_create_key("globex", m.customer_create_params("globex"))
+    assert m.customer_create_key("acme", meta, "cus_old") != m.customer_create_key("acme", meta)
+    assert " " not in m.customer_create_key("odd key/with spaces", meta)
+
+
+def test_customer_update_keys_tell_a_to_b_to_a_apart():
+    a, b = m.customer_params("acme", "A", ""), m.customer_params("acme", "B", "")
+    first = m.customer_update_key("acme", "cus_1", {"name": "A"}, b, "t1")
+    assert first == m.customer_update_key("acme", "cus_1", {"name": "A"}, b, "t1")  # the same update, retried
+    assert m.customer_update_key("acme", "cus_1", {"name": "B"}, a, "t2") != first
+    assert m.customer_update_key("acme", "cus_1", {"name": "A"}, b, "t3") != first  # a→b→a→b: not a→b again
+    assert m.customer_update_key("acme", "cus_2", {"name": "A"}, b, "t1") != first  # a replacement customer
 
 
 def test_invoice_and_item_params():
@@ -47,15 +66,82 @@ def test_invoice_and_item_params():
     assert params["auto_advance"] is False and "days_until_due" not in params
     assert params["metadata"] == {"billctl_invoice": INV.number, "tenant_id": "acme", "period": "2026-10"}
     assert params["currency"] == "usd" and params["pending_invoice_items_behavior"] == "exclude"
+    # Stripe adds nothing: no inherited customer discount (the empty string, not an empty list, which
+    # the SDK would drop), no automatic tax, nothing discountable
+    assert params["discounts"] == "" and params["automatic_tax"] == {"enabled": False}
     assert m.invoice_params(INV, "cus_1", "send_invoice", 14)["days_until_due"] == 14
     usage = m.item_params(INV, INV.lines[1], "cus_1", "in_1")
-    assert usage["amount"] == 1500 and usage["invoice"] == "in_1"
+    assert usage["amount"] == 1500 and usage["invoice"] == "in_1" and usage["discountable"] is False
     assert usage["description"] == "Usage: 25,000 weighted units, 10,000 included [15,000 × 0.001 USD]"
     assert usage["metadata"] == {"billctl_invoice": INV.number, "billctl_line": "2", "kind": "usage"}
     october = usage["period"]
     assert datetime.fromtimestamp(october["end"], UTC) == datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)
     adjustment = m.item_params(INV, INV.lines[2], "cus_1", "in_1")["period"]
     assert datetime.fromtimestamp(adjustment["start"], UTC) == datetime(2026, 9, 1, tzinfo=UTC)
+    # a plan segment's line carries the segment's own service period, not the whole month
+    segment = replace(
+        INV.lines[0],
+        service_start=datetime(2026, 10, 16, tzinfo=UTC),
+        service_end=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    period = m.item_params(INV, segment, "cus_1", "in_1")["period"]
+    assert datetime.fromtimestamp(period["start"], UTC) == datetime(2026, 10, 16, tzinfo=UTC)
+    assert datetime.fromtimestamp(period["end"], UTC) == datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _items(amounts: dict[int, int], number: str = INV.number) -> list[dict]:
+    return [
+        {"id": f"ii_{p}", "amount": a, "currency": "usd", "metadata": {m.META_INVOICE: number, m.META_LINE: f"{p}"}}
+        for p, a in amounts.items()
+    ]
+
+
+def _draft(total: int = 4400, subtotal: int = 4400, **extra: object) -> dict:
+    return {"id": "in_1", "status": "draft", "currency": "usd", "subtotal": subtotal, "total": total, **extra}
+
+
+def test_a_matching_draft_has_no_differences():
+    assert m.draft_differences(INV, _draft(), _items({1: 2900, 2: 1500, 3: 0})) == []
+
+
+def test_every_difference_of_a_draft_is_spelled_out():
+    discounted = _draft(
+        total=3960,
+        total_discount_amounts=[{"amount": 440, "discount": "di_1"}],
+        discounts=["di_1"],
+    )
+    assert m.draft_differences(INV, discounted, _items({1: 2900, 2: 1500, 3: 0})) == [
+        "Stripe discounts of 4.40 USD (di_1)",
+        "total 39.60 USD instead of 44.00 USD",
+    ]
+    taxed = _draft(total=4840, total_taxes=[{"amount": 440}], automatic_tax={"enabled": True})
+    assert m.draft_differences(INV, taxed, _items({1: 2900, 2: 1500, 3: 0})) == [
+        "Stripe tax of 4.40 USD (billctl's tax is its own line)",
+        "Stripe's automatic tax is on",
+        "total 48.40 USD instead of 44.00 USD",
+    ]
+    items = _items({1: 2900, 2: 1400, 4: 100}) + _items({2: 100}) + [{"id": "ii_x", "amount": 5, "metadata": {}}]
+    diffs = m.draft_differences(INV, _draft(total=4505, subtotal=4505), items)
+    assert diffs == [
+        "line 2 is there 2 times (ii_2, ii_2)",
+        "line 3 (adjustment) is missing",
+        "items for lines [4], which the invoice does not have",
+        "items billctl did not add: ii_x",
+        "subtotal 45.05 USD instead of 44.00 USD",
+        "total 45.05 USD instead of 44.00 USD",
+    ]
+    changed = m.draft_differences(INV, _draft(), _items({1: 2900, 2: 1499, 3: 0}))
+    assert changed == ["line 2 (usage) is 14.99 USD instead of 15.00 USD"]
+    assert m.draft_differences(INV, _draft(currency="eur"), _items({1: 2900, 2: 1500, 3: 0}))[0] == (
+        "currency EUR instead of USD"
+    )
+
+
+def test_customer_balance_is_not_a_difference():
+    final = {"status": "open", "total": 4400, "amount_due": 4100, "starting_balance": -300}
+    assert m.balance_applied(final) == -300
+    assert m.balance_applied({**final, "amount_due": 4400}) == 0
+    assert m.balance_applied({"status": "draft", "total": 4400, "amount_due": 0}) == 0
 
 
 def test_customer_rules():

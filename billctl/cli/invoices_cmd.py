@@ -16,7 +16,10 @@ from billctl.errors import ExitCode
 from billctl.services import invoices as svc
 from billctl.services.context import check_text
 
-app = typer.Typer(help="Preview, finalize and inspect invoices.", no_args_is_help=True)
+app = typer.Typer(
+    help="Preview, finalize, inspect and correct invoices (void, credit notes: see `invoices credit --help`).",
+    no_args_is_help=True,
+)
 PeriodOpt = Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")]
 
@@ -349,8 +352,11 @@ def list_(
     output: OutputOpt = None,
 ) -> None:
     """List invoices."""
+    from billctl.services.credit_notes import credited_totals
+
     st = state(ctx)
     rows = svc.list_invoices(st.app, tenant, svc.parse_period(period) if period else None, status)
+    credited = credited_totals(st.app, [i.id for i, _ in rows])
     docs = [
         {
             "number": i.number,
@@ -359,12 +365,13 @@ def list_(
             "status": i.status,
             "currency": i.currency,
             "total": svc.money(i.total_minor, i.currency),
+            "credited": svc.money(credited.get(i.id, 0), i.currency),
             "finalized_at": i.finalized_at.isoformat(),
         }
         for i, t in rows
     ]
     st.output(output).rows(
-        ["number", "tenant", "period", "status", "total", "currency", "finalized"],
+        ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"],
         [
             (
                 i.number,
@@ -372,13 +379,14 @@ def list_(
                 i.period,
                 i.status,
                 format_amount(from_minor(i.total_minor, i.currency), i.currency),
+                format_amount(from_minor(credited[i.id], i.currency), i.currency) if i.id in credited else "",
                 i.currency,
                 i.finalized_at.strftime("%Y-%m-%d %H:%M"),
             )
             for i, t in rows
         ],
         documents=docs,
-        right=["total"],
+        right=["total", "credited"],
     )
 
 
@@ -413,12 +421,19 @@ def show(
     ctx: typer.Context, invoice: Annotated[str, typer.Argument(help="Invoice number or id.")], output: OutputOpt = None
 ) -> None:
     """Show an invoice with every line explained."""
+    from billctl.cli.credit_cmd import note_doc
     from billctl.core.money import format_amount
+    from billctl.services.credit_notes import notes_of
 
     st = state(ctx)
     inv, tenant, lines = svc.get_invoice(st.app, invoice)
     out = st.output(output)
     doc = invoice_doc(inv, tenant, lines)
+    notes = notes_of(st.app, inv.id)
+    credited = sum(n.total_minor for n, _ in notes)
+    doc["credit_notes"] = [note_doc(n, inv, tenant, ls) for n, ls in notes]
+    doc["credited"] = svc.money(credited, inv.currency)
+    doc["left_to_credit"] = svc.money(0 if inv.status == "void" else inv.total_minor - credited, inv.currency)
     if out.fmt == "json":
         out.json(doc)
         return
@@ -443,6 +458,28 @@ def show(
             out.info(f"       {key}: {value}")
     if inv.status == "void":
         out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {clean(inv.void_reason or '')}", markup=True)
+    if notes:
+        out.table(
+            ["credit note", "issued", "lines", "total", "settle", "stripe", "reason"],
+            [
+                (
+                    n.number,
+                    n.created_at.strftime("%Y-%m-%d %H:%M"),
+                    ", ".join(str(x.invoice_line_position) for x in ls if x.kind == "line") or n.mode,
+                    format_amount(from_minor(n.total_minor, c), c),
+                    n.settle.replace("_", "-"),
+                    n.stripe_credit_note_id or "not yet",
+                    n.reason,
+                )
+                for n, ls in notes
+            ],
+            title=f"credit notes on {inv.number}",
+            right=["total"],
+        )
+        out.info(
+            f"credited {doc['credited']['decimal']} {c} of {doc['total']['decimal']} {c}; "
+            f"left to credit {doc['left_to_credit']['decimal']} {c}"
+        )
 
 
 def _explain(detail: dict, prefix: str = "") -> list[tuple[str, str]]:
@@ -463,16 +500,29 @@ def void(
     ctx: typer.Context,
     invoice: Annotated[str, typer.Argument(help="Invoice number or id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    dry_run: DryRunOpt = False,
     yes: YesOpt = False,
 ) -> None:
-    """Void a finalized invoice (recorded with the reason). The period can then be finalized again."""
+    """Void a finalized invoice nobody has paid (recorded with the reason); the period can then be
+    finalized again. An invoice pushed to Stripe is checked there first: one Stripe reports paid or
+    partly paid is refused (exit 9; correct it with `invoices credit`), an open one is voided in
+    Stripe too; without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with
+    credit notes cannot be voided (exit 9): credit what is left instead."""
     st = state(ctx)
     check_text(reason, "--reason", REASON)
-    confirm(st.out, f"Void invoice {invoice}?", yes)
-    row = svc.void_invoice(st.app, invoice, reason)
-    st.out.success(f"invoice {row.number} is void: {row.void_reason}")
+    if not dry_run:
+        confirm(st.out, f"Void invoice {invoice}?", yes)
+    row, in_stripe = svc.void_invoice(st.app, invoice, reason, dry_run=dry_run)
+    if dry_run:
+        st.out.success(f"dry run: invoice {row.number} would be void ({in_stripe}); nothing written")
+    else:
+        st.out.success(f"invoice {row.number} is void ({in_stripe}): {row.void_reason}")
 
 
 from billctl.cli import invoices_extra_cmd  # noqa: E402
 
 invoices_extra_cmd.register(app)  # explain, recompute, export
+
+from billctl.cli import credit_cmd  # noqa: E402
+
+credit_cmd.register(app)  # credit, credit-notes

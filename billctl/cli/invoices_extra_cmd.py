@@ -381,6 +381,7 @@ EXPORT_COLUMNS = [
     "amount_minor",
     "tax_rate",
     "currency",
+    "credit_note",
 ]
 
 
@@ -395,7 +396,9 @@ def export(
     """Every line of the period's finalized invoices, one row per line, for accounting.
 
     Tax is its own line (kind "tax"), computed once on the invoice subtotal, so the amounts of an
-    invoice's rows add up to its total. Void invoices are left out."""
+    invoice's rows add up to its total. Void invoices are left out. Each credit note on an invoice
+    follows it, one row per credit note line: kind "credit" (or "credit_tax"), a negative amount,
+    its number in the credit_note column; so an invoice's rows add up to what it bills net."""
     st = state(ctx)
     out = st.output(fmt)
     parsed = svc.parse_period(period)
@@ -414,6 +417,7 @@ def export(
             r.amount_minor,
             r.tax_rate,
             r.currency,
+            r.credit_note,
         )
         for r in rows
     ]
@@ -430,6 +434,7 @@ def export(
             "amount": svc.money(r.amount_minor, r.currency),
             "tax_rate": r.tax_rate,
             "currency": r.currency,
+            "credit_note": r.credit_note or None,
         }
         for r in rows
     ]

@@ -35,6 +35,7 @@ def _group_doc(g: Group) -> dict:
         "revenue": inv_svc.money(g.revenue_minor, g.currency),
         "tax": inv_svc.money(g.tax_minor, g.currency),
         "total": inv_svc.money(g.total_minor, g.currency),
+        "credited": inv_svc.money(g.credited_minor, g.currency),
         "previous_invoices": g.previous_invoices,
         "previous_revenue": inv_svc.money(g.previous_revenue_minor, g.currency),
         "change_percent": None if g.change_percent is None else str(g.change_percent),
@@ -130,14 +131,15 @@ def render_revenue(out: Out, r: Revenue) -> None:
         largest[g.currency] = max(largest.get(g.currency, 0), g.revenue_minor)
     _table(
         out,
-        f"Revenue {r.period} by plan (before tax; bars within each currency)",
-        ["plan", "currency", "invoices", "revenue", "with tax", f"{r.previous_period}", "change %", ""],
+        f"Revenue {r.period} by plan (before tax, net of credit notes; bars within each currency)",
+        ["plan", "currency", "invoices", "revenue", "credited", "with tax", f"{r.previous_period}", "change %", ""],
         [
             (
                 g.plan,
                 g.currency,
                 g.invoices,
                 _amt(g.revenue_minor, g.currency),
+                _amt(g.credited_minor, g.currency) if g.credited_minor else "",
                 _amt(g.total_minor, g.currency),
                 _amt(g.previous_revenue_minor, g.currency) if g.previous_invoices else "—",
                 _pct(g.change_percent),
@@ -145,13 +147,14 @@ def render_revenue(out: Out, r: Revenue) -> None:
             )
             for g in r.by_plan
         ],
-        {"invoices", "revenue", "with tax", f"{r.previous_period}", "change %"},
+        {"invoices", "revenue", "credited", "with tax", f"{r.previous_period}", "change %"},
         [
             (
                 "all plans",
                 g.currency,
                 g.invoices,
                 _amt(g.revenue_minor, g.currency),
+                _amt(g.credited_minor, g.currency) if g.credited_minor else "",
                 _amt(g.total_minor, g.currency),
                 _amt(g.previous_revenue_minor, g.currency) if g.previous_invoices else "—",
                 _pct(g.change_percent),
@@ -196,7 +199,8 @@ def revenue(
     output: OutputOpt = None,
 ) -> None:
     """Revenue of a period: totals per plan and currency, tenants gained and lost, top tenants,
-    change against the previous period, with a bar chart. Only finalized (not void) invoices count."""
+    change against the previous period, with a bar chart. Only finalized (not void) invoices count,
+    net of their credit notes (a credit note counts in the period of the invoice it corrects)."""
     st = state(ctx)
     out = st.output(output)
     report = svc.revenue_report(st.app, inv_svc.parse_period(period), top)

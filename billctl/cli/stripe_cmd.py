@@ -59,13 +59,17 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
         "action": o.action,
         "stripe_id": o.stripe_id,
     }
-    if o.kind == "invoice":
+    if o.kind in ("invoice", "credit_note"):
         doc.update(
             {
                 "status": o.status,
                 "stripe_number": o.stripe_number,
                 "hosted_url": o.hosted_url,
                 "total": money(o.total_minor, o.currency) if o.total_minor is not None and o.currency else None,
+                # what Stripe collects: the total plus any customer balance Stripe applied
+                "amount_due": money(o.amount_due_minor, o.currency)
+                if o.amount_due_minor is not None and o.currency
+                else None,
             }
         )
     doc["note"] = o.note
@@ -74,13 +78,13 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
 
 def _summary(out: Out, report: svc.RunReport, what: str) -> None:
     parts = []
-    for kind in ("customer", "invoice"):
+    for kind in ("customer", "invoice", "credit_note"):
         counts: dict[str, int] = {}
         for o in report.outcomes:
             if o.kind == kind:
                 counts[o.action] = counts.get(o.action, 0) + 1
         if counts:
-            parts.append(f"{kind}s " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+            parts.append(f"{kind.replace('_', ' ')}s " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     counts_text = "; ".join(parts) or "nothing to do"
     prefix = "dry run: " if report.dry_run else ""
     extra = f"; {report.writes_skipped} Stripe write(s) not sent" if report.dry_run else ""
@@ -101,13 +105,15 @@ def _finish(report: svc.RunReport) -> None:
 
 @app.command("check")
 def check(ctx: typer.Context, output: OutputOpt = None) -> None:
-    """Show which Stripe key (kind and source, never the key), address and limits would be used."""
+    """Show which Stripe key (kind and source, never the key), address, pinned API version and limits
+    would be used."""
     st = state(ctx)
-    from billctl.stripe.keys import stripe_settings
+    from billctl.stripe.keys import API_VERSION, stripe_settings
 
     s = stripe_settings(st.app.config)
     doc = {
         "api_base": s.api_base,
+        "api_version": API_VERSION,
         "key": s.key_kind,
         "key_source": s.key_source,
         "max_requests_per_second": s.max_requests_per_second,
@@ -157,7 +163,8 @@ def push(
     output: OutputOpt = None,
 ) -> None:
     """Push finalized invoices to Stripe (draft, one item per line, finalize) and void there what was
-    voided here. Resumes an interrupted push without duplicating anything."""
+    voided here; then credit notes not in Stripe yet, each on its invoice. Resumes an interrupted
+    push without duplicating anything."""
     st = state(ctx)
     out = st.output(output)
     gw = svc.gateway(st.app, dry_run=dry_run)
@@ -178,13 +185,14 @@ def push(
             on_outcome=progress,
             on_total=total,
         )
-    invoices = [o for o in report.outcomes if o.kind == "invoice"]
+    invoices = [o for o in report.outcomes if o.kind in ("invoice", "credit_note")]
     if out.fmt == "json":
         out.json(
             {
                 "dry_run": dry_run,
-                "invoices": [_outcome_doc(o) for o in invoices],
+                "invoices": [_outcome_doc(o) for o in invoices if o.kind == "invoice"],
                 "customers": [_outcome_doc(o) for o in report.outcomes if o.kind == "customer"],
+                "credit_notes": [_outcome_doc(o) for o in report.outcomes if o.kind == "credit_note"],
                 "counts": report.counts(),
                 "failed": [{"ref": o.ref, "reason": o.note} for o in report.failures],
                 "requests": report.requests,

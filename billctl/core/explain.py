@@ -221,10 +221,20 @@ def explain_lines(
             if detail.get("capped"):
                 applied += " (capped so the subtotal is not negative)"
             item.add("applied", applied)
+        elif line.kind == "adjustment" and "already_billed_on" in detail:
+            item.add("for period", f"{detail['for_period']}, billed again after its invoice was voided")
+            item.add(
+                "already billed",
+                f"{int(detail['units']):+,} units, {num(detail['amount'])}, as adjustments on "
+                f"{', '.join(detail['already_billed_on'])}: taken off so no unit is billed twice",
+            )
         elif line.kind == "adjustment":
             before, after = Decimal(str(detail["charges_before"])), Decimal(str(detail["charges_now"]))
-            billed = sum(sum(u.values()) for u in detail.get("billed_usage", []))
             now = sum(sum(u.values()) for u in detail.get("usage", []))
+            if "billed_units" in detail:
+                billed = int(detail["billed_units"])
+            else:  # older adjustment lines kept the usage snapshot they were billed against
+                billed = sum(sum(u.values()) for u in detail.get("billed_usage", []))
             item.add("for period", f"{detail['for_period']} (invoice {detail.get('invoice', '?')})")
             item.add("usage", f"billed {billed:,} units, now {now:,} units ({now - billed:+,})")
             item.add("charges before tax", f"billed {num(before)}, now {num(after)}: difference {num(after - before)}")

@@ -1,155 +1,14 @@
-"""Exact money: Decimal from strings, currency exponents as Stripe uses them, half-up rounding."""
+"""Exact money: Decimal from strings, currency facts from Stripe (billctl.core.currencies), half-up
+rounding once per line to the finest amount Stripe can charge, and the amounts Stripe's API takes."""
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from billctl.core.bounds import quote
+from billctl.core.currencies import CURRENCIES, CurrencyFacts
 
-ZERO_DECIMAL = {
-    "BIF",
-    "CLP",
-    "DJF",
-    "GNF",
-    "JPY",
-    "KMF",
-    "KRW",
-    "MGA",
-    "PYG",
-    "RWF",
-    "UGX",
-    "VND",
-    "VUV",
-    "XAF",
-    "XOF",
-    "XPF",
-}
-THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
-TWO_DECIMAL = {
-    "AED",
-    "AFN",
-    "ALL",
-    "AMD",
-    "ANG",
-    "AOA",
-    "ARS",
-    "AUD",
-    "AWG",
-    "AZN",
-    "BAM",
-    "BBD",
-    "BDT",
-    "BGN",
-    "BMD",
-    "BND",
-    "BOB",
-    "BRL",
-    "BSD",
-    "BWP",
-    "BYN",
-    "BZD",
-    "CAD",
-    "CDF",
-    "CHF",
-    "CNY",
-    "COP",
-    "CRC",
-    "CVE",
-    "CZK",
-    "DKK",
-    "DOP",
-    "DZD",
-    "EGP",
-    "ETB",
-    "EUR",
-    "FJD",
-    "FKP",
-    "GBP",
-    "GEL",
-    "GIP",
-    "GMD",
-    "GTQ",
-    "GYD",
-    "HKD",
-    "HNL",
-    "HTG",
-    "HUF",
-    "IDR",
-    "ILS",
-    "INR",
-    "ISK",
-    "JMD",
-    "KES",
-    "KGS",
-    "KHR",
-    "KYD",
-    "KZT",
-    "LAK",
-    "LBP",
-    "LKR",
-    "LRD",
-    "LSL",
-    "MAD",
-    "MDL",
-    "MKD",
-    "MMK",
-    "MNT",
-    "MOP",
-    "MUR",
-    "MVR",
-    "MWK",
-    "MXN",
-    "MYR",
-    "MZN",
-    "NAD",
-    "NGN",
-    "NIO",
-    "NOK",
-    "NPR",
-    "NZD",
-    "PAB",
-    "PEN",
-    "PGK",
-    "PHP",
-    "PKR",
-    "PLN",
-    "QAR",
-    "RON",
-    "RSD",
-    "RUB",
-    "SAR",
-    "SBD",
-    "SCR",
-    "SEK",
-    "SGD",
-    "SHP",
-    "SLE",
-    "SOS",
-    "SRD",
-    "STD",
-    "SZL",
-    "THB",
-    "TJS",
-    "TOP",
-    "TRY",
-    "TTD",
-    "TWD",
-    "TZS",
-    "UAH",
-    "USD",
-    "UYU",
-    "UZS",
-    "WST",
-    "XCD",
-    "YER",
-    "ZAR",
-    "ZMW",
-}
-CURRENCY_EXPONENTS: dict[str, int] = {
-    **{c: 2 for c in TWO_DECIMAL},
-    **{c: 0 for c in ZERO_DECIMAL},
-    **{c: 3 for c in THREE_DECIMAL},
-}
+CURRENCY_EXPONENTS: dict[str, int] = {code: f.exponent for code, f in CURRENCIES.items()}
 
 
 class MoneyError(ValueError):
@@ -157,18 +16,39 @@ class MoneyError(ValueError):
 
 
 def is_known_currency(currency: str) -> bool:
-    return isinstance(currency, str) and currency.upper() in CURRENCY_EXPONENTS
+    """A currency billctl can bill exactly: one Stripe charges in (see currency_problem for why not)."""
+    return isinstance(currency, str) and currency.upper() in CURRENCIES
 
 
-def exponent(currency: str) -> int:
+def currency_problem(currency: object) -> str | None:
+    """Why billctl cannot bill in ``currency`` (None: it can)."""
+    if isinstance(currency, str) and currency.upper() in CURRENCIES:
+        return None
+    return (
+        f"{quote(currency)} is not a currency Stripe charges in, so billctl cannot bill it exactly; "
+        "use one of Stripe's presentment currencies (ISO 4217, e.g. USD, EUR, JPY, KWD)"
+    )
+
+
+def currency_facts(currency: str) -> CurrencyFacts:
     try:
-        return CURRENCY_EXPONENTS[currency.upper()]
+        return CURRENCIES[currency.upper()]
     except (KeyError, AttributeError):
         raise MoneyError(f"unknown currency {quote(currency)}; use an ISO 4217 code such as USD") from None
 
 
+def exponent(currency: str) -> int:
+    """Decimal places of billctl's stored minor unit (what the database holds and output shows)."""
+    return currency_facts(currency).exponent
+
+
 def minor_unit(currency: str) -> Decimal:
     return Decimal(1).scaleb(-exponent(currency))
+
+
+def billing_unit(currency: str) -> Decimal:
+    """The finest amount Stripe charges in ``currency`` (USD 0.01, JPY 1, KWD 0.01, ISK 1)."""
+    return Decimal(1).scaleb(-currency_facts(currency).billing_decimals)
 
 
 def parse_decimal(value: object, *, field: str) -> Decimal:
@@ -196,16 +76,27 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
-    """Round once, half-up, to the currency's minor unit."""
-    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+    """Round once, half-up, to the finest amount Stripe charges in the currency (its billing unit),
+    written with the currency's stored decimals (KWD 1.2345 -> 1.230, ISK 12.5 -> 13.00)."""
+    rounded = amount.quantize(billing_unit(currency), rounding=ROUND_HALF_UP)
+    return rounded.quantize(minor_unit(currency))
 
 
 def fits_minor_unit(amount: Decimal, currency: str) -> bool:
-    return amount == amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+    """Whether ``amount`` can be charged as it is: no finer than the currency's billing unit."""
+    return amount == amount.quantize(billing_unit(currency), rounding=ROUND_HALF_UP)
+
+
+def billing_rule(currency: str) -> str:
+    """How finely ``currency`` is billed, for error messages: "Stripe charges KWD to 2 decimal place(s):
+    sent to Stripe in thousandths ending in 0"."""
+    f = currency_facts(currency)
+    text = f"Stripe charges {f.code} to {f.billing_decimals} decimal place(s)"
+    return f"{text}: {f.rule}" if f.rule else text
 
 
 def to_minor(amount: Decimal, currency: str) -> int:
-    if not fits_minor_unit(amount, currency):
+    if amount != amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP):
         raise MoneyError(f"{amount} {currency} is finer than the currency's minor unit; round it first")
     return int(amount.scaleb(exponent(currency)))
 
@@ -216,8 +107,30 @@ def from_minor(minor: int, currency: str) -> Decimal:
 
 def format_amount(amount: Decimal, currency: str) -> str:
     digits = exponent(currency)
-    return f"{quantize(amount, currency):,.{digits}f}"
+    return f"{amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP):,.{digits}f}"
 
 
 def format_money(amount: Decimal, currency: str) -> str:
     return f"{currency.upper()} {format_amount(amount, currency)}"
+
+
+# ---------------------------------------------------------------- amounts in Stripe's API
+
+
+def to_stripe_amount(minor: int, currency: str, *, check: bool = True) -> int:
+    """Stored minor units -> the integer Stripe's API takes. Raises MoneyError for an amount Stripe
+    refuses in this currency (finer than it charges), naming the rule, unless ``check`` is False
+    (comparing with what Stripe holds)."""
+    f = currency_facts(currency)
+    amount = int(minor) * f.stripe_factor
+    if check and amount % f.stripe_step:
+        raise MoneyError(
+            f"{format_money(from_minor(minor, currency), currency)} cannot be charged by Stripe "
+            f"({billing_rule(currency)})"
+        )
+    return amount
+
+
+def from_stripe_amount(amount: int, currency: str) -> Decimal:
+    """An amount from Stripe's API as a Decimal in the currency's major unit."""
+    return Decimal(int(amount)).scaleb(-currency_facts(currency).stripe_exponent)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from billctl.core import bounds
-from billctl.core.money import MoneyError, exponent, fits_minor_unit, is_known_currency, parse_decimal
+from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.core.types import Plan, PriceModel, Tier
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -88,7 +88,7 @@ class _Checker:
             return None
         if payable and self.currency and not fits_minor_unit(number, self.currency):
             self.problems.append(
-                f"{field}: {shown} is finer than {self.currency} allows ({exponent(self.currency)} decimal places)"
+                f"{field}: {shown} is finer than {self.currency} allows ({billing_rule(self.currency)})"
             )
             return None
         return number
@@ -129,8 +129,8 @@ def parse_plan(data: dict[str, Any]) -> Plan:
     if currency is None:
         problems.append('currency: is required, e.g. currency = "USD"')
         currency = None
-    elif not isinstance(currency, str) or not is_known_currency(currency):
-        problems.append(f"currency: {bounds.quote(currency)} is not a known ISO 4217 currency")
+    elif currency_problem(currency):
+        problems.append(f"currency: {currency_problem(currency)}")
         currency = None
     else:
         currency = currency.upper()

@@ -2,7 +2,9 @@
 tenants, change against the previous period. Pure: invoice summaries in, report out.
 
 Amounts are integer minor units; currencies are never added together. Revenue is the invoice
-subtotal (before tax); tax and total are reported beside it.
+subtotal (before tax) net of its credit notes (DESIGN.md invariant 11: revenue is invoices minus
+credit notes; a credit note counts in the period of the invoice it corrects); tax and total are
+reported beside it, net too, and what was credited (before tax) is shown on its own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ class InvoiceSummary:
     number: str
     plan: str  # the plan in effect at the end of the period
     currency: str
-    subtotal_minor: int
+    subtotal_minor: int  # net of credit notes
     tax_minor: int
     total_minor: int
+    credited_minor: int = 0  # credit notes on the invoice, before tax (already taken off the subtotal)
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Group:
     revenue_minor: int = 0
     tax_minor: int = 0
     total_minor: int = 0
+    credited_minor: int = 0
     previous_revenue_minor: int = 0
     previous_invoices: int = 0
 
@@ -77,6 +81,7 @@ def revenue(
             g.revenue_minor += inv.subtotal_minor
             g.tax_minor += inv.tax_minor
             g.total_minor += inv.total_minor
+            g.credited_minor += inv.credited_minor
     for inv in before:
         for g in group(inv.plan, inv.currency):
             g.previous_invoices += 1

@@ -177,8 +177,13 @@ class Invoice(SQLModel, table=True):
     stripe_attempt_count: int | None = Field(default=None)
     stripe_next_payment_attempt: datetime | None = Field(default=None, sa_type=UTCDateTime)
     stripe_event_at: int | None = Field(default=None, sa_type=sa.BigInteger)  # newest applied event
+    # issue 9: why the last push of this invoice failed (e.g. the Stripe draft differs); None once pushed
+    stripe_error: str | None = Field(default=None, max_length=2000)
     hold_reason: str | None = Field(default=None, max_length=500)  # issue 5: why run-monthly held it back
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # released by an operator
+    # issue 9: what Stripe reports collected and still due (minor units), from pushes and events
+    stripe_amount_paid: int | None = Field(default=None, sa_type=sa.BigInteger)
+    stripe_amount_remaining: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class InvoiceLine(SQLModel, table=True):
@@ -195,6 +200,43 @@ class InvoiceLine(SQLModel, table=True):
     for_period: str | None = Field(default=None, max_length=7)  # adjustment lines
     detail: dict = Field(sa_type=sa.JSON)
     stripe_item_id: str | None = Field(default=None, max_length=64)  # issue 4
+
+
+class CreditNote(SQLModel, table=True):
+    """A numbered, immutable correction of a finalized invoice (DESIGN.md invariant 11): what it
+    credits is in its lines; in Stripe it becomes a credit note on the invoice."""
+
+    __tablename__ = "credit_note"
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=64, unique=True)
+    invoice_id: int = Field(foreign_key="invoice.id", index=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    currency: str = Field(max_length=3)
+    subtotal_minor: int = Field(sa_type=sa.BigInteger)  # charges before tax credited
+    tax_minor: int = Field(sa_type=sa.BigInteger)
+    total_minor: int = Field(sa_type=sa.BigInteger)
+    mode: str = Field(max_length=16)  # rest | lines | amount
+    reason: str = Field(max_length=500)
+    settle: str = Field(max_length=16)  # refund | balance | out_of_band: what Stripe does with a paid part
+    created_at: datetime = _ts()
+    actor: str = Field(default="", max_length=200)
+    stripe_push_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # a create may have run
+    stripe_credit_note_id: str | None = Field(default=None, max_length=64, unique=True)
+    stripe_number: str | None = Field(default=None, max_length=64)
+    stripe_status: str | None = Field(default=None, max_length=24)  # issued | void
+    stripe_pre_payment_minor: int | None = Field(default=None, sa_type=sa.BigInteger)  # took off what was due
+    stripe_post_payment_minor: int | None = Field(default=None, sa_type=sa.BigInteger)  # refunded/credited/out of band
+
+
+class CreditNoteLine(SQLModel, table=True):
+    __tablename__ = "credit_note_line"
+    id: int | None = Field(default=None, primary_key=True)
+    credit_note_id: int = Field(foreign_key="credit_note.id", index=True)
+    position: int
+    kind: str = Field(max_length=16)  # line | amount | tax
+    invoice_line_position: int | None = Field(default=None)  # the invoice line credited (line, tax)
+    description: str = Field(max_length=500)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
 
 
 class Counter(SQLModel, table=True):

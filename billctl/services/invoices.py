@@ -31,7 +31,7 @@ from billctl.core.types import Adjustment, Discount, InvoiceDraft, Segment
 from billctl.core.types import Plan as PlanSpec
 from billctl.db.models import Discount as DiscountRow
 from billctl.db.models import Invoice, InvoiceLine, LateUsage, Plan, PlanAssignment, Tenant, UsageBucket
-from billctl.errors import BadInput, BillctlError, Conflict, NotFound
+from billctl.errors import BadInput, BillctlError, NotFound
 from billctl.services.context import App, audit
 from billctl.services.usage import lock_tenants, usage_totals
 
@@ -197,10 +197,31 @@ def _rate_inputs(inputs: dict, adjustments: Sequence[Adjustment] = (), *, with_t
 def _adjustments(
     conn: Connection, ctx: _Context, tenant: Tenant, period: Period
 ) -> tuple[list[Adjustment], list[dict]]:
-    """Re-price earlier finalized periods that received late usage; bill the difference."""
+    """Adjustment lines for ``period``'s invoice (DESIGN.md invariants 5 and 11).
+
+    For each earlier finalized period with late usage: what the period is worth now (priced with
+    its own invoice's inputs) less what the live invoices bill for it (its own invoice, and the
+    adjustment lines for it on any live invoice). And when ``period`` itself is billed again (its
+    invoice was voided), a line taking off what live invoices already billed for it as
+    adjustments. Working from what *live* invoices bill, never from what was once billed, is what
+    keeps a unit from being billed twice whatever is voided and finalized again, in any order."""
+    adjustments, records = [], []
+    units, charged, numbers = _billed_for(conn, tenant.id, str(period), None)
+    if numbers:
+        amount = -from_minor(charged, tenant.currency)
+        record = {"for_period": str(period), "already_billed_on": numbers, "units": -units, "amount": str(amount)}
+        adjustments.append(
+            Adjustment(
+                for_period=str(period),
+                amount=amount,
+                description=f"Already billed for {period} as adjustments on {', '.join(numbers)}: {-units:+,} units",
+                detail=record,
+            )
+        )
+        records.append(record)
     late_periods = sorted(p for p in ctx.late.get(tenant.id, ()) if p < str(period))
     if not late_periods:
-        return [], []
+        return adjustments, records
     oldest = period
     for _ in range(ctx.lookback):
         oldest = oldest.previous()
@@ -213,35 +234,31 @@ def _adjustments(
             )
         )
     }
-    adjustments, records = [], []
     for for_period in late_periods:
         invoice = invoices.get(for_period)
         if invoice is None:
             continue
-        billed = _billed_snapshot(conn, tenant.id, invoice)
+        billed_units, billed_minor, _ = _billed_for(conn, tenant.id, for_period, invoice)
         now_usage = [
             usage_totals(conn, tenant.id, datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"]))
             for s in invoice.inputs["segments"]
         ]
-        if now_usage == billed:
-            continue
-        then_inputs = {
-            **invoice.inputs,
-            "segments": [{**s, "usage": u} for s, u in zip(invoice.inputs["segments"], billed, strict=True)],
-        }
         now_inputs = {
             **invoice.inputs,
             "segments": [{**s, "usage": u} for s, u in zip(invoice.inputs["segments"], now_usage, strict=True)],
         }
-        before = _rate_inputs(then_inputs, with_tax=False).subtotal
+        before = from_minor(billed_minor, invoice.currency)
         after = _rate_inputs(now_inputs, with_tax=False).subtotal
-        delta_units = sum(sum(u.values()) for u in now_usage) - sum(sum(u.values()) for u in billed)
+        delta_units = sum(sum(u.values()) for u in now_usage) - billed_units
+        if delta_units == 0 and after == before:
+            continue
         description = f"Adjustment for {for_period} ({invoice.number}): {delta_units:+,} units of late usage"
         record = {
             "for_period": for_period,
             "invoice": invoice.number,
             "usage": now_usage,
-            "billed_usage": billed,
+            "units": delta_units,
+            "billed_units": billed_units,
             "charges_before": str(before),
             "charges_now": str(after),
         }
@@ -252,25 +269,43 @@ def _adjustments(
     return adjustments, records
 
 
-def _billed_snapshot(conn: Connection, tenant_id: int, invoice: sa.Row) -> list[dict[str, int]]:
-    """Usage per segment as last billed for ``invoice``'s period: the newest adjustment line for
-    that period on a live invoice, else the invoice's own inputs."""
-    table = InvoiceLine.__table__
-    newest = conn.execute(
-        sa.select(table.c.detail)
-        .join(Invoice.__table__, Invoice.id == table.c.invoice_id)
+def adjustment_units(detail: dict) -> int:
+    """The unit change an adjustment line billed (older lines kept usage snapshots only)."""
+    if "units" in detail:
+        return int(detail["units"])
+    return sum(sum(u.values()) for u in detail.get("usage", [])) - sum(
+        sum(u.values()) for u in detail.get("billed_usage", [])
+    )
+
+
+def _billed_for(
+    conn: Connection, tenant_id: int, period: str, invoice: sa.Row | None
+) -> tuple[int, int, list[str]]:
+    """(units, pre-tax minor units, numbers of the other invoices involved) that live invoices bill
+    for ``period``: ``invoice`` (its live invoice, if any: its usage and its lines but tax and
+    adjustments for other periods) plus every adjustment line for ``period`` on a live invoice."""
+    lines, inv = InvoiceLine.__table__, Invoice.__table__
+    rows = conn.execute(
+        sa.select(inv.c.id, inv.c.number, lines.c.kind, lines.c.for_period, lines.c.amount_minor, lines.c.detail)
+        .join(inv, inv.c.id == lines.c.invoice_id)
         .where(
-            Invoice.tenant_id == tenant_id,
-            Invoice.status != "void",
-            table.c.kind == "adjustment",
-            table.c.for_period == invoice.period,
+            inv.c.tenant_id == tenant_id,
+            inv.c.status != "void",
+            sa.or_(lines.c.for_period == period, inv.c.id == (invoice.id if invoice is not None else -1)),
         )
-        .order_by(Invoice.id.desc(), table.c.id.desc())
-        .limit(1)
-    ).first()
-    if newest is not None:
-        return [dict(u) for u in newest[0]["usage"]]
-    return [dict(s["usage"]) for s in invoice.inputs["segments"]]
+        .order_by(inv.c.id, lines.c.position)
+    )
+    units = sum(sum(s["usage"].values()) for s in invoice.inputs["segments"]) if invoice is not None else 0
+    charged, numbers = 0, []
+    for invoice_id, number, kind, for_period, amount, detail in rows:
+        if kind == "tax" or (kind == "adjustment" and for_period != period):
+            continue
+        charged += amount
+        if kind == "adjustment":
+            units += adjustment_units(detail)
+            if (invoice is None or invoice_id != invoice.id) and number not in numbers:
+                numbers.append(number)
+    return units, charged, numbers
 
 
 def _price(
@@ -713,24 +748,25 @@ def _finalize_one(
             return _failed(session.get(Tenant, tenant_id), period, exc)
 
 
-def _reserve_numbers(session: Session, app: App, period: Period, count: int, *, dry_run: bool) -> list[str]:
-    """``count`` consecutive invoice numbers from the global counter, in the caller's transaction:
-    a rolled-back transaction gives its numbers back, so numbering has no gaps."""
+def reserve_sequence(session: Session, name: str, count: int, *, dry_run: bool) -> int:
+    """The first of ``count`` consecutive values of the counter ``name``, in the caller's
+    transaction: a rolled-back transaction gives its values back, so numbering has no gaps."""
     conn = session.connection()
     table = sa.table("counter", sa.column("name"), sa.column("value"))
-    if not dry_run:
-        last = conn.execute(
-            sa.update(table)
-            .where(table.c.name == "invoice")
-            .values(value=table.c.value + count)
-            .returning(table.c.value)
-        ).scalar()
-        if last is None:
-            conn.execute(sa.insert(table).values(name="invoice", value=count))
-            last = count
-        first = last - count + 1
-    else:
-        first = (conn.execute(sa.select(table.c.value).where(table.c.name == "invoice")).scalar() or 0) + 1
+    if dry_run:
+        return (conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar() or 0) + 1
+    last = conn.execute(
+        sa.update(table).where(table.c.name == name).values(value=table.c.value + count).returning(table.c.value)
+    ).scalar()
+    if last is None:
+        conn.execute(sa.insert(table).values(name=name, value=count))
+        last = count
+    return last - count + 1
+
+
+def _reserve_numbers(session: Session, app: App, period: Period, count: int, *, dry_run: bool) -> list[str]:
+    """``count`` consecutive invoice numbers from the global counter."""
+    first = reserve_sequence(session, "invoice", count, dry_run=dry_run)
     pattern = app.config["billing.invoice_number_pattern"]
     return [
         pattern.format(period=str(period), year=period.year, month=f"{period.month:02d}", seq=first + i)
@@ -877,16 +913,30 @@ def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]
         return invoice, tenant, lines
 
 
-def void_invoice(app: App, ref: str, reason: str) -> Invoice:
+def void_invoice(
+    app: App, ref: str, reason: str, *, dry_run: bool = False, on_call: Callable[[str], None] | None = None
+) -> tuple[Invoice, str]:
+    """Void a finalized invoice so its period can be finalized again; returns it and what was done
+    in Stripe. Refused (Conflict, exit 9) for an invoice with credit notes or one Stripe reports paid
+    or partly paid (correct those with a credit note): an invoice that was pushed is checked in
+    Stripe first and, if open there, voided there before it is voided here (see
+    ``credit_notes.void_in_stripe_first``)."""
+    from billctl.services import credit_notes
+
     if not reason.strip():
         raise BadInput("--reason is required to void an invoice")
     invoice, tenant, _ = get_invoice(app, ref)
+    with Session(app.engine) as session:
+        credit_notes.check_voidable(session, invoice)
+    in_stripe = "not pushed"
+    if invoice.stripe_invoice_id or invoice.stripe_push_started_at:
+        in_stripe = credit_notes.void_in_stripe_first(app, invoice, tenant, dry_run=dry_run, on_call=on_call)
+    if dry_run:
+        return invoice, in_stripe
     with app.session() as session:
+        lock_tenants(session.connection(), [tenant.id], exclusive=True)  # as a credit note does
         invoice = session.get(Invoice, invoice.id)
-        if invoice.status == "void":
-            raise Conflict(f"invoice {invoice.number} is already void")
-        if invoice.status not in ("finalized", "held"):  # a held one (e.g. a stolen key's usage) may be voided
-            raise Conflict(f"invoice {invoice.number} is {invoice.status} and cannot be voided here")
+        credit_notes.check_voidable(session, invoice)  # again, in the transaction that voids
         invoice.status = "void"
         invoice.void_reason = reason.strip()
         invoice.voided_at = app.now()
@@ -900,8 +950,9 @@ def void_invoice(app: App, ref: str, reason: str) -> Invoice:
             reason=reason.strip(),
             tenant=tenant.key,
             period=invoice.period,
+            stripe=in_stripe,
         )
-    return invoice
+    return invoice, in_stripe
 
 
 def money(minor: int, currency: str) -> dict:

@@ -1,6 +1,7 @@
 """Reports over finalized invoices: revenue of a period, and the accounting export (one row per line).
 
-Read-only. Only live invoices count (a void invoice is not revenue); amounts stay integer minor
+Read-only. Only live invoices count (a void invoice is not revenue), net of their credit notes;
+the export has a row per credit note line too (negative amounts). Amounts stay integer minor
 units per currency.
 """
 
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
+from billctl.core.credit import Credited
 from billctl.core.periods import Period
 from billctl.core.revenue import InvoiceSummary, Revenue, revenue
 from billctl.db.models import Invoice, InvoiceLine, Tenant
+from billctl.services import credit_notes
 from billctl.services import invoices as inv_svc
 from billctl.services.context import App
 
@@ -29,15 +32,19 @@ def _summaries(session: Session, period: Period) -> list[InvoiceSummary]:
         .where(Invoice.period == str(period), Invoice.status != "void")
         .order_by(Invoice.id)
     )
+    rows = list(rows)
+    credited = credit_notes.credited(session, [i.id for i, _ in rows])
+    none = Credited()
     return [
         InvoiceSummary(
             tenant=t.key,
             number=i.number,
             plan=_plan_of(i),
             currency=i.currency,
-            subtotal_minor=i.subtotal_minor,
-            tax_minor=i.tax_minor,
-            total_minor=i.total_minor,
+            subtotal_minor=i.subtotal_minor - credited.get(i.id, none).net,
+            tax_minor=i.tax_minor - credited.get(i.id, none).tax,
+            total_minor=i.total_minor - credited.get(i.id, none).total,
+            credited_minor=credited.get(i.id, none).net,
         )
         for i, t in rows
     ]
@@ -64,6 +71,35 @@ class ExportRow:
     amount_minor: int
     tax_rate: str
     currency: str
+    credit_note: str = ""  # a credit note's row: its number (amounts negative)
+
+
+def _export_row(
+    i: Invoice,
+    t: Tenant,
+    line: int,
+    kind: str,
+    description: str,
+    quantity: str,
+    unit_price: str | None,
+    amount_minor: int,
+    credit_note: str = "",
+) -> ExportRow:
+    return ExportRow(
+        tenant=t.key,
+        invoice=i.number,
+        period=i.period,
+        status=i.status,
+        line=line,
+        kind=kind,
+        description=description,
+        quantity=quantity,
+        unit_price=unit_price,
+        amount_minor=amount_minor,
+        tax_rate=str((i.inputs or {}).get("tax_rate", t.tax_rate)),
+        currency=i.currency,
+        credit_note=credit_note,
+    )
 
 
 def export_lines(app: App, period: Period, tenant_key: str | None = None) -> list[ExportRow]:
@@ -78,20 +114,30 @@ def export_lines(app: App, period: Period, tenant_key: str | None = None) -> lis
         )
         if tenant_key:
             query = query.where(Invoice.tenant_id == inv_svc.billed_tenants(session, tenant_key)[0].id)
-        return [
-            ExportRow(
-                tenant=t.key,
-                invoice=i.number,
-                period=i.period,
-                status=i.status,
-                line=x.position,
-                kind=x.kind,
-                description=x.description,
-                quantity=x.quantity,
-                unit_price=x.unit_price,
-                amount_minor=x.amount_minor,
-                tax_rate=str((i.inputs or {}).get("tax_rate", t.tax_rate)),
-                currency=i.currency,
+        rows: list[ExportRow] = []
+        invoices: dict[int, tuple[Invoice, Tenant]] = {}
+        for i, t, x in session.exec(query):
+            invoices[i.id] = (i, t)
+            rows.append(_export_row(i, t, x.position, x.kind, x.description, x.quantity, x.unit_price, x.amount_minor))
+        notes = credit_notes.notes_by_invoice(session, list(invoices))
+    # each invoice's credit notes right after its lines: kind credit (or credit_tax), negative amounts
+    order = {number: index for index, number in enumerate(dict.fromkeys(r.invoice for r in rows))}
+    for invoice_id, pairs in notes.items():
+        i, t = invoices[invoice_id]
+        for note, lines in pairs:
+            rows.extend(
+                _export_row(
+                    i,
+                    t,
+                    x.position,
+                    "credit_tax" if x.kind == "tax" else "credit",
+                    f"{note.number}: {x.description} ({note.reason})",
+                    "1",
+                    None,
+                    -x.amount_minor,
+                    note.number,
+                )
+                for x in lines
             )
-            for i, t, x in session.exec(query)
-        ]
+    rows.sort(key=lambda r: (order[r.invoice], r.credit_note, r.line))
+    return rows

@@ -1,12 +1,18 @@
 """Stripe orchestration: customers, invoice push, payment outcomes, reconciliation.
 
-Every Stripe write is idempotent (DESIGN.md invariant 9): its idempotency key comes from local ids
-and the step (``billctl.stripe.mapping``), each Stripe id is committed locally the moment Stripe
-returns it (one small transaction per step), and before creating anything that an earlier,
-interrupted run may already have created, the existing object is looked up by metadata (Stripe
-keeps idempotency keys for about 24 hours; metadata lasts). So a crash between any two calls,
-followed by a re-run minutes or days later, leaves one customer per tenant and one Stripe invoice
-per local invoice with exactly its lines.
+Every Stripe write is idempotent (DESIGN.md invariant 9): its idempotency key comes from local ids,
+the step and a digest of its parameters (``billctl.stripe.mapping``), each Stripe id is committed
+locally the moment Stripe returns it (one small transaction per step), and before creating anything
+that an earlier, interrupted run may already have created, the existing object is looked up by
+metadata (Stripe keeps idempotency keys for about 24 hours; metadata lasts). So a crash between any
+two calls, followed by a re-run minutes or days later, leaves one customer per tenant and one Stripe
+invoice per local invoice with exactly its lines.
+
+Stripe charges what billctl finalized (invariant 10): drafts are created with no inherited discount,
+no automatic tax and non-discountable items, and a draft is finalized only once it matches the local
+invoice item by item and in its subtotal, tax and total. A draft that differs stays a draft; the
+invoice is reported failed with the differences (stored in ``invoice.stripe_error``) and the run
+exits 6. A customer balance Stripe applies at finalization is reported, not mistaken for one.
 
 Dry run (invariant 6): the same code path; the gateway sends no write to Stripe (reads still go)
 and nothing is written to the database.
@@ -14,6 +20,7 @@ and nothing is written to the database.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from billctl.core.money import MoneyError, from_stripe_amount, to_minor, to_stripe_amount
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
 from billctl.errors import BillctlError, ExitCode
@@ -63,6 +71,7 @@ class Outcome:
     total_minor: int | None = None
     currency: str | None = None
     note: str = ""
+    amount_due_minor: int | None = None  # invoices: what Stripe collects (total plus customer balance)
 
     @property
     def failed(self) -> bool:
@@ -125,29 +134,72 @@ def _tenants(app: App, tenant_key: str | None) -> list[Tenant]:
         return billed_tenants(session, tenant_key)
 
 
-def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Outcome:
+class CustomerFinder:
+    """Finds a tenant's Stripe customers by metadata, once per run's worth of state: with Stripe's
+    search, or, where search is unavailable (accounts in India, for one) or fails, from the customer
+    list: first the customers with the tenant's e-mail, then every customer (listed once per run)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.search_failed: str | None = None
+        self._everyone: list[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def find(self, tenant: Tenant) -> tuple[list[dict[str, Any]], str]:
+        """(customers that may be the tenant's, a note on how they were found)."""
+        if self.search_failed is None:
+            try:
+                return self.gw.search_customers(m.customer_search_query(tenant.key)), ""
+            except StripeFailure as exc:
+                if exc.status is None or exc.status >= 500 or exc.status == 429:
+                    raise
+                self.search_failed = str(exc)
+        note = "customer search unavailable in Stripe, looked up in the customer list; "
+        if tenant.email:
+            by_email = list(self.gw.list_customers({"email": tenant.email}))
+            if m.pick_customer(by_email, tenant.key)[0] is not None:
+                return by_email, note
+        with self._lock:
+            if self._everyone is None:
+                self._everyone = list(self.gw.list_customers({}))
+            return self._everyone, note
+
+
+def _retrieve(fetch: Callable[[str], dict[str, Any]], object_id: str) -> tuple[dict[str, Any] | None, bool]:
+    """(the Stripe object, None when Stripe no longer has it; whether Stripe says it was deleted)."""
+    try:
+        remote = fetch(object_id)
+    except StripeFailure as exc:
+        if exc.status != 404:
+            raise
+        return None, False
+    return (None, True) if remote.get("deleted") else (remote, False)
+
+
+def ensure_customer(
+    app: App, gw: Gateway, tenant: Tenant, store: _Store, finder: CustomerFinder | None = None
+) -> Outcome:
     """The tenant's Stripe customer: the stored one, else one found by metadata, else a new one;
     updated when name, email or metadata differ. The id is stored as soon as it is known."""
     wanted = m.customer_params(tenant.key, tenant.name, tenant.email)
     remote: dict[str, Any] | None = None
     action, note, replacing = "unchanged", "", None
     if tenant.stripe_customer_id:
-        try:
-            remote = gw.retrieve_customer(tenant.stripe_customer_id)
-        except StripeFailure as exc:
-            if exc.status != 404:
-                raise
-        if remote is not None and remote.get("deleted"):
+        remote, deleted = _retrieve(gw.retrieve_customer, tenant.stripe_customer_id)
+        if deleted:
             note = f"stored customer {tenant.stripe_customer_id} was deleted in Stripe; "
-            remote, replacing = None, tenant.stripe_customer_id
+            replacing = tenant.stripe_customer_id
     if remote is None:
-        found, count = m.pick_customer(gw.search_customers(m.customer_search_query(tenant.key)), tenant.key)
+        candidates, how = (finder or CustomerFinder(gw)).find(tenant)
+        found, count = m.pick_customer(candidates, tenant.key)
+        note += how
         if found is not None:
             remote, action = dict(found), "found"
             if count > 1:
                 note += f"{count} Stripe customers carry this tenant's metadata; using the oldest, {found['id']}; "
     if remote is None:
-        remote = gw.create_customer(wanted, m.customer_create_key(tenant.key, replacing))
+        create = m.customer_create_params(tenant.key)
+        remote = gw.create_customer(create, m.customer_create_key(tenant.key, create, replacing))
         action = "created"
     if remote["id"] != tenant.stripe_customer_id:
         with store.tx() as s:
@@ -155,10 +207,12 @@ def ensure_customer(app: App, gw: Gateway, tenant: Tenant, store: _Store) -> Out
                 s.execute(sa.update(Tenant).where(Tenant.id == tenant.id).values(stripe_customer_id=remote["id"]))
                 audit(s, store.app, "stripe.customer.link", "tenant", tenant.key, customer=remote["id"], how=action)
         tenant.stripe_customer_id = remote["id"]
-    if action != "created":
-        changes = m.customer_changes(remote, wanted)
-        if changes:
-            gw.update_customer(remote["id"], changes, m.customer_update_key(tenant.key, changes))
+    changes = m.customer_changes(remote, wanted)
+    if changes:  # a new customer gets its name and e-mail here (its create sent only metadata)
+        edited = tenant.updated_at.isoformat() if tenant.updated_at else None
+        key = m.customer_update_key(tenant.key, remote["id"], m.customer_view(remote), wanted, edited)
+        gw.update_customer(remote["id"], changes, key)
+        if action != "created":
             action = "updated" if action == "unchanged" else f"{action}, updated"
             note += f"changed {', '.join(sorted(changes))}"
     return Outcome("customer", tenant.key, tenant.key, action, remote["id"], note=note.strip().rstrip(";"))
@@ -173,12 +227,13 @@ def sync_customers(
 ) -> RunReport:
     report = RunReport(dry_run=gw.dry_run)
     store = _Store(app, gw.dry_run)
+    finder = CustomerFinder(gw)
     tenants = _tenants(app, tenant_key)
     if on_total:
         on_total(len(tenants))
     for tenant in tenants:
         try:
-            outcome = ensure_customer(app, gw, tenant, store)
+            outcome = ensure_customer(app, gw, tenant, store, finder)
         except StripeFailure as exc:
             outcome = Outcome("customer", tenant.key, tenant.key, "failed", tenant.stripe_customer_id, note=str(exc))
         report.outcomes.append(outcome)
@@ -215,10 +270,25 @@ def _invoice_in(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine]) -> m
                 unit_price=x.unit_price,
                 amount_minor=x.amount_minor,
                 for_period=x.for_period,
+                **_service_period(x),
             )
             for x in lines
         ),
     )
+
+
+SEGMENT_KINDS = ("base", "usage", "minimum")  # lines priced within one plan segment
+
+
+def _service_period(line: InvoiceLine) -> dict[str, datetime]:
+    """A segment line's own service period (rating records the segment's start and end)."""
+    detail = line.detail or {}
+    if line.kind in SEGMENT_KINDS and detail.get("start") and detail.get("end"):
+        return {
+            "service_start": datetime.fromisoformat(detail["start"]),
+            "service_end": datetime.fromisoformat(detail["end"]),
+        }
+    return {}
 
 
 def _state_values(remote: dict[str, Any]) -> dict[str, Any]:
@@ -232,6 +302,8 @@ def _state_values(remote: dict[str, Any]) -> dict[str, Any]:
         "stripe_number": remote.get("number"),
         "stripe_hosted_url": remote.get("hosted_invoice_url"),
         "stripe_event_at": at,
+        "stripe_amount_paid": remote.get("amount_paid"),
+        "stripe_amount_remaining": remote.get("amount_remaining"),
     }
 
 
@@ -245,80 +317,36 @@ def push_invoice(app: App, gw: Gateway, invoice_id: int, store: _Store, customer
         )
     inv = _invoice_in(invoice, tenant, lines)
     out = Outcome("invoice", inv.number, tenant.key, "pushed", total_minor=inv.total_minor, currency=inv.currency)
+    if invoice.status == "void":
+        return _void_in_stripe(app, gw, invoice, tenant.stripe_customer_id or customer_id, store, out)
     customer_id = customer_id or tenant.stripe_customer_id
     if not customer_id:
         customer_id = ensure_customer(app, gw, tenant, store).stripe_id
     assert customer_id is not None
 
-    if invoice.status == "void":
-        return _void_in_stripe(app, gw, invoice, store, out)
-
-    remote: dict[str, Any] | None = None
-    resumed = invoice.stripe_push_started_at is not None or invoice.stripe_invoice_id is not None
-    if invoice.stripe_invoice_id:
-        try:
-            remote = gw.retrieve_invoice(invoice.stripe_invoice_id)
-        except StripeFailure as exc:
-            if exc.status != 404:
-                raise
-        if remote is not None and remote.get("deleted"):
-            remote = None
-    if remote is None and resumed:
-        # an earlier run may have created it and died before storing the id (or more than a day
-        # ago, when Stripe no longer remembers the idempotency key): look it up by metadata
-        matches = m.match_invoices(gw.list_invoices(customer_id), inv.number)
-        live = [x for x in matches if x.get("status") != "void"] or matches
-        if live:
-            remote = dict(live[0])
-            if len(live) > 1:
-                out.note += f"{len(live)} Stripe invoices carry this number ({', '.join(x['id'] for x in live)}); "
+    remote = _find_remote(gw, invoice, customer_id, out)
     fresh = False
     if remote is None:
-        if not resumed:
+        if invoice.stripe_push_started_at is None:
             store.invoice(invoice_id, stripe_push_started_at=app.now())  # from now on, look up before creating
         params = m.invoice_params(inv, customer_id, gw.settings.collection_method, gw.settings.days_until_due)
-        remote = gw.create_invoice(params, m.invoice_key(inv.number, "create"))
+        remote = gw.create_invoice(params, m.invoice_key(inv.number, "create", params))
         fresh = True
     if remote["id"] != invoice.stripe_invoice_id:
         store.invoice(invoice_id, stripe_invoice_id=remote["id"], stripe_status=remote.get("status") or "draft")
     out.stripe_id = remote["id"]
+    resumed = invoice.stripe_push_started_at is not None or invoice.stripe_invoice_id is not None
 
     if remote.get("status") == "draft":
-        existing = {} if fresh else m.items_by_position(gw.list_invoice_items(remote["id"]), inv.number)
-        wanted = {line.position for line in inv.lines}
-        extra = sorted(set(existing) - wanted)
-        doubled = sorted(p for p, items in existing.items() if len(items) > 1)
-        if extra or doubled:
-            raise StripeFailure(
-                f"Stripe draft {remote['id']} has unexpected items (lines {extra or doubled}); not finalized, "
-                "see `billctl stripe reconcile`"
-            )
-        changed = [
-            f"line {line.position}: {existing[line.position][0].get('amount')} instead of {line.amount_minor}"
-            for line in inv.lines
-            if line.position in existing and existing[line.position][0].get("amount") != line.amount_minor
-        ]
-        if changed:
-            raise StripeFailure(
-                f"Stripe draft {remote['id']} has items that differ from the invoice ({'; '.join(changed)}); "
-                "not finalized, see `billctl stripe reconcile`"
-            )
-        for line, row in zip(inv.lines, lines, strict=True):
-            if line.position in existing:
-                item = existing[line.position][0]
-            else:
-                item = gw.create_invoice_item(
-                    m.item_params(inv, line, customer_id, remote["id"]), m.item_key(inv.number, line.position)
-                )
-            if item["id"] != row.stripe_item_id:
-                store.line(row.id, item["id"])
+        try:
+            _complete_draft(gw, inv, lines, remote["id"], customer_id, store, fresh)
+        except MoneyError as exc:
+            raise StripeFailure(f"{exc}; not sent (void the invoice and finalize it again)") from None
         remote = gw.finalize_invoice(remote["id"], m.finalize_params(), m.invoice_key(inv.number, "finalize"), remote)
         out.action = "completed" if resumed else "pushed"
     else:
         out.action = "already in stripe"
-    values = _state_values(remote)
-    if not gw.dry_run and remote.get("total") is not None and remote["total"] != inv.total_minor:
-        out.note += f"Stripe total {remote['total']} differs from {inv.total_minor}; "
+    values = {**_state_values(remote), "stripe_error": None}
     with store.tx() as s:
         if s is not None:
             s.execute(sa.update(Invoice).where(Invoice.id == invoice_id).values(**values))
@@ -336,34 +364,126 @@ def push_invoice(app: App, gw: Gateway, invoice_id: int, store: _Store, customer
     out.status = values["stripe_status"]
     out.stripe_number = values["stripe_number"]
     out.hosted_url = values["stripe_hosted_url"]
-    if inv.total_minor == 0:
-        out.note += "zero amount: Stripe marks it paid; "
-    elif m.below_minimum(inv.currency, inv.total_minor):
-        out.note += "below Stripe's minimum charge: Stripe carries it to the customer's balance; "
-    out.note = out.note.strip().rstrip(";")
+    _note_collection(inv, remote, out, gw.dry_run)
     return out
 
 
-def _void_in_stripe(app: App, gw: Gateway, invoice: Invoice, store: _Store, out: Outcome) -> Outcome:
-    remote = gw.retrieve_invoice(invoice.stripe_invoice_id)
+def _find_remote(gw: Gateway, invoice: Invoice, customer_id: str, out: Outcome) -> dict[str, Any] | None:
+    """The Stripe invoice an earlier run made for ``invoice``: by stored id, else (an earlier run may
+    have created it and died before storing the id, or more than a day ago, when Stripe no longer
+    remembers the idempotency key) by metadata."""
+    remote = _retrieve(gw.retrieve_invoice, invoice.stripe_invoice_id)[0] if invoice.stripe_invoice_id else None
+    if remote is None and (invoice.stripe_push_started_at is not None or invoice.stripe_invoice_id is not None):
+        matches = m.match_invoices(gw.list_invoices(customer_id), invoice.number)
+        live = [x for x in matches if x.get("status") != "void"] or matches
+        if live:
+            remote = dict(live[0])
+            if len(live) > 1:
+                out.note += f"{len(live)} Stripe invoices carry this number ({', '.join(x['id'] for x in live)}); "
+    return remote
+
+
+def _complete_draft(
+    gw: Gateway,
+    inv: m.InvoiceIn,
+    rows: list[InvoiceLine],
+    draft_id: str,
+    customer_id: str,
+    store: _Store,
+    fresh: bool,
+) -> None:
+    """Add the items the draft lacks, then compare the whole draft with the local invoice: raises
+    StripeFailure, naming every difference, unless it may be finalized as it is."""
+    existing = {} if fresh else m.items_by_position(gw.list_invoice_items(draft_id), inv.number)
+    for line, row in zip(inv.lines, rows, strict=True):
+        if existing.get(line.position):
+            item = existing[line.position][0]
+        else:
+            params = m.item_params(inv, line, customer_id, draft_id)
+            item = gw.create_invoice_item(params, m.item_key(inv.number, line.position, params))
+        if item["id"] != row.stripe_item_id:
+            store.line(row.id, item["id"])
+    differences = m.draft_differences(inv, gw.retrieve_invoice(draft_id), gw.list_invoice_items(draft_id))
+    if differences:
+        raise StripeFailure(
+            f"Stripe draft {draft_id} differs from the invoice: {'; '.join(differences)}. Not finalized: "
+            "correct or delete the draft in Stripe, then re-run `billctl stripe push`"
+        )
+
+
+def _note_collection(inv: m.InvoiceIn, remote: dict[str, Any], out: Outcome, dry_run: bool) -> None:
+    """What Stripe collects, when it is not simply the invoice's total (never a difference)."""
+    balance = 0 if dry_run else m.balance_applied(remote)
+    if remote.get("amount_due") is not None and not dry_run:
+        out.amount_due_minor = _local_minor(remote["amount_due"], inv.currency)
+    if balance:
+        due = m.show_amount(remote.get("amount_due"), inv.currency)
+        how = "a credit" if balance < 0 else "an amount owed"
+        out.note += (
+            f"customer balance applied by Stripe: {how} of {m.show_amount(abs(balance), inv.currency)}, "
+            f"Stripe collects {due}; "
+        )
+    if inv.total_minor == 0:
+        out.note += "zero amount: Stripe marks it paid; "
+    elif m.below_minimum(inv.currency, to_stripe_amount(inv.total_minor, inv.currency, check=False)):
+        out.note += "below Stripe's minimum charge: Stripe carries it to the customer's balance; "
+    out.note = out.note.strip().rstrip(";")
+
+
+def _local_minor(stripe_amount: int, currency: str) -> int | None:
+    try:
+        return to_minor(from_stripe_amount(stripe_amount, currency), currency)
+    except MoneyError:
+        return None
+
+
+def _void_in_stripe(
+    app: App, gw: Gateway, invoice: Invoice, customer_id: str | None, store: _Store, out: Outcome
+) -> Outcome:
+    """Void in Stripe what was voided here: an open or uncollectible invoice is voided, a draft
+    (never finalized, so never charged) is deleted, and so is any draft an interrupted push left
+    behind without its id being stored."""
+    remote = _find_remote(gw, invoice, customer_id, out) if customer_id else None
+    if remote is None:
+        out.action, out.status = "already in stripe", invoice.stripe_status
+        if invoice.stripe_status in (None, "draft"):  # nothing left in Stripe: the draft is gone
+            _record_void(app, invoice, store, {"stripe_status": "deleted"}, "stripe.invoice.delete", None)
+            out.action, out.status = "deleted", "deleted"
+        return out
     out.stripe_id = remote["id"]
+    if remote.get("status") == "draft":
+        try:
+            gw.delete_invoice(remote["id"])
+        except StripeFailure as exc:
+            if exc.status != 404:  # 404: deleted meanwhile (an earlier, interrupted run)
+                raise
+        _record_void(app, invoice, store, {"stripe_status": "deleted"}, "stripe.invoice.delete", remote["id"])
+        out.action, out.status = "deleted", "deleted"
+        return out
     if remote.get("status") in ("open", "uncollectible"):
         remote = gw.void_invoice(remote["id"], m.invoice_key(invoice.number, "void"), remote)
         out.action = "voided"
     else:
         out.action = "already in stripe"
     values = _state_values(remote)
-    with store.tx() as s:
-        if s is not None:
-            s.execute(sa.update(Invoice).where(Invoice.id == invoice.id).values(**values))
-            audit(s, app, "stripe.invoice.void", "invoice", invoice.number, stripe_invoice=remote["id"])
+    _record_void(app, invoice, store, values, "stripe.invoice.void", remote["id"])
     out.status = values["stripe_status"]
     return out
 
 
+def _record_void(
+    app: App, invoice: Invoice, store: _Store, values: dict[str, Any], action: str, stripe_id: str | None
+) -> None:
+    with store.tx() as s:
+        if s is not None:
+            s.execute(sa.update(Invoice).where(Invoice.id == invoice.id).values(**values, stripe_error=None))
+            audit(s, app, action, "invoice", invoice.number, stripe_invoice=stripe_id)
+
+
 def pending_invoices(app: App, period: Period | None = None, tenant_key: str | None = None) -> list[tuple[int, int]]:
     """(invoice id, tenant id) of invoices that push has work for, oldest first: finalized ones not
-    yet final in Stripe, and void ones whose Stripe invoice is still open."""
+    yet final in Stripe, void ones whose Stripe invoice is still open, and void ones that may have
+    left a draft in Stripe (to delete)."""
     with Session(app.engine) as session:
         query = select(Invoice.id, Invoice.tenant_id).where(
             sa.or_(
@@ -374,7 +494,12 @@ def pending_invoices(app: App, period: Period | None = None, tenant_key: str | N
                 sa.and_(
                     Invoice.status == "void",
                     Invoice.stripe_invoice_id.is_not(None),
-                    Invoice.stripe_status.in_(["open", "payment_failed", "uncollectible"]),
+                    Invoice.stripe_status.in_(["open", "payment_failed", "uncollectible", "draft"]),
+                ),
+                sa.and_(
+                    Invoice.status == "void",
+                    Invoice.stripe_push_started_at.is_not(None),
+                    Invoice.stripe_status.is_(None),
                 ),
             )
         )
@@ -412,12 +537,14 @@ def push(
     if on_total:  # customers to create, then invoices
         on_total(sum(1 for tid in tenant_ids if not tenants[tid].stripe_customer_id) + len(todo))
 
+    finder = CustomerFinder(gw)
+
     def customer(tid: int) -> Outcome | None:
         tenant = tenants[tid]
         if tenant.stripe_customer_id:
             return None
         try:
-            return ensure_customer(app, gw, tenant, store)
+            return ensure_customer(app, gw, tenant, store, finder)
         except StripeFailure as exc:
             failed_tenants[tid] = str(exc)
             return None
@@ -439,33 +566,45 @@ def push(
     def one(item: tuple[int, int]) -> Outcome:
         invoice_id, tid = item
         if tid in failed_tenants:
-            return _failed(app, invoice_id, f"customer: {failed_tenants[tid]}")
+            return _failed(app, invoice_id, f"customer: {failed_tenants[tid]}", store)
         try:
             return push_invoice(app, gw, invoice_id, store, customers.get(tid))
         except StripeFailure as exc:
-            return _failed(app, invoice_id, str(exc))
+            return _failed(app, invoice_id, str(exc), store)
 
     for outcome in pool_map(one, todo):
         report.outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
+    # then credit notes whose invoice is final in Stripe (some just became so)
+    from billctl.services import credit_notes
+
+    notes = credit_notes.pending(app, period, tenant_key)
+    report.outcomes.extend(credit_notes.push_pending(app, gw, store, notes, on_outcome))
     _count(report, gw)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _failed(app: App, invoice_id: int, reason: str) -> Outcome:
+def _failed(app: App, invoice_id: int, reason: str, store: _Store) -> Outcome:
+    """The invoice failed to push: the reason is kept (``invoice.stripe_error``) until a push succeeds."""
     with Session(app.engine) as session:
         invoice = session.get(Invoice, invoice_id)
         tenant = session.get(Tenant, invoice.tenant_id)
+    store.invoice(invoice_id, stripe_error=redact(reason)[:2000])
+    return failed_outcome("invoice", invoice, tenant.key, invoice.stripe_invoice_id, reason)
+
+
+def failed_outcome(kind: str, doc: Any, tenant_key: str, stripe_id: str | None, reason: str) -> Outcome:
+    """The outcome of a document (an invoice, a credit note) that could not go to Stripe."""
     return Outcome(
-        "invoice",
-        invoice.number,
-        tenant.key,
+        kind,
+        doc.number,
+        tenant_key,
         "failed",
-        invoice.stripe_invoice_id,
-        total_minor=invoice.total_minor,
-        currency=invoice.currency,
+        stripe_id,
+        total_minor=doc.total_minor,
+        currency=doc.currency,
         note=redact(reason),
     )
 
@@ -534,6 +673,8 @@ def apply_event(session: Session, app: App, event: dict[str, Any], source: str) 
     invoice.stripe_number = obj.get("number") or invoice.stripe_number
     invoice.stripe_hosted_url = obj.get("hosted_invoice_url") or invoice.stripe_hosted_url
     invoice.stripe_event_at = created
+    invoice.stripe_amount_paid = obj.get("amount_paid", invoice.stripe_amount_paid)
+    invoice.stripe_amount_remaining = obj.get("amount_remaining", invoice.stripe_amount_remaining)
     session.add(invoice)
     if change.before != change.after:
         audit(
@@ -674,7 +815,8 @@ class ReconcileReport:
 def reconcile(
     app: App, gw: Gateway, period: Period | None = None, tenant_key: str | None = None, *, fix: bool = False
 ) -> ReconcileReport:
-    """Compare local invoices with Stripe (missing, duplicated, amount or status mismatch). Reads only,
+    """Compare local invoices and their credit notes with Stripe (missing, duplicated, amount or
+    status mismatch). Reads only,
     unless ``fix``: then stored Stripe ids and payment status are refreshed from Stripe (locally only)."""
     with Session(app.engine) as session:
         query = select(Invoice, Tenant).join(Tenant, Tenant.id == Invoice.tenant_id).order_by(Invoice.id)
@@ -690,7 +832,14 @@ def reconcile(
         )
     local = [
         m.LocalInvoice(
-            inv.number, ten.key, inv.currency, inv.total_minor, inv.status, inv.stripe_invoice_id, inv.stripe_status
+            inv.number,
+            ten.key,
+            inv.currency,
+            inv.total_minor,
+            inv.status,
+            inv.stripe_invoice_id,
+            inv.stripe_status,
+            inv.stripe_error,
         )
         for inv, ten in rows
     ]
@@ -705,12 +854,16 @@ def reconcile(
             if period is not None and meta.get("period") != str(period):
                 continue
             remote.append(inv)
-    drifts = m.reconcile(local, remote)
+    from billctl.services import credit_notes
+
+    drifts = m.reconcile(local, remote) + credit_notes.reconcile(app, gw, rows, remote)
     report = ReconcileReport(drifts=drifts, checked=len(local), stripe_invoices=len(remote))
     if fix:
         by_id = {r["id"]: r for r in remote}
-        fixable = {d.number for d in drifts if d.kind in ("id", "status") and len(d.stripe_ids) == 1}
         by_number = {inv.number: inv for inv, _ in rows}
+        fixable = {
+            d.number for d in drifts if d.kind in ("id", "status") and len(d.stripe_ids) == 1 and d.number in by_number
+        }
         for number in sorted(fixable):
             dup = any(d.number == number and d.kind == "duplicate" for d in drifts)
             if dup:

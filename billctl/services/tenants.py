@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from billctl.core import bounds, periods
 from billctl.core.bounds import quote
-from billctl.core.money import MoneyError, exponent, fits_minor_unit, is_known_currency, parse_decimal
+from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.db.models import Discount, Plan, PlanAssignment, Tenant, utcnow
 from billctl.errors import BadInput, Conflict, NotFound
 from billctl.services.context import App, audit, check_text
@@ -52,10 +52,9 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
         out["timezone"] = tz
     if fields.currency is not None:
         code = fields.currency.upper()
-        if not is_known_currency(code):
-            raise BadInput(
-                f"--currency {quote(fields.currency)} is not a known ISO 4217 currency", hint="e.g. USD, EUR, KRW, BHD"
-            )
+        problem = currency_problem(code)
+        if problem:
+            raise BadInput(f"--currency {problem}", hint="e.g. USD, EUR, KRW, BHD")
         out["currency"] = code
     if fields.tax_rate is not None:
         try:
@@ -242,7 +241,9 @@ def add_discount(
             if amount > limit:
                 raise BadInput(f"--value {quote(value)} is above the limit of {limit:,f} {tenant.currency}")
             if not fits_minor_unit(amount, tenant.currency):
-                raise BadInput(f"--value {quote(value)} is finer than {tenant.currency} allows")
+                raise BadInput(
+                    f"--value {quote(value)} is finer than {tenant.currency} allows ({billing_rule(tenant.currency)})"
+                )
         row = Discount(
             tenant_id=tenant.id,
             kind=kind,

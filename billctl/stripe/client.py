@@ -6,7 +6,12 @@ Every HTTP request (first attempts and retries alike) waits for the throttle. Re
 Writes always carry an idempotency key, so a retry can never act twice. Results are plain dicts.
 
 In a dry run, reads go to Stripe and writes do not: each write returns a stand-in object, so the
-service runs exactly the code path of a real run without changing anything.
+service runs exactly the code path of a real run without changing anything. Reads of what a dry run
+"wrote" answer as Stripe would have: a stand-in draft's items are listed, its totals add them up.
+
+A write whose first attempt Stripe answers as a replay (``Idempotent-Replayed``) did nothing now: its
+key was used before, for an earlier request. Callers that must act (customer updates) say so with
+``on_replay``.
 
 ``on_call`` (tests): called after each request that Stripe answered successfully, with its label;
 raising from it simulates a crash between two Stripe calls.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +30,7 @@ from typing import Any
 import stripe
 
 from billctl.errors import BillctlError, ConfigError, DependencyDown
-from billctl.stripe.keys import StripeSettings, redact
+from billctl.stripe.keys import API_VERSION, StripeSettings, redact
 from billctl.stripe.throttle import Throttle
 
 TIMEOUT_SECONDS = 30
@@ -56,6 +62,12 @@ def _header(exc: stripe.StripeError, name: str) -> str | None:
     return None
 
 
+def _replayed(result: Any) -> bool:
+    response = getattr(result, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return any(k.lower() == "idempotent-replayed" and str(v).lower() == "true" for k, v in dict(headers).items())
+
+
 class Gateway:
     def __init__(
         self,
@@ -77,6 +89,7 @@ class Gateway:
         http_client = stripe.RequestsClient(timeout=TIMEOUT_SECONDS)
         self._client = stripe.StripeClient(
             settings.api_key,
+            stripe_version=API_VERSION,
             base_addresses={"api": settings.api_base},
             max_network_retries=0,
             http_client=http_client,
@@ -87,12 +100,14 @@ class Gateway:
         self.calls = 0  # requests Stripe answered successfully
         self.writes_skipped = 0  # writes a dry run did not send
         self._dry_ids = itertools.count(1)
+        self._dry_invoices: dict[str, dict[str, Any]] = {}  # stand-in invoices a dry run "created"
+        self._dry_items: dict[str, list[dict[str, Any]]] = {}  # stand-in items per invoice id
 
     def __repr__(self) -> str:  # never the key
         return f"Gateway({self.settings})"
 
     # ------------------------------------------------------------------ the request loop
-    def _call(self, label: str, fn: Callable[[], Any]) -> Any:
+    def _call(self, label: str, fn: Callable[[], Any], on_replay: Callable[[], Any] | None = None) -> Any:
         attempt = 0
         while True:
             self.throttle.acquire()
@@ -131,6 +146,8 @@ class Gateway:
                 self.calls += 1
             if self.on_call is not None:
                 self.on_call(label)
+            if on_replay is not None and attempt == 0 and _replayed(result):
+                return on_replay()  # a first attempt answered from an old request: nothing happened now
             return result.to_dict() if hasattr(result, "to_dict") else result
 
     def _backoff(self, attempt: int, rate_limited: bool) -> float:
@@ -179,11 +196,25 @@ class Gateway:
         )
 
     def update_customer(self, customer_id: str, params: dict[str, Any], key: str) -> dict[str, Any]:
-        return self._write(
-            "update customer",
-            lambda: self._client.v1.customers.update(customer_id, params=params, options=self._options(key)),
-            {"id": customer_id, "object": "customer", **params},
-        )
+        """An update replayed from an earlier request with the same key (the customer went back to a
+        state it had within Stripe's 24 hours) is sent again under a fresh key: setting the same
+        values twice is harmless, not setting them is not."""
+
+        def send(with_key: str, on_replay: Callable[[], Any] | None) -> Any:
+            return self._call(
+                "update customer",
+                lambda: self._client.v1.customers.update(customer_id, params=params, options=self._options(with_key)),
+                on_replay,
+            )
+
+        if self.dry_run:
+            return self._write("update customer", lambda: None, {"id": customer_id, "object": "customer", **params})
+        return send(key, lambda: send(f"{key}-again-{secrets.token_hex(6)}", None))
+
+    def list_customers(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every customer matching ``params`` (e.g. ``email``), newest first: the look-up where Stripe's
+        search is unavailable."""
+        return self._listed("list customers", lambda p: self._client.v1.customers.list(params=p), params)
 
     # ------------------------------------------------------------------ invoices
     def _listed(
@@ -206,7 +237,15 @@ class Gateway:
         )
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return self._call("retrieve invoice", lambda: self._client.v1.invoices.retrieve(invoice_id))
+        if invoice_id in self._dry_invoices:
+            invoice = dict(self._dry_invoices[invoice_id])
+        else:
+            invoice = self._call("retrieve invoice", lambda: self._client.v1.invoices.retrieve(invoice_id))
+        added = sum(int(i["amount"]) for i in self._dry_items.get(invoice_id, []))
+        if added and invoice.get("status") == "draft":  # what Stripe would show after the skipped writes
+            for total in ("subtotal", "total", "amount_due"):
+                invoice[total] = int(invoice.get(total) or 0) + added
+        return invoice
 
     def create_invoice(self, params: dict[str, Any], key: str) -> dict[str, Any]:
         stand_in = {
@@ -215,9 +254,13 @@ class Gateway:
             "status": "draft",
             "number": None,
             "hosted_invoice_url": None,
-            "total": 0,
             **params,
+            "discounts": [],
+            "automatic_tax": {"enabled": False},
+            **{total: 0 for total in ("subtotal", "total", "amount_due")},
         }
+        if self.dry_run:
+            self._dry_invoices[stand_in["id"]] = stand_in
         return self._write(
             "create invoice",
             lambda: self._client.v1.invoices.create(params=params, options=self._options(key)),
@@ -225,17 +268,27 @@ class Gateway:
         )
 
     def list_invoice_items(self, invoice_id: str) -> list[dict[str, Any]]:
-        return list(
-            self._listed(
-                "list invoice items", lambda p: self._client.v1.invoice_items.list(params=p), {"invoice": invoice_id}
+        found = (
+            []
+            if invoice_id in self._dry_invoices
+            else list(
+                self._listed(
+                    "list invoice items",
+                    lambda p: self._client.v1.invoice_items.list(params=p),
+                    {"invoice": invoice_id},
+                )
             )
         )
+        return found + self._dry_items.get(invoice_id, [])
 
     def create_invoice_item(self, params: dict[str, Any], key: str) -> dict[str, Any]:
+        stand_in = {"id": self._dry_id("ii_"), "object": "invoiceitem", **params}
+        if self.dry_run:
+            self._dry_items.setdefault(params["invoice"], []).append(stand_in)
         return self._write(
             "create invoice item",
             lambda: self._client.v1.invoice_items.create(params=params, options=self._options(key)),
-            {"id": self._dry_id("ii_"), "object": "invoiceitem", **params},
+            stand_in,
         )
 
     def finalize_invoice(self, invoice_id: str, params: dict[str, Any], key: str, stand_in: dict) -> dict[str, Any]:
@@ -245,11 +298,51 @@ class Gateway:
             {**stand_in, "status": "open"},
         )
 
+    def delete_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """Delete a draft (DELETE carries no idempotency key: Stripe deletes once; a second delete of
+        the same draft is a 404, which the caller reads as done)."""
+        return self._write(
+            "delete invoice",
+            lambda: self._client.v1.invoices.delete(invoice_id),
+            {"id": invoice_id, "object": "invoice", "deleted": True},
+        )
+
     def void_invoice(self, invoice_id: str, key: str, stand_in: dict) -> dict[str, Any]:
         return self._write(
             "void invoice",
             lambda: self._client.v1.invoices.void_invoice(invoice_id, options=self._options(key)),
             {**stand_in, "status": "void"},
+        )
+
+    # ------------------------------------------------------------------ credit notes (issue 9)
+    def list_invoice_lines(self, invoice_id: str) -> list[dict[str, Any]]:
+        return list(
+            self._listed(
+                "list invoice lines", lambda p: self._client.v1.invoices.line_items.list(invoice_id, params=p), {}
+            )
+        )
+
+    def list_credit_notes(self, **filters: str) -> list[dict[str, Any]]:
+        """Every credit note of one Stripe invoice (``invoice=``) or customer (``customer=``)."""
+        return list(self._listed("list credit notes", lambda p: self._client.v1.credit_notes.list(params=p), filters))
+
+    def create_credit_note(self, params: dict[str, Any], key: str) -> dict[str, Any]:
+        total = sum(int(x.get("amount", x.get("unit_amount", 0))) for x in params.get("lines", []))
+        settled = sum(params.get(k, 0) for k in ("refund_amount", "credit_amount", "out_of_band_amount"))
+        stand_in = {
+            "id": self._dry_id("cn_"),
+            "object": "credit_note",
+            "status": "issued",
+            "number": None,
+            "total": total,
+            "pre_payment_amount": total - settled,
+            "post_payment_amount": settled,
+            **params,
+        }
+        return self._write(
+            "create credit note",
+            lambda: self._client.v1.credit_notes.create(params=params, options=self._options(key)),
+            stand_in,
         )
 
     # ------------------------------------------------------------------ events

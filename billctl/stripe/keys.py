@@ -18,6 +18,10 @@ from billctl.config import Config
 from billctl.errors import ConfigError
 
 STRIPE_API_HOSTS = frozenset({"api.stripe.com"})
+# The Stripe API version every request names (``Stripe-Version``), pinned so that a rebuilt image never
+# silently talks a newer API. It is the version the pinned SDK (requirements.lock) speaks; upgrading
+# the SDK is a deliberate change of both, and tests/test_stripe_config.py fails until they agree.
+API_VERSION = "2026-10-28.endive"
 _KEY_RE = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]{4,}")
 _SECRET_RE = re.compile(r"\bwhsec_[A-Za-z0-9*]{4,}")
 _VALID_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]{8,}")

@@ -1,8 +1,12 @@
 """Pure rules of the Stripe integration: plain data in, plain data out, no I/O.
 
 What a tenant looks like as a Stripe customer, a local invoice line as a Stripe invoice item,
-the idempotency key of every write (derived from local ids and the step, DESIGN.md invariant 9),
-how a Stripe invoice's state maps to the local payment status, and the reconciliation diff.
+the idempotency key of every write (derived from local ids, the step and a digest of what is sent,
+DESIGN.md invariant 9), what a Stripe draft must look like before it may be finalized (invariant
+10), how a Stripe invoice's state maps to the local payment status, and the reconciliation diff.
+
+Amounts: local invoices hold billctl's minor units; Stripe's API amounts follow Stripe's rules for
+the currency (``billctl.core.money.to_stripe_amount``: UGX is sent ×100, for instance).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from billctl.core.money import MoneyError, format_amount, from_stripe_amount, to_stripe_amount
 
 META_INVOICE = "billctl_invoice"  # on Stripe invoices and invoice items: the local invoice number
 META_LINE = "billctl_line"  # on invoice items: the line's position on the local invoice
@@ -33,24 +39,42 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._:-]", "_", text)[:120]
 
 
-def customer_create_key(tenant_key: str, replacing: str | None = None) -> str:
+# Every key carries a digest of the parameters it is sent with, so a resend after a local edit is
+# a new request (never Stripe's idempotency_error), while a retry of the same request, minutes or
+# hours later, replays Stripe's first answer instead of acting twice. What makes a changed resend
+# safe differs per object:
+# - invoices and items: push looks the draft and its items up by metadata (Stripe's list endpoints,
+#   which are consistent) before creating anything an earlier run may have created;
+# - customers: the create sends only what never changes for a tenant (its metadata), so its key is
+#   stable and dedupes any retry within Stripe's 24 hours (after that, the lookup by metadata finds
+#   the customer); name and email follow as an update.
+
+
+def customer_create_key(tenant_key: str, params: Mapping[str, Any], replacing: str | None = None) -> str:
     """``replacing``: the id of a customer deleted in Stripe that this one replaces (a new key, or
     Stripe would replay the deleted customer's creation for a day)."""
     suffix = f"-replacing-{_safe(replacing)}" if replacing else ""
-    return f"billctl-tenant-{_safe(tenant_key)}-customer-create{suffix}"
+    return f"billctl-tenant-{_safe(tenant_key)}-customer-create{suffix}-{_digest(params)}"
 
 
-def customer_update_key(tenant_key: str, params: Mapping[str, Any]) -> str:
-    return f"billctl-tenant-{_safe(tenant_key)}-customer-update-{_digest(params)}"
+def customer_update_key(
+    tenant_key: str, customer_id: str, before: Mapping[str, Any], wanted: Mapping[str, Any], edited: str | None
+) -> str:
+    """The digest covers which customer, the customer as Stripe had it, the full wanted state and
+    when the tenant was last edited locally: a→b→a→b within a day is three different updates (not a
+    replay of the first one), and a retry of the same update replays."""
+    return f"billctl-tenant-{_safe(tenant_key)}-customer-update-" + _digest(
+        {"customer": customer_id, "before": before, "wanted": wanted, "edited": edited}
+    )
 
 
-def invoice_key(number: str, step: str) -> str:
-    """``step``: create | finalize | void."""
-    return f"billctl-inv-{_safe(number)}-{step}"
+def invoice_key(number: str, step: str, params: Mapping[str, Any] | None = None) -> str:
+    """``step``: create | finalize | void | delete."""
+    return f"billctl-inv-{_safe(number)}-{step}" + (f"-{_digest(params)}" if params is not None else "")
 
 
-def item_key(number: str, position: int) -> str:
-    return f"billctl-inv-{_safe(number)}-item-{position}"
+def item_key(number: str, position: int, params: Mapping[str, Any]) -> str:
+    return f"billctl-inv-{_safe(number)}-item-{position}-{_digest(params)}"
 
 
 def _digest(params: Mapping[str, Any]) -> str:
@@ -61,6 +85,21 @@ def _digest(params: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- customers
+
+
+def customer_create_params(tenant_key: str) -> dict[str, Any]:
+    """What a new customer is created with: only what never changes for the tenant (see the keys)."""
+    return {"metadata": {META_TENANT: tenant_key, "billctl": "tenant"}}
+
+
+def customer_view(remote: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a Stripe customer billctl manages (for the update key)."""
+    meta = remote.get("metadata") or {}
+    return {
+        "name": remote.get("name"),
+        "email": remote.get("email"),
+        "metadata": {k: meta.get(k) for k in (META_TENANT, "billctl")},
+    }
 
 
 def customer_params(tenant_key: str, name: str, email: str) -> dict[str, Any]:
@@ -110,6 +149,9 @@ class LineIn:
     unit_price: str | None
     amount_minor: int
     for_period: str | None = None
+    # a plan segment's own service period (base, usage, minimum lines of a segment), UTC
+    service_start: datetime | None = None
+    service_end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +175,10 @@ def invoice_params(inv: InvoiceIn, customer_id: str, collection_method: str, day
         "collection_method": collection_method,
         "auto_advance": False,  # billctl finalizes once every item is on; Stripe must not do it earlier
         "pending_invoice_items_behavior": "exclude",
+        # Stripe adds nothing of its own (invariant 10): no customer discount inherited (the empty
+        # string; an empty list would be dropped by the SDK and inherit), no tax of Stripe's
+        "discounts": "",
+        "automatic_tax": {"enabled": False},
         "description": f"{inv.number}: {inv.tenant_name or inv.tenant_key}, usage in {inv.period}",
         "metadata": {META_INVOICE: inv.number, META_TENANT: inv.tenant_key, "period": inv.period},
     }
@@ -165,9 +211,12 @@ def _epoch(at: datetime) -> int:
 
 
 def line_period(inv: InvoiceIn, line: LineIn) -> dict[str, int]:
-    """The service period of a line in Stripe's form (inclusive end: the last second)."""
+    """The service period of a line in Stripe's form (inclusive end: the last second): its plan
+    segment's, the period an adjustment belongs to, else the invoice's."""
     start, end = inv.period_start, inv.period_end
-    if line.for_period:
+    if line.service_start is not None and line.service_end is not None:
+        start, end = line.service_start, line.service_end
+    elif line.for_period:
         from billctl.core.periods import Period
 
         start, end = Period.parse(line.for_period).bounds(inv.timezone)
@@ -175,11 +224,13 @@ def line_period(inv: InvoiceIn, line: LineIn) -> dict[str, int]:
 
 
 def item_params(inv: InvoiceIn, line: LineIn, customer_id: str, stripe_invoice_id: str) -> dict[str, Any]:
+    """Raises MoneyError for an amount Stripe cannot charge in the currency."""
     return {
         "customer": customer_id,
         "invoice": stripe_invoice_id,
-        "amount": line.amount_minor,
+        "amount": to_stripe_amount(line.amount_minor, inv.currency),
         "currency": inv.currency.lower(),
+        "discountable": False,  # no Stripe discount may touch billctl's amounts (its tax line above all)
         "description": item_description(line, inv.currency),
         "period": line_period(inv, line),
         "metadata": {META_INVOICE: inv.number, META_LINE: str(line.position), "kind": line.kind},
@@ -193,6 +244,79 @@ def items_by_position(items: Iterable[Mapping[str, Any]], number: str) -> dict[i
         if meta.get(META_INVOICE) == number and str(meta.get(META_LINE, "")).isdigit():
             found[int(meta[META_LINE])].append(item)
     return found
+
+
+def show_amount(amount: int | None, currency: str) -> str:
+    """A Stripe API amount for people: "44.00 USD"."""
+    if amount is None:
+        return "none"
+    try:
+        return f"{format_amount(from_stripe_amount(amount, currency), currency)} {currency.upper()}"
+    except MoneyError:
+        return f"{amount} {currency.upper()} (Stripe's units)"
+
+
+def _ours(item: Mapping[str, Any], number: str) -> bool:
+    meta = item.get("metadata") or {}
+    return meta.get(META_INVOICE) == number and str(meta.get(META_LINE, "")).isdigit()
+
+
+def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> list[str]:
+    """How a Stripe draft differs from the local invoice, in words (empty: it matches and may be
+    finalized). Checked: currency, the item set (one item per local line, same amount and
+    currency, nothing else on the draft), subtotal, Stripe's discounts and tax, total. The customer
+    balance is not part of a draft's total (Stripe applies it at finalization)."""
+    cur = inv.currency.lower()
+    diffs: list[str] = []
+    items = list(items)
+    if (draft.get("currency") or "").lower() != cur:
+        diffs.append(f"currency {(draft.get('currency') or '?').upper()} instead of {inv.currency.upper()}")
+    by_position = items_by_position(items, inv.number)
+    for line in inv.lines:
+        wanted = to_stripe_amount(line.amount_minor, inv.currency)
+        found = by_position.get(line.position, [])
+        if not found:
+            diffs.append(f"line {line.position} ({line.kind}) is missing")
+        elif len(found) > 1:
+            diffs.append(f"line {line.position} is there {len(found)} times ({', '.join(i['id'] for i in found)})")
+        elif (found[0].get("currency") or "").lower() != cur:
+            diffs.append(f"line {line.position} is in {(found[0].get('currency') or '?').upper()}")
+        elif found[0].get("amount") != wanted:
+            diffs.append(
+                f"line {line.position} ({line.kind}) is {show_amount(found[0].get('amount'), cur)} "
+                f"instead of {show_amount(wanted, cur)}"
+            )
+    extra = sorted(set(by_position) - {line.position for line in inv.lines})
+    if extra:
+        diffs.append(f"items for lines {extra}, which the invoice does not have")
+    foreign = [i["id"] for i in items if not _ours(i, inv.number)]
+    if foreign:
+        diffs.append(f"items billctl did not add: {', '.join(foreign)}")
+    expected = to_stripe_amount(inv.total_minor, inv.currency)
+    if draft.get("subtotal") != expected:
+        diffs.append(f"subtotal {show_amount(draft.get('subtotal'), cur)} instead of {show_amount(expected, cur)}")
+    discounted = sum(int(d.get("amount") or 0) for d in draft.get("total_discount_amounts") or [])
+    applied = [d if isinstance(d, str) else d.get("id", "?") for d in draft.get("discounts") or []]
+    if discounted or applied:
+        diffs.append(
+            f"Stripe discounts of {show_amount(discounted, cur)}" + (f" ({', '.join(applied)})" if applied else "")
+        )
+    tax = sum(int(t.get("amount") or 0) for t in draft.get("total_taxes") or [])
+    if tax:
+        diffs.append(f"Stripe tax of {show_amount(tax, cur)} (billctl's tax is its own line)")
+    if (draft.get("automatic_tax") or {}).get("enabled"):
+        diffs.append("Stripe's automatic tax is on")
+    if draft.get("total") != expected:
+        diffs.append(f"total {show_amount(draft.get('total'), cur)} instead of {show_amount(expected, cur)}")
+    return diffs
+
+
+def balance_applied(remote: Mapping[str, Any]) -> int:
+    """What the customer's Stripe balance changed on a finalized invoice: amount_due − total
+    (negative: a credit reduced what is collected). Not a difference from billctl's invoice."""
+    if remote.get("status") in (None, "draft") or remote.get("amount_due") is None or remote.get("total") is None:
+        return 0
+    return int(remote["amount_due"]) - max(int(remote["total"]), 0)
 
 
 def match_invoices(remote: Iterable[Mapping[str, Any]], number: str) -> list[Mapping[str, Any]]:
@@ -251,7 +375,8 @@ class LocalInvoice:
     total_minor: int
     status: str  # local: finalized | void
     stripe_invoice_id: str | None
-    stripe_status: str | None
+    stripe_status: str | None  # also "deleted": a void invoice whose Stripe draft push deleted
+    stripe_error: str | None = None  # why the last push failed
 
 
 @dataclass(frozen=True)
@@ -281,6 +406,8 @@ def reconcile(local: Iterable[LocalInvoice], remote: Iterable[Mapping[str, Any]]
         matches = sorted(by_number.get(inv.number, []), key=lambda i: (i.get("created", 0), i["id"]))
         ids = tuple(m["id"] for m in matches)
         if not matches:
+            if inv.status == "void" and inv.stripe_status == "deleted":
+                continue  # its Stripe draft was deleted: nothing to collect, nothing to report
             if inv.status != "void" or inv.stripe_invoice_id:
                 where = f"stored id {inv.stripe_invoice_id} not found" if inv.stripe_invoice_id else "never pushed"
                 drifts.append(Drift(inv.number, inv.tenant_key, "missing", f"not in Stripe ({where})"))
@@ -300,21 +427,22 @@ def reconcile(local: Iterable[LocalInvoice], remote: Iterable[Mapping[str, Any]]
                     inv.number,
                     inv.tenant_key,
                     "incomplete",
-                    "still a draft in Stripe (re-run push)",
+                    "still a draft in Stripe (re-run push"
+                    + (f"; last push: {inv.stripe_error})" if inv.stripe_error else ")"),
                     (remote_inv["id"],),
                 )
             )
             continue
-        if (remote_inv.get("currency") or "").lower() != inv.currency.lower() or remote_inv.get(
-            "total"
-        ) != inv.total_minor:
+        expected = to_stripe_amount(inv.total_minor, inv.currency, check=False)
+        remote_currency = (remote_inv.get("currency") or "").lower()
+        if remote_currency != inv.currency.lower() or remote_inv.get("total") != expected:
             drifts.append(
                 Drift(
                     inv.number,
                     inv.tenant_key,
                     "amount",
-                    f"local {inv.total_minor} {inv.currency}, Stripe {remote_inv.get('total')} "
-                    f"{(remote_inv.get('currency') or '').upper()}",
+                    f"local {show_amount(expected, inv.currency)}, Stripe "
+                    + (show_amount(remote_inv.get("total"), remote_currency) if remote_currency else "?"),
                     (remote_inv["id"],),
                 )
             )

@@ -14,6 +14,11 @@ from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from . import currencies
+from .credit_notes import CreditNotesMixin
+from .discounts import Discounts
+from .ids import missing as _missing
+from .ids import new_id
 from .search import matcher
 from .validation import ParamError
 
@@ -173,21 +178,13 @@ MINIMUM_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "chf": 
 MAX_ATTEMPTS = 4
 AUTO_FINALIZE_DELAY = 3600  # Stripe finalizes auto_advance drafts about an hour after creation
 
-_ALNUM = string.ascii_letters + string.digits
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def new_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
-
-
-def _missing(kind: str, object_id: str, param: str = "id", status: int = 404) -> ParamError:
-    return ParamError(f"No such {kind}: '{object_id}'", param=param, code="resource_missing", status=status)
-
-
-class StripeState:
+class StripeState(Discounts, CreditNotesMixin):
     """All stored objects. ``now`` is the fake clock; ``on_event`` is told about every new event
-    and returns the number of webhook endpoints it will be delivered to."""
+    and returns the number of webhook endpoints it will be delivered to. Coupons and discounts are
+    in the ``Discounts`` mixin (discounts.py)."""
 
     def __init__(
         self,
@@ -207,9 +204,13 @@ class StripeState:
         self.events: list[dict[str, Any]] = []
         self.deleted: dict[str, dict[str, Any]] = {}
         self.payment_outcomes: dict[str, str] = {}
+        self.coupons: dict[str, dict[str, Any]] = {}
+        self.discount_objects: dict[str, dict[str, Any]] = {}
+        self.search_available = True  # False: Stripe's search is unavailable (India and some other accounts)
         self._invoice_number = 0
         self._line_ids: dict[str, str] = {}
         self._final_lines: dict[str, list[dict[str, Any]]] = {}  # invoice id -> lines frozen at finalization
+        self._init_credit_notes()
 
     # ------------------------------------------------------------------------------------ helpers
     def emit(
@@ -278,7 +279,14 @@ class StripeState:
         return merged
 
     def lookup(self, object_id: str) -> dict[str, Any] | None:
-        for table in (self.customers, self.invoices, self.invoiceitems):
+        for table in (
+            self.customers,
+            self.invoices,
+            self.invoiceitems,
+            self.coupons,
+            self.discount_objects,
+            self.credit_notes,
+        ):
             if object_id in table:
                 return table[object_id]
         return None
@@ -320,6 +328,8 @@ class StripeState:
     def search(
         self, items: list[dict[str, Any]], params: dict[str, Any], url: str, fields: set[str], resource: str
     ) -> dict[str, Any]:
+        if not self.search_available:  # what Stripe answers accounts without search (e.g. India)
+            raise ParamError("The search feature is temporarily unavailable in your region.")
         match = matcher(params["query"], fields, resource)
         limit = params.get("limit", 10)
         if not 1 <= limit <= 100:
@@ -559,6 +569,7 @@ class StripeState:
                 param="currency",
             )
         amount, quantity = self._item_amount(params, currency)
+        currencies.check_amount(amount, currency)
         period = params.get("period")
         if period and period["end"] < period["start"]:
             raise ParamError("The period end must be greater than or equal to the period start.", param="period[end]")
@@ -586,6 +597,7 @@ class StripeState:
             "tax_rates": params.get("tax_rates", []),
             "test_clock": None,
         }
+        item["discounts"] = self.resolve_discounts(params.get("discounts"), customer=customer, invoice_item=item["id"])
         self.invoiceitems[item["id"]] = item
         if customer["currency"] is None:
             customer["currency"] = currency
@@ -622,12 +634,17 @@ class StripeState:
             if not any(k in params for k in ("amount", "price_data", "unit_amount_decimal", "pricing")):
                 merged["unit_amount_decimal"] = Decimal(item["amount"]) / max(item["quantity"], 1)
             item["amount"], item["quantity"] = self._item_amount(merged, item["currency"])
+            currencies.check_amount(item["amount"], item["currency"])
             item["net_amount"] = item["amount"]
         for field in ("description", "discountable", "tax_rates"):
             if field in params:
                 item[field] = None if params[field] == "" else params[field]
         if "period" in params:
             item["period"] = dict(params["period"])
+        if "discounts" in params:
+            item["discounts"] = self.resolve_discounts(
+                params["discounts"], customer=self.customers[item["customer"]], invoice_item=item["id"]
+            )
         if "metadata" in params:
             item["metadata"] = self._merge_metadata(item["metadata"], params["metadata"])
         previous = {k: before[k] for k in item if before.get(k) != item[k]}
@@ -695,23 +712,32 @@ class StripeState:
             "taxes": [],
         }
 
+    def _priced_lines(self, invoice: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(lines with their discount amounts, the invoice's total_discount_amounts)."""
+        items = [i for i in self.invoiceitems.values() if i["invoice"] == invoice["id"]]
+        lines = [self._line(i) for i in items]
+        return lines, self.apply_discounts(invoice, lines, items)
+
     def invoice_lines(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
-        return [self._line(i) for i in self.invoiceitems.values() if i["invoice"] == invoice["id"]]
+        return self._priced_lines(invoice)[0]
 
     def _recompute(self, invoice: dict[str, Any]) -> None:
-        """Totals and embedded lines of a draft invoice, from its invoice items."""
+        """Totals and embedded lines of a draft invoice, from its invoice items and discounts (no tax:
+        FakeStripe computes none, even with automatic_tax enabled)."""
         if invoice["status"] != "draft":
             return
-        lines = self.invoice_lines(invoice)
+        lines, discounts = self._priced_lines(invoice)
         subtotal = sum(line["amount"] for line in lines)
+        total = subtotal - sum(d["amount"] for d in discounts)
         invoice.update(
             {
                 "subtotal": subtotal,
                 "subtotal_excluding_tax": subtotal,
-                "total": subtotal,
-                "total_excluding_tax": subtotal,
-                "amount_due": max(subtotal, 0),
-                "amount_remaining": max(subtotal, 0) - invoice["amount_paid"],
+                "total": total,
+                "total_excluding_tax": total,
+                "total_discount_amounts": discounts,
+                "amount_due": max(total, 0),
+                "amount_remaining": max(total, 0) - invoice["amount_paid"],
                 "lines": {
                     "object": "list",
                     "data": lines[:10],
@@ -749,7 +775,7 @@ class StripeState:
             "auto_advance": auto_advance,
             "automatic_tax": {
                 "disabled_reason": None,
-                "enabled": False,
+                "enabled": bool((params.get("automatic_tax") or {}).get("enabled", False)),
                 "liability": None,
                 "provider": None,
                 "status": None,
@@ -821,6 +847,9 @@ class StripeState:
             "total_taxes": [],
             "webhooks_delivered_at": None,
         }
+        invoice["discounts"] = self.resolve_discounts(
+            params.get("discounts"), customer=customer, invoice=invoice["id"], inherit=True
+        )
         self.invoices[invoice["id"]] = invoice
         if params.get("pending_invoice_items_behavior") == "include":
             for item in self.invoiceitems.values():
@@ -913,6 +942,13 @@ class StripeState:
                 )
         if "metadata" in params:
             invoice["metadata"] = self._merge_metadata(invoice["metadata"], params["metadata"])
+        if "discounts" in params:
+            invoice["discounts"] = self.resolve_discounts(
+                params["discounts"], customer=self.customers[invoice["customer"]], invoice=invoice["id"]
+            )
+        if "automatic_tax" in params:
+            invoice["automatic_tax"]["enabled"] = bool(params["automatic_tax"].get("enabled"))
+        self._recompute(invoice)
         previous = {k: before[k] for k in invoice if before.get(k) != invoice[k]}
         if previous:
             self.emit("invoice.updated", invoice, req, previous)
@@ -1006,6 +1042,7 @@ class StripeState:
     # ------------------------------------------------------------------------ invoice lifecycle
     def _finalize(self, invoice: dict[str, Any], req: dict[str, Any] | None) -> None:
         self._recompute(invoice)
+        currencies.check_amount(invoice["total"], invoice["currency"], "id")
         now = self.now()
         customer = self.customers.get(invoice["customer"])
         self._final_lines[invoice["id"]] = self.invoice_lines(invoice)
@@ -1032,6 +1069,7 @@ class StripeState:
             }
         )
         invoice["status_transitions"]["finalized_at"] = now
+        self.end_once_discounts(invoice)
         if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:
             invoice["due_date"] = now + DAY * (invoice["days_until_due"] or 0)
         self.emit("invoice.finalized", invoice, req)

@@ -74,7 +74,18 @@ ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
         ("POST", rf"/v1/invoices/{_ID}/mark_uncollectible", "InvoiceMarkUncollectibleParams",
          "mark_uncollectible"),
         ("POST", rf"/v1/invoices/{_ID}/send", "InvoiceSendInvoiceParams", "send_invoice"),
+        # credit notes (credit_notes.py)
+        ("POST", r"/v1/credit_notes", "CreditNoteCreateParams", "create_credit_note"),
+        ("GET", r"/v1/credit_notes", "CreditNoteListParams", "list_credit_notes"),
+        ("GET", rf"/v1/credit_notes/{_ID}", "CreditNoteRetrieveParams", "retrieve_credit_note"),
+        ("POST", rf"/v1/credit_notes/{_ID}", "CreditNoteUpdateParams", "update_credit_note"),
+        ("GET", rf"/v1/credit_notes/{_ID}/lines", "CreditNoteListLinesParams", "list_credit_note_lines"),
+        ("POST", rf"/v1/credit_notes/{_ID}/void", "CreditNoteVoidCreditNoteParams", "void_credit_note"),
         ("GET", r"/v1/events", "EventListParams", "list_events"),
+        # coupons and customer discounts (discounts.py)
+        ("POST", r"/v1/coupons", "CouponCreateParams", "create_coupon"),
+        ("GET", rf"/v1/coupons/{_ID}", "CouponRetrieveParams", "retrieve_coupon"),
+        ("DELETE", rf"/v1/customers/{_ID}/discount", "CustomerDeleteDiscountParams", "delete_customer_discount"),
         ("GET", rf"/v1/events/{_ID}", "EventRetrieveParams", "retrieve_event"),
     ]
 ]
@@ -152,6 +163,7 @@ class LoggedRequest(NamedTuple):
     status: int | None  # None: the connection was dropped without a response
     idempotency_key: str | None
     received: float = 0.0  # real time.time() when the request arrived (rates are measured on this)
+    stripe_version: str | None = None  # the request's Stripe-Version header (None: the account default)
 
 
 class WebhookDelivery(NamedTuple):
@@ -294,6 +306,10 @@ class FakeStripe:
         return self.state.invoiceitems
 
     @property
+    def credit_notes(self) -> dict[str, dict[str, Any]]:
+        return self.state.credit_notes
+
+    @property
     def events(self) -> list[dict[str, Any]]:
         return self.state.events
 
@@ -386,6 +402,23 @@ class FakeStripe:
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+
+    # ----------------------------------------------------------- discounts and search (controls)
+    def give_customer_discount(self, customer_id: str, coupon_id: str) -> dict[str, Any]:
+        """Attach a coupon to a customer, as the Dashboard or Checkout can (the API no longer can):
+        invoices created without ``discounts`` then inherit it. Returns the discount."""
+        with self._lock:
+            return public(self.state.give_customer_discount(customer_id, coupon_id))
+
+    @property
+    def search_available(self) -> bool:
+        return self.state.search_available
+
+    @search_available.setter
+    def search_available(self, available: bool) -> None:
+        """False: every search request is refused as Stripe refuses accounts without search (India)."""
+        with self._lock:
+            self.state.search_available = available
 
     def set_payment_outcome(self, customer: str, outcome: str) -> None:
         """Payments of this customer (its id, its email, or the value of a metadata key containing
@@ -665,14 +698,16 @@ class FakeStripe:
             self._recent.append(now)
             return True
 
-    def _log(self, method: str, path: str, status: int | None, idempotency_key: str | None) -> None:
+    def _log(self, handler: _Handler, method: str, path: str, status: int | None,
+             idempotency_key: str | None) -> None:
         with self._lock:
             received = getattr(self._arrival, "at", (time.time(), 0.0))[0]
-            self.request_log.append(LoggedRequest(time.time(), method, path, status, idempotency_key, received))
+            self.request_log.append(LoggedRequest(time.time(), method, path, status, idempotency_key, received,
+                                                  handler.headers.get("Stripe-Version")))
 
     def _send(self, handler: _Handler, response: _Response, method: str, path: str,
               idempotency_key: str | None, request_id: str) -> None:
-        self._log(method, path, response.status, idempotency_key)
+        self._log(handler, method, path, response.status, idempotency_key)
         headers = {
             "Content-Type": "application/json",
             "Content-Length": str(len(response.body)),
@@ -694,7 +729,7 @@ class FakeStripe:
             handler.close_connection = True
 
     def _drop(self, handler: _Handler, method: str, path: str, idempotency_key: str | None) -> None:
-        self._log(method, path, None, idempotency_key)
+        self._log(handler, method, path, None, idempotency_key)
         handler.close_connection = True
         with contextlib.suppress(OSError):
             handler.connection.shutdown(socket.SHUT_RDWR)

@@ -101,10 +101,21 @@ def test_graduated_flat_fee_charged_when_tier_reached():
 def test_krw_and_bhd_rounding():
     krw = plan({"model": "per_unit", "unit_price": "0.5"}, currency="KRW")
     assert total(krw, {"*": 3}) == Decimal("2")  # 1.5 -> 2, half up
+    # three-decimal currencies are billed to 0.01: Stripe wants their amounts to end in 0
     bhd = plan({"model": "per_unit", "unit_price": "0.0005"}, currency="BHD")
-    assert total(bhd, {"*": 3}) == Decimal("0.002")  # 0.0015 -> 0.002
+    assert total(bhd, {"*": 3}) == Decimal("0.000")  # 0.0015 -> 0.00
+    assert total(bhd, {"*": 10}) == Decimal("0.010")  # 0.005 -> 0.01
     draft = rate(currency="BHD", segments=[Segment(START, END, bhd, {"*": 1001})], tax_rate=Decimal("10"))
-    assert draft.subtotal == Decimal("0.501") and draft.tax == Decimal("0.050")
+    assert draft.subtotal == Decimal("0.500") and draft.tax == Decimal("0.050")  # 0.5005 -> 0.50
+
+
+def test_whole_unit_currencies_round_to_whole_units():
+    """ISK and UGX: Stripe charges whole units only (ISK is stored with two decimals, UGX with none)."""
+    for currency in ("ISK", "UGX"):
+        p = plan({"model": "per_unit", "unit_price": "0.25"}, currency=currency)
+        assert total(p, {"*": 10}) == Decimal("3")  # 2.50 -> 3, half up
+        draft = rate(currency=currency, segments=[Segment(START, END, p, {"*": 13})], tax_rate=Decimal("24"))
+        assert draft.subtotal == Decimal("3") and draft.tax == Decimal("1")  # 3.25 -> 3; 0.72 -> 1
 
 
 def test_each_line_rounded_once_then_summed_then_tax_once():
