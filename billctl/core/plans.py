@@ -88,7 +88,8 @@ class _Checker:
             return None
         if payable and self.currency and not fits_minor_unit(number, self.currency):
             self.problems.append(
-                f"{field}: {shown} is finer than {self.currency} allows ({billing_rule(self.currency)})"
+                f"{field}: {number if len(str(number)) <= bounds.ECHO else shown} is finer than {self.currency} "
+                f"allows ({billing_rule(self.currency)})"
             )
             return None
         return number
