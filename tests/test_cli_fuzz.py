@@ -121,6 +121,9 @@ GOOD = {
     "ids": ["0-1", "1-0"],
     "at": ["2026-10-20T14:00Z"],
     "version": ["1", "2"],
+    "line": ["1", "2", "99"],
+    "amount": ["1.00", "0.01", "0.001", "1e30", "-5"],
+    "settle": ["refund", "balance", "out-of-band"],
 }
 INTEGERS = {"limit", "top", "workers", "port", "max_events", "days", "window", "min_units", "threshold", "version"}
 FILES = {"file", "path"}
