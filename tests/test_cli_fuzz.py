@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from billctl.cli.app import app
 from tests.helpers import seed_october, sqlite_snapshot
 
-EXAMPLES = int(os.environ.get("BILLCTL_FUZZ_EXAMPLES", "6"))  # per command; 44 commands: ~30 s
+EXAMPLES = int(os.environ.get("BILLCTL_FUZZ_EXAMPLES", "6"))  # per command: ~35 s in all on an idle machine
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10}  # errors.ExitCode without 1 (internal) and 143 (SIGTERM)
 UNCHANGED_ON = {2, 3, 4, 5, 7, 8, 9}  # failures; 6 (partial) and 10 (found) may have done their part
 # A run records each step it attempted, a failed one too (run_step): that is its trail, not its work.
