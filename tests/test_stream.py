@@ -240,10 +240,11 @@ def test_trim_respects_other_consumer_groups(tenants: Cli, r, stream: str) -> No
 
 def test_shards_are_read_and_entry_ids_qualified_per_shard(tenants: Cli, r, stream: str) -> None:
     tenants.env["BILLCTL_STREAM_SHARDS"] = "3"
+    recent = int(time.time() * 1000) - 60_000  # the entries' time is the events' ts: inside the window
     for shard in range(3):
         for i in range(5):
             # the same explicit entry ids on every shard: different events
-            r.xadd(f"{stream}:{shard}", {"tenant_id": "acme"}, id=f"1700000000000-{i + 1}")
+            r.xadd(f"{stream}:{shard}", {"tenant_id": "acme"}, id=f"{recent}-{i + 1}")
     report = tenants("usage", "aggregate", "-o", "json").json()
     assert report["counted"] == 15 and report["duplicates"] == 0
     assert all(r.xlen(f"{stream}:{shard}") == 0 for shard in range(3))
@@ -338,7 +339,8 @@ def test_dead_letters_list_and_replay_after_the_fix(tenants: Cli, r, stream: str
     tenants("usage", "aggregate")
     assert units_by_tenant(tenants.db_url) == {"initech": 7}
     # without a terminal, replay asks for --yes
-    r.xadd(f"{stream}:dead", {"tenant_id": "acme", "_source": stream, "_id": "1-1", "_reason": "x"})
+    entry_id = f"{int(time.time() * 1000)}-1"  # its time is the event's ts: inside the window, replayable
+    r.xadd(f"{stream}:dead", {"tenant_id": "acme", "_source": stream, "_id": entry_id, "_reason": "x"})
     refused = tenants("usage", "dead-letters", "replay", expect=3)
     assert "--yes" in refused.stderr
 

@@ -41,7 +41,15 @@ from billctl.core.events import MAX_FIELD, Event, EventError, parse_flat
 from billctl.db.models import StreamOffset
 from billctl.errors import ConfigError
 from billctl.services.context import App
-from billctl.services.usage import TenantInfo, UsageReport, _check_alignment, _insert, apply_events, tenant_directory
+from billctl.services.usage import (
+    TenantInfo,
+    UsageReport,
+    _check_alignment,
+    _insert,
+    apply_events,
+    event_window,
+    tenant_directory,
+)
 from billctl.stream.redis_stream import Entry, StreamClient
 
 
@@ -128,7 +136,7 @@ class Parser:
 
     def __init__(self, app: App, tenants: dict[str, TenantInfo]) -> None:
         self.prefixes = {s: id_prefix(app, s) for s in stream_names(app)}
-        self.max_future_ms = app.config["usage.max_future_seconds"] * 1000
+        self.config = app.config
         self.bucket_seconds = app.config["usage.bucket_seconds"]
         self.set_tenants(tenants)
         self._endpoints: dict[bytes, str] = {}
@@ -137,7 +145,8 @@ class Parser:
         self.directory = {key.encode(): (info.id, info.person) for key, info in tenants.items()}
 
     def parse(self, chunk: _Chunk) -> None:
-        now_limit = int(time.time() * 1000) + self.max_future_ms
+        window = event_window(self.config)
+        earliest, latest = window.earliest_ms, window.latest_ms
         bucket_ms = self.bucket_seconds * 1000
         directory, endpoints = self.directory, self._endpoints
         blake2b, from_bytes = hashlib.blake2b, int.from_bytes
@@ -179,7 +188,7 @@ class Parser:
                     slow.append(entry)
                     continue
                 name = endpoints[endpoint] = endpoint.decode()
-            if ts_ms > now_limit:
+            if not earliest <= ts_ms <= latest:
                 slow.append(entry)
                 continue
             key = from_bytes(blake2b(event_id, digest_size=8, person=tenant[1]).digest(), "big", signed=True)
@@ -191,14 +200,14 @@ class Parser:
 
     def parse_slow(self, chunk: _Chunk) -> tuple[list[tuple[tuple[str, bytes], Event]], list[tuple[str, str]]]:
         """The general path for the chunk's leftover entries: events, and (where, reason) for bad ones."""
-        now_ms = int(time.time() * 1000)
+        window = event_window(self.config)
         prefix = self.prefixes.get(chunk.stream, "")
         events: list[tuple[tuple[str, bytes], Event]] = []
         dead: list[tuple[str, str]] = []
         for entry_id, flat in chunk.slow:
             try:
                 events.append(
-                    ((chunk.stream, entry_id), parse_flat(flat, entry_id, prefix, now_ms, self.max_future_ms))
+                    ((chunk.stream, entry_id), parse_flat(flat, entry_id, prefix, window))
                 )
             except EventError as exc:
                 dead.append((f"{chunk.stream}/{entry_id.decode()}", str(exc)))

@@ -11,13 +11,14 @@ from datetime import timedelta
 import pendulum
 import sqlalchemy as sa
 
+from billctl.core.bounds import quote
 from billctl.core.events import EventError, parse_flat
 from billctl.core.periods import Period
 from billctl.db.models import SeenEvent, Tenant, UsageBucket
 from billctl.services.aggregate import dead_letter_name, id_prefix, stream_names
 from billctl.services.context import App
 from billctl.services.tenants import get_tenant
-from billctl.services.usage import tenant_directory
+from billctl.services.usage import event_window, tenant_directory
 from billctl.stream.redis_stream import StreamClient, id_ms
 
 
@@ -166,19 +167,16 @@ def list_dead_letters(app: App, limit: int = 100, check: bool = False) -> tuple[
         if check and letters:
             with app.engine.connect() as conn:
                 tenants = tenant_directory(conn)
-            max_future_ms = app.config["usage.max_future_seconds"] * 1000
-            now_ms = int(time.time() * 1000)
+            window = event_window(app.config)
             for letter in letters:
                 flat = [x.encode() for kv in letter.fields.items() for x in kv]
                 try:
-                    event = parse_flat(
-                        flat, letter.source_id.encode(), id_prefix(app, letter.source), now_ms, max_future_ms
-                    )
+                    event = parse_flat(flat, letter.source_id.encode(), id_prefix(app, letter.source), window)
                 except EventError as exc:
                     letter.problem = str(exc)
                     continue
                 if event.tenant not in tenants:
-                    letter.problem = f"unknown tenant '{event.tenant}'"
+                    letter.problem = f"unknown tenant {quote(event.tenant)}"
         return total, letters
     finally:
         client.close()
