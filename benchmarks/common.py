@@ -65,14 +65,16 @@ def seed_tenants(url: str, tenants: int, plan: dict | None = None, *, email: boo
 
     engine = create_db_engine(url)
     upgrade(engine)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # PostgreSQL or SQLite
         conn.execute(
             sa.text(
                 "INSERT INTO tenant (key, name, email, timezone, currency, tax_rate, status, created_at, updated_at) "
-                "SELECT 't' || (g - 1), 'Tenant ' || g, CASE WHEN :email THEN 'billing@t' || g || '.test' ELSE '' END,"
-                " 'UTC', 'USD', '0', 'active', now(), now() FROM generate_series(1, :n) g"
+                "VALUES (:key, :name, :email, 'UTC', 'USD', '0', 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             ),
-            {"n": tenants, "email": email},
+            [
+                {"key": f"t{g - 1}", "name": f"Tenant {g}", "email": f"billing@t{g}.test" if email else ""}
+                for g in range(1, tenants + 1)
+            ],
         )
     if plan is not None:
         app = App(config=load_config(None, {"database.url": url}, env={}))

@@ -17,7 +17,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from billctl.core.bounds import is_utf8, quote
 from billctl.errors import ConfigError
+from billctl.files import read_text
 
 ENV_PREFIX = "BILLCTL_"
 DEFAULT_CONFIG_FILE = "billctl.toml"
@@ -38,23 +40,36 @@ def _int(value: Any) -> int:
         raise ValueError("must be an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,30}", value.strip()):
         return int(value)
     raise ValueError("must be an integer")
 
 
-def _positive_int(value: Any) -> int:
-    number = _int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    """An integer in [low, high]: every count, size and duration has a sane upper bound (a
+    duration of 10^20 seconds would overflow the date arithmetic that uses it)."""
+
+    def parse(value: Any) -> int:
+        number = _int(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low:,} and {high:,}")
+        return number
+
+    return parse
 
 
-def _non_negative_int(value: Any) -> int:
-    number = _int(value)
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
+def _text(max_len: int) -> Callable[[Any], str]:
+    """A string of at most ``max_len`` characters without control characters."""
+
+    def parse(value: Any) -> str:
+        text = _str(value)
+        if len(text) > max_len:
+            raise ValueError(f"{len(text):,} characters is too long (at most {max_len})")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            raise ValueError("must not contain control characters")
+        return text
+
+    return parse
 
 
 def _status_ranges(value: Any) -> str:
@@ -68,37 +83,47 @@ def _status_ranges(value: Any) -> str:
     return text
 
 
-def _decimal_text(value: Any) -> str:
+def _multiple(value: Any) -> str:
+    """A non-negative multiple, at most 1,000, at most 4 decimal places (a decimal string)."""
     from decimal import Decimal, InvalidOperation
+
+    from billctl.core.bounds import decimals, quote
 
     if isinstance(value, float):
         raise ValueError("write it as a string, e.g. \"5\" (floats are inexact)")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("must be a number written as a string, e.g. \"5\"")
     text = str(value).strip()
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not number.is_finite() or number < 0:
-        raise ValueError("must be a number >= 0")
+        raise ValueError(f"{quote(text)} is not a number") from None
+    if not number.is_finite() or not 0 <= number <= 1000 or decimals(number) > 4:
+        raise ValueError("must be a number from 0 to 1000 with at most 4 decimal places")
     return text
 
 
 def _amounts(value: Any) -> str:
-    """'USD=10000,EUR=9000': a money amount per currency."""
+    """'USD=10000,EUR=9000': a money amount per currency, each within the bounds of a plan amount."""
     from decimal import Decimal, InvalidOperation
 
-    from billctl.core.money import is_known_currency
+    from billctl.core.bounds import MAX_AMOUNT_MINOR, minor_limit, quote
+    from billctl.core.money import exponent, fits_minor_unit, is_known_currency
 
     text = _str(value).replace(" ", "")
     for part in filter(None, text.split(",")):
         code, sep, amount = part.partition("=")
         if not sep or not is_known_currency(code.upper()):
-            raise ValueError(f"{part!r}: write CURRENCY=AMOUNT, e.g. USD=10000")
+            raise ValueError(f"{quote(part)}: write CURRENCY=AMOUNT, e.g. USD=10000")
         try:
-            if Decimal(amount) <= 0:
-                raise ValueError(f"{part!r}: the amount must be positive")
+            number = Decimal(amount)
         except InvalidOperation:
-            raise ValueError(f"{part!r}: {amount!r} is not an amount") from None
+            raise ValueError(f"{quote(part)}: {quote(amount)} is not an amount") from None
+        limit = minor_limit(MAX_AMOUNT_MINOR, exponent(code))
+        if not number.is_finite() or not 0 < number <= limit:
+            raise ValueError(f"{quote(part)}: the amount must be above 0 and at most {limit:,}")
+        if not fits_minor_unit(number, code):
+            raise ValueError(f"{quote(part)}: {amount} is finer than {code.upper()} allows")
     return text
 
 
@@ -137,12 +162,14 @@ def _currency(value: Any) -> str:
 def _number_pattern(value: Any) -> str:
     pattern = _str(value)
     try:
-        pattern.format(period="2026-10", seq=1, year=2026, month=10)
-    except (KeyError, IndexError, ValueError) as exc:
+        longest = pattern.format(period="2026-10", seq=10**12, year=2026, month="10")
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         hint = "placeholders are {period}, {year}, {month}, {seq}"
-        raise ValueError(f"invalid pattern ({exc}); {hint}") from None
+        raise ValueError(f"invalid pattern ({str(exc)[:80]}); {hint}") from None
     if "{seq" not in pattern:
         raise ValueError("must contain {seq} (e.g. {seq:06d}) so numbers are unique")
+    if len(longest) > 64:  # invoice.number is 64 characters
+        raise ValueError(f"gives numbers of {len(longest)} characters; invoice numbers hold at most 64")
     return pattern
 
 
@@ -197,14 +224,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "database.url",
         "sqlite:///billctl.db",
-        _str,
+        _text(2000),
         "SQLAlchemy URL. SQLite file (embedded default) or postgresql+psycopg://user@host/db. "
         "Put no password here: use BILLCTL_DATABASE_PASSWORD or database.password_file.",
     ),
     Setting(
         "database.password_file",
         "",
-        _str,
+        _text(4096),
         "Path of a file holding the database password (e.g. a mounted Kubernetes Secret).",
     ),
     Setting(
@@ -238,7 +265,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "billing.adjustment_lookback_months",
         12,
-        _positive_int,
+        _int_range(1, 24),
         "How many finalized months back late usage is looked for and billed as adjustments.",
     ),
     Setting(
@@ -251,20 +278,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "usage.dedupe_days",
         45,
-        _positive_int,
+        _int_range(1, 3650),
         "Dedupe window: a repeated (tenant, event_id) is recognised for this many days after it was "
         "first counted (16 bytes per event id in the database; `billctl usage prune` drops older ids).",
     ),
     Setting(
         "usage.max_future_seconds",
         300,
-        _positive_int,
-        "Events stamped further than this in the future are rejected (dead-lettered), not counted.",
+        _int_range(1, 7 * 86400),
+        "Events stamped further than this in the future are rejected (dead-lettered, or reported by line "
+        "on import), not counted: a producer's clock may run this much ahead.",
+    ),
+    Setting(
+        "usage.max_past_days",
+        400,
+        _int_range(1, 3650),
+        "Events stamped more than this many days ago are rejected like future ones. The default covers "
+        "backfills of the last months and billing.adjustment_lookback_months (12) with room to spare.",
     ),
     Setting(
         "redis.url",
         "redis://127.0.0.1:6379/0",
-        _str,
+        _text(2000),
         "Redis URL of the usage stream. Put no password here: use BILLCTL_REDIS_PASSWORD.",
     ),
     Setting(
@@ -275,50 +310,60 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
         in_toml=False,
     ),
-    Setting("stream.name", "api_stream", _str, "Redis Stream the gateways append usage events to."),
+    Setting("stream.name", "api_stream", _text(150), "Redis Stream the gateways append usage events to."),
     Setting(
         "stream.shards",
         0,
-        _non_negative_int,
+        _int_range(0, 1024),
         "0: one stream named stream.name; N: N shards named <stream.name>:0 ... <stream.name>:N-1.",
     ),
-    Setting("stream.group", "billctl", _str, "Consumer group the aggregators share."),
+    Setting("stream.group", "billctl", _text(100), "Consumer group the aggregators share."),
     Setting(
         "stream.consumer",
         "",
-        _str,
+        _text(200),
         "This process's consumer name in the group (default: <hostname>-<pid>).",
     ),
-    Setting("stream.read_count", 1000, _positive_int, "Entries per XREADGROUP call."),
+    Setting("stream.read_count", 1000, _int_range(1, 100_000), "Entries per XREADGROUP call."),
     Setting(
         "stream.batch_events",
         100000,
-        _positive_int,
+        _int_range(1, 10_000_000),
         "Entries per database transaction (larger: faster; memory grows with it, not the stream).",
     ),
-    Setting("stream.block_ms", 2000, _positive_int, "With --follow: how long one read waits for new entries."),
+    Setting(
+        "stream.flush_ms",
+        1000,
+        _int_range(1, 3_600_000),
+        "Commit at least this often (and at every full batch): a quiet stream's usage reaches the "
+        "database within about this long.",
+    ),
+    Setting(
+        "stream.block_ms", 2000, _int_range(1, 3_600_000), "With --follow: how long one read waits for new entries."
+    ),
     Setting(
         "stream.claim_idle_ms",
         60000,
-        _positive_int,
-        "Entries left pending this long by another (dead) consumer are claimed and counted here.",
+        _int_range(1, 86_400_000),
+        "Entries left pending this long by another (dead) consumer are claimed and counted here "
+        "(never a consumer's own; at least 10 x stream.flush_ms).",
     ),
     Setting(
         "stream.retention_seconds",
         0,
-        _non_negative_int,
+        _int_range(0, 3650 * 86400),
         "Keep counted entries this long before trimming them (0: trim as soon as every group has them).",
     ),
     Setting(
         "stream.dead_letter",
         "",
-        _str,
+        _text(200),
         "Dead-letter stream for entries that cannot be counted (default: <stream.name>:dead).",
     ),
     Setting(
         "gateway.tenant_field",
         "x-tenant-id",
-        _str,
+        _text(200),
         "Gateway access logs: the field (a request header logged by Envoy/Istio) holding the tenant id.",
     ),
     Setting(
@@ -343,33 +388,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "monthly.hold_multiple",
         "5",
-        _decimal_text,
+        _multiple,
         "Hold an invoice whose total exceeds this multiple of the tenant's previous invoice (0 = never); "
         "a stolen API key looks like this.",
     ),
     Setting(
         "monthly.zero_usage_min_previous",
         1000,
-        _non_negative_int,
+        _int_range(0, 10**15),
         "Report tenants with no usage this period that had at least this many units the period before.",
     ),
     Setting(
         "monthly.lock_stale_seconds",
         900,
-        _positive_int,
+        _int_range(1, 7 * 86400),
         "A run lock not renewed for this long (its run was killed) may be taken over by the next run.",
     ),
     Setting(
         "monthly.lock_group",
         "",
-        _str,
+        _text(200),
         "Runs of one group (e.g. the pods of one Kubernetes Job, whose retries start only after the failed "
         "pod stopped) take over each other's lock at once instead of waiting for it to go stale.",
     ),
     Setting(
         "monthly.pushgateway_url",
         "",
-        _str,
+        _text(2000),
         "Prometheus Pushgateway base URL for run metrics, e.g. http://pushgateway:9091 ('' = off).",
     ),
     Setting("output.format", "table", _output, "Default output format: table, json or csv."),
@@ -385,7 +430,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "stripe.api_key_file",
         "",
-        _str,
+        _text(4096),
         "Path of a file holding the Stripe key (e.g. a mounted Kubernetes Secret).",
     ),
     Setting(
@@ -405,7 +450,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "stripe.max_retries",
         5,
-        _positive_int,
+        _int_range(1, 100),
         "Retries of one Stripe request after 429, 409, 5xx or a dropped connection (with backoff).",
     ),
     Setting(
@@ -415,7 +460,7 @@ SETTINGS: tuple[Setting, ...] = (
         "charge_automatically (Stripe charges the customer's default payment method) or send_invoice "
         "(Stripe emails the invoice, payable within stripe.days_until_due days).",
     ),
-    Setting("stripe.days_until_due", 30, _positive_int, "Payment terms for send_invoice invoices, in days."),
+    Setting("stripe.days_until_due", 30, _int_range(1, 3650), "Payment terms for send_invoice invoices, in days."),
     Setting(
         "stripe.webhook_secret",
         "",
@@ -425,7 +470,7 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
         in_toml=False,
     ),
-    Setting("stripe.webhook_secret_file", "", _str, "Path of a file holding the webhook signing secret."),
+    Setting("stripe.webhook_secret_file", "", _text(4096), "Path of a file holding the webhook signing secret."),
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
@@ -446,11 +491,7 @@ class Config:
         url = make_url(self["database.url"])
         password = self["database.password"]
         if not password and self["database.password_file"]:
-            path = Path(self["database.password_file"])
-            try:
-                password = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"database.password_file: cannot read {path}: {exc.strerror}") from None
+            password = read_text(self["database.password_file"], "database.password_file", ConfigError).strip()
         if password and url.password is None and not url.drivername.startswith("sqlite"):
             url = url.set(password=password)
         return url.render_as_string(hide_password=False)
@@ -508,8 +549,39 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _suggest(key: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(key, [s.key for s in SETTINGS if s.in_toml], n=1)
+    close = difflib.get_close_matches(key[:100], [s.key for s in SETTINGS if s.in_toml], n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _url_password(value: Any) -> bool:
+    """Whether a URL (database or Redis) carries a password; False when it is no URL at all (the
+    setting's own check reports that)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        return False
+    try:
+        return bool(urlsplit(value).password)
+    except ValueError:
+        return False
+
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")  # drivers: pysqlite, psycopg (3)
+DATABASE_URL_HINT = "use sqlite:///PATH (e.g. sqlite:///billctl.db) or postgresql+psycopg://USER@HOST/DB"
+
+
+def _check_database_url(url: str) -> None:
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(
+            f"database.url {quote(redact_url(url))} is not a database URL", hint=DATABASE_URL_HINT
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    ok = (backend == "sqlite" and driver in ("", "pysqlite")) or (backend == "postgresql" and driver in ("", "psycopg"))
+    if not ok:
+        raise ConfigError(f"database.url: unsupported database {quote(parsed.drivername)}", hint=DATABASE_URL_HINT)
 
 
 def load_config(
@@ -525,25 +597,35 @@ def load_config(
     if path is not None:
         if not path.exists():
             if must_exist:
-                raise ConfigError(f"config file {path} does not exist", hint="create one with `billctl config init`")
+                raise ConfigError(
+                    f"config file {quote(str(path))} does not exist", hint="create one with `billctl config init`"
+                )
         else:
+            text = read_text(str(path), "config file", ConfigError)
             try:
-                file_values = _flatten(tomllib.loads(path.read_text()))
+                file_values = _flatten(tomllib.loads(text))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
-            except OSError as exc:
-                raise ConfigError(f"config file {path}: cannot read: {exc.strerror}") from None
+            except RecursionError:
+                raise ConfigError(f"config file {path}: invalid TOML: arrays or tables nested too deeply") from None
     for key in file_values:
         if key not in BY_KEY:
-            raise ConfigError(f"config file {path}: unknown setting '{key}'{_suggest(key)}")
+            raise ConfigError(f"config file {path}: unknown setting {quote(key)}{_suggest(key)}")
         if not BY_KEY[key].in_toml:
             raise ConfigError(
                 f"config file {path}: '{key}' is a secret and is not read from the file",
                 hint=f"set {BY_KEY[key].env} instead",
             )
+    # A password in a URL in the file is refused whatever overrides it: the file itself holds a secret.
+    for key, fix in (
+        ("database.url", "BILLCTL_DATABASE_PASSWORD or database.password_file"),
+        ("redis.url", "BILLCTL_REDIS_PASSWORD"),
+    ):
+        if key in file_values and _url_password(file_values[key]):
+            raise ConfigError(f"config file {path}: {key} contains a password", hint=f"remove it and set {fix}")
     for key in overrides:
         if key not in BY_KEY:
-            raise ConfigError(f"unknown setting '{key}' given as a flag{_suggest(key)}")
+            raise ConfigError(f"unknown setting {quote(key)} given as a flag{_suggest(key)}")
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -558,30 +640,16 @@ def load_config(
             values[setting.key], sources[setting.key] = setting.default, "default"
             continue
         try:
+            if isinstance(raw, str) and not is_utf8(raw):
+                raise ValueError("is not UTF-8 text")
             values[setting.key] = setting.parse(raw)
         except ValueError as exc:
-            shown = "********" if setting.secret else repr(raw)
+            url = setting.key.endswith(".url") and isinstance(raw, str)
+            shown = "********" if setting.secret else quote(redact_url(raw) if url else raw)
             raise ConfigError(f"{setting.key} = {shown} (from {source}): {exc}") from None
         sources[setting.key] = source
 
-    if "database.url" in file_values:
-        try:
-            if make_url(values["database.url"]).password:
-                raise ConfigError(
-                    f"config file {path}: database.url contains a password",
-                    hint="remove it and set BILLCTL_DATABASE_PASSWORD or database.password_file",
-                )
-        except ConfigError:
-            raise
-        except Exception:
-            pass
-    try:
-        make_url(values["database.url"])
-    except Exception:
-        raise ConfigError(
-            f"database.url {redact_url(values['database.url'])!r} is not a database URL",
-            hint="e.g. sqlite:///billctl.db or postgresql+psycopg://billctl@db/billctl",
-        ) from None
+    _check_database_url(values["database.url"])
     return Config(values=values, sources=sources, file=path if path and path.exists() else None, overrides=overrides)
 
 

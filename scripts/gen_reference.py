@@ -243,17 +243,20 @@ def settings_page() -> str:
 
 
 def _member_comments(enum: type) -> dict[str, str]:
-    """The comment after each member of an enum class (`NAME = 3  # meaning`)."""
+    """The comment after each member of an enum class (`NAME = 3  # meaning`), continued by the
+    comment-only lines right after it whose text is indented (`#        more meaning`)."""
     comments: dict[str, str] = {}
     tokens = list(tokenize.generate_tokens(io.StringIO(inspect.getsource(enum)).readline))
-    name = None
+    name = last = None
     for token in tokens:
         if token.type == tokenize.NAME and token.start[1] == 4:
-            name = token.string
+            name, last = token.string, None
         elif token.type == tokenize.COMMENT and name:
             comments[name] = token.string.lstrip("# ").strip()
-        elif token.type == tokenize.NEWLINE:
-            name = None if token.line.strip() else name
+        elif token.type == tokenize.COMMENT and last and token.string.startswith("#  "):
+            comments[last] += " " + token.string.lstrip("# ").strip()
+        elif token.type == tokenize.NEWLINE and token.line.strip():
+            name, last = None, name if name in comments else None
     return comments
 
 

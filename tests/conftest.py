@@ -77,7 +77,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from billctl.db.engine import create_db_engine, upgrade
 
     path = tmp_path_factory.mktemp("tmpl") / "template.db"
-    engine = create_db_engine(f"sqlite:///{path}")
+    engine = create_db_engine(f"sqlite:///{path}", create=True)
     upgrade(engine)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -125,7 +125,7 @@ class Cli:
     db_url: str
     env: dict[str, str]
 
-    def __call__(self, *args: str, input: str | None = None, expect: int | None = 0) -> Result:
+    def __call__(self, *args: str, input: str | bytes | None = None, expect: int | None = 0) -> Result:
         from billctl.cli.app import app
 
         runner = CliRunner()

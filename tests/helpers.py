@@ -54,14 +54,78 @@ unit_price = "0.001"
 """
 
 
-def units_by_tenant(db_url: str) -> dict[str, int]:
-    """Units stored per tenant key, straight from usage_bucket."""
+def sql_rows(db_url: str, query: str) -> list[tuple]:
+    """The rows of one query, straight from the database (a connection of its own)."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key")
-        ).all()
+        rows = [tuple(row) for row in conn.execute(sa.text(query))]
     engine.dispose()
-    return {key: int(units) for key, units in rows}
+    return rows
+
+
+def units_by_tenant(db_url: str) -> dict[str, int]:
+    """Units stored per tenant key, straight from usage_bucket."""
+    query = "SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key"
+    return {key: int(units) for key, units in sql_rows(db_url, query)}
+
+
+TIERED = """
+name = "tiered"
+currency = "USD"
+base_fee = "10.00"
+[price]
+model = "graduated"
+tiers = [{ up_to = 1000, unit_price = "0.01", flat_fee = "1.00" }, { unit_price = "0.005" }]
+"""
+
+
+def seed_october(root: Path) -> Path:
+    """A SQLite database with October 2026 closed: acme (UTC, basic, a 10 % discount), globex
+    (Asia/Kolkata, tiered) and initech (UTC, basic), usage, every invoice finalized. WAL folded in,
+    so the file can be copied as is."""
+    import os
+    import sqlite3
+
+    from tests.conftest import Cli
+
+    path = root / "seed.db"
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        cli = Cli(db_url=f"sqlite:///{path}", env={})
+        cli("db", "upgrade")
+        cli("plans", "create", "--file", write_plan(root, "basic", BASIC))
+        cli("plans", "create", "--file", write_plan(root, "tiered", TIERED))
+        tenants = (("acme", "UTC", "basic"), ("globex", "Asia/Kolkata", "tiered"), ("initech", "UTC", "basic"))
+        for key, tz, plan in tenants:
+            cli("tenants", "create", key, "--timezone", tz, "--email", f"billing@{key}.test")
+            cli("tenants", "assign-plan", key, plan, "--effective", "2026-09-01")
+        cli("usage", "import", events_file(root, bulk("acme", 25_000, chunks=5) + bulk("globex", 3_000, chunks=3)))
+        cli("discounts", "add", "acme", "--kind", "percent", "--value", "10", "--from", "2026-10-01")
+        cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    finally:
+        os.chdir(cwd)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+def sqlite_snapshot(path: Path, skip: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Table -> digest of its sorted rows: equal snapshots, an unchanged database."""
+    import hashlib
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        digests = {}
+        for table in tables:
+            if table in skip:
+                continue
+            rows = sorted(repr(row) for row in conn.execute(f'SELECT * FROM "{table}"'))
+            digests[table] = hashlib.sha256("\n".join(rows).encode("utf-8", "backslashreplace")).hexdigest()
+        return digests
+    finally:
+        conn.close()

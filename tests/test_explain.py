@@ -118,7 +118,7 @@ def test_explain_unknown_invoice(cli, tmp_path):
 def test_explain_adjustment_line(cli, tmp_path):
     setup_tiered(cli, tmp_path)
     cli("usage", "import", events_file(tmp_path, bulk("acme", 500, endpoint="/v1/ocr", prefix="late"), "late.ndjson"))
-    cli("invoices", "finalize", "--period", "2026-11", "--yes")
+    cli("invoices", "finalize", "--period", "2026-11", "--yes", "--allow-open-period")  # a month later
     doc = cli("invoices", "explain", "INV-2026-11-000002", "-o", "json").json()
     (adjustment,) = [x for x in doc["lines"] if x["kind"] == "adjustment"]
     s = steps(adjustment)

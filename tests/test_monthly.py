@@ -190,9 +190,10 @@ def test_hold_on_a_jump_against_last_month_and_zero_usage_report(month: Cli, fak
     # November: acme's usage explodes (a stolen key), initech stops completely
     month("usage", "import", events_file(tmp_path, bulk("acme", 2_000_000, day="2026-11-10", prefix="nov"), "n.ndjson"))
     month("usage", "import", events_file(tmp_path, bulk("globex", 8_000, day="2026-11-10", prefix="nov"), "g.ndjson"))
-    early = month("run-monthly", "--period", "2026-11", "--yes", "-o", "json", expect=6).json()  # it is 2026-11
-    assert sorted(n["tenant"] for n in early["not_over"]) == TENANTS and totals(month.db_url) != {}
-    assert all("period not over yet in UTC" in n["reason"] for n in early["not_over"])
+    before = table_counts(month.db_url)
+    early = month("run-monthly", "--period", "2026-11", "--yes", "-o", "json", expect=3)  # it is 2026-11
+    assert "2026-11 is not over yet for any of the 3 tenants" in early.stderr and "--allow-open-period" in early.stderr
+    assert early.stdout == "" and table_counts(month.db_url) == before  # refused before anything was done
     report = month("run-monthly", "--period", "2026-11", "--yes", "--allow-open-period", "-o", "json", expect=6).json()
     assert [h["tenant"] for h in report["held"]] == ["acme"]
     assert "x the previous invoice" in report["held"][0]["reason"]

@@ -105,7 +105,7 @@ def test_invoice_with_an_adjustment_recomputes_identically(cli, tmp_path):
     settled history, so nothing differs and the fingerprint is the same."""
     finalized(cli, tmp_path)
     cli("usage", "import", events_file(tmp_path, bulk("acme", 2_000, prefix="late"), "late.ndjson"))
-    cli("invoices", "finalize", "--period", "2026-11", "--yes")
+    cli("invoices", "finalize", "--period", "2026-11", "--yes", "--allow-open-period")  # a month later
     doc = cli("invoices", "recompute", "--period", "2026-11", "--tenant", "acme", "--diff", "-o", "json").json()
     (inv,) = doc["invoices"]
     assert inv["changed"] is False and inv["same_inputs"] is True

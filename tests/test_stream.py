@@ -17,6 +17,8 @@ from billctl.services.context import App
 from tests.conftest import Cli
 from tests.helpers import units_by_tenant
 
+QUICK_CLAIM = {"stream.flush_ms": 1, "stream.claim_idle_ms": 10}  # claims after 10 ms (the minimum: 10 x flush)
+
 
 def _app(cli: Cli, **settings: object) -> App:
     overrides = {"database.url": cli.db_url, **{k: str(v) for k, v in settings.items()}}
@@ -101,8 +103,8 @@ def test_pending_entries_of_a_dead_consumer_are_never_trimmed_and_are_claimed(te
     first = tenants("usage", "aggregate", "-o", "json").json()
     assert first["counted"] == 6 and first["claimed"] == 0
     assert r.xlen(stream) == 10  # the 4 pending ones (the oldest) hold the trim back
-    tenants.env["BILLCTL_STREAM_CLAIM_IDLE_MS"] = "1"
-    time.sleep(0.01)
+    tenants.env.update({"BILLCTL_STREAM_CLAIM_IDLE_MS": "10", "BILLCTL_STREAM_FLUSH_MS": "1"})
+    time.sleep(0.05)
     second = tenants("usage", "aggregate", "-o", "json").json()
     assert second["claimed"] == 4 and second["counted"] == 4
     assert units_by_tenant(tenants.db_url) == {"acme": 10}
@@ -111,10 +113,8 @@ def test_pending_entries_of_a_dead_consumer_are_never_trimmed_and_are_claimed(te
     assert "dead-pod" in consumers  # idle for less than a day: kept for inspection
 
 
-def test_crash_after_commit_before_ack_counts_nothing_twice(tenants: Cli, r, stream: str, monkeypatch) -> None:
-    for i in range(100):
-        r.xadd(stream, {"tenant_id": "acme", "event_id": f"e{i}", "units": 3})
-    app = _app(tenants, **{"stream.claim_idle_ms": 1})
+def _run_killed_before_the_ack(app: App, monkeypatch) -> None:
+    """One run that dies after its commit (and dead letters), before acknowledging the batch."""
 
     def crash(*args, **kwargs):
         raise ConnectionError("killed between commit and XACK")
@@ -123,9 +123,16 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(tenants: Cli, r, str
     with pytest.raises(ConnectionError):
         agg.aggregate(app)
     monkeypatch.undo()
+
+
+def test_crash_after_commit_before_ack_counts_nothing_twice(tenants: Cli, r, stream: str, monkeypatch) -> None:
+    for i in range(100):
+        r.xadd(stream, {"tenant_id": "acme", "event_id": f"e{i}", "units": 3})
+    app = _app(tenants, **QUICK_CLAIM)
+    _run_killed_before_the_ack(app, monkeypatch)
     assert units_by_tenant(tenants.db_url) == {"acme": 300}  # committed
     assert r.xlen(stream) == 100 and r.xinfo_groups(stream)[0]["pending"] == 100  # not acknowledged, not trimmed
-    time.sleep(0.01)
+    time.sleep(0.05)
     report = agg.aggregate(app)
     app.dispose()
     assert report.claimed == 100 and report.duplicates == 100 and report.counted == 0
@@ -133,10 +140,65 @@ def test_crash_after_commit_before_ack_counts_nothing_twice(tenants: Cli, r, str
     assert r.xlen(stream) == 0
 
 
+def test_a_bad_entry_is_dead_lettered_once_across_a_crash_before_the_ack(
+    tenants: Cli, r, stream: str, monkeypatch
+) -> None:
+    r.xadd(stream, {"tenant_id": "acme", "event_id": "good"})
+    bad = [r.xadd(stream, {"tenant_id": "ghost"}), r.xadd(stream, {"tenant_id": "acme", "units": "lots"})]
+    app = _app(tenants, **QUICK_CLAIM)
+    _run_killed_before_the_ack(app, monkeypatch)
+    assert r.xlen(f"{stream}:dead") == 2
+    time.sleep(0.05)
+    again = agg.aggregate(app)  # the good entry is read again (still pending); the bad ones are not
+    app.dispose()
+    assert (again.read, again.duplicates, again.dead_lettered, len(again.rejected)) == (1, 1, 0, 0)
+    assert sorted(f["_id"] for _, f in r.xrange(f"{stream}:dead")) == sorted(bad)  # one per bad entry
+    listing = tenants("usage", "dead-letters", "list", "-o", "json").json()
+    assert listing["total"] == 2
+    assert units_by_tenant(tenants.db_url) == {"acme": 1}
+    assert r.xlen(stream) == 0
+
+
+def test_two_consumers_holding_one_bad_entry_write_one_dead_letter(tenants: Cli, r, stream: str) -> None:
+    """A claim hands an entry to a second consumer while the first still holds it in memory: both
+    go on to dead-letter it; only the first acknowledgement writes."""
+    from billctl.stream.redis_stream import StreamClient
+
+    entry = r.xadd(stream, {"tenant_id": "ghost"})
+    r.xgroup_create(stream, "billctl", id="0")
+    r.xreadgroup("billctl", "pod-a", {stream: ">"})
+    r.xclaim(stream, "billctl", "pod-b", 0, [entry])
+    client = StreamClient(tenants.env["BILLCTL_REDIS_URL"])
+    letter = {b"tenant_id": b"ghost", b"_source": stream.encode(), b"_id": entry.encode(), b"_reason": b"x"}
+    first = client.dead_letter(stream, "billctl", f"{stream}:dead", [(entry.encode(), letter)])
+    second = client.dead_letter(stream, "billctl", f"{stream}:dead", [(entry.encode(), letter)])
+    client.close()
+    assert (first, second) == ([True], [False])
+    assert r.xlen(f"{stream}:dead") == 1
+    assert r.xinfo_groups(stream)[0]["pending"] == 0
+
+
+def test_a_restart_under_the_same_consumer_name_takes_its_entries_back_at_once(tenants: Cli, r, stream: str) -> None:
+    for i in range(5):
+        r.xadd(stream, {"tenant_id": "acme", "event_id": f"e{i}"})
+    r.xgroup_create(stream, "billctl", id="0")
+    r.xreadgroup("billctl", "pod-0", {stream: ">"}, count=3)  # pod-0 dies holding 3 entries
+    tenants.env["BILLCTL_STREAM_CONSUMER"] = "pod-0"  # restarted with the same name (a StatefulSet)
+    report = tenants("usage", "aggregate", "-o", "json").json()  # claim_idle_ms: 60 s, not waited for
+    assert (report["counted"], report["claimed"]) == (5, 3)
+    assert r.xinfo_groups(stream)[0]["pending"] == 0 and r.xlen(stream) == 0
+
+
+def test_claim_interval_must_be_well_above_the_flush_interval(tenants: Cli, r, stream: str) -> None:
+    tenants.env.update({"BILLCTL_STREAM_FLUSH_MS": "1000", "BILLCTL_STREAM_CLAIM_IDLE_MS": "5000"})
+    result = tenants("usage", "aggregate", expect=4)
+    assert "stream.claim_idle_ms = 5000" in result.stderr and "at least 10000" in result.stderr
+
+
 def test_crash_before_commit_loses_nothing(tenants: Cli, r, stream: str, monkeypatch) -> None:
     for i in range(100):
         r.xadd(stream, {"tenant_id": "globex", "event_id": f"e{i}"})
-    app = _app(tenants, **{"stream.claim_idle_ms": 1})
+    app = _app(tenants, **QUICK_CLAIM)
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed inside the transaction")
@@ -146,7 +208,7 @@ def test_crash_before_commit_loses_nothing(tenants: Cli, r, stream: str, monkeyp
         agg.aggregate(app)
     monkeypatch.undo()
     assert units_by_tenant(tenants.db_url) == {}
-    time.sleep(0.01)
+    time.sleep(0.05)
     assert agg.aggregate(app).counted == 100
     app.dispose()
     assert units_by_tenant(tenants.db_url) == {"globex": 100}
@@ -178,10 +240,11 @@ def test_trim_respects_other_consumer_groups(tenants: Cli, r, stream: str) -> No
 
 def test_shards_are_read_and_entry_ids_qualified_per_shard(tenants: Cli, r, stream: str) -> None:
     tenants.env["BILLCTL_STREAM_SHARDS"] = "3"
+    recent = int(time.time() * 1000) - 60_000  # the entries' time is the events' ts: inside the window
     for shard in range(3):
         for i in range(5):
             # the same explicit entry ids on every shard: different events
-            r.xadd(f"{stream}:{shard}", {"tenant_id": "acme"}, id=f"1700000000000-{i + 1}")
+            r.xadd(f"{stream}:{shard}", {"tenant_id": "acme"}, id=f"{recent}-{i + 1}")
     report = tenants("usage", "aggregate", "-o", "json").json()
     assert report["counted"] == 15 and report["duplicates"] == 0
     assert all(r.xlen(f"{stream}:{shard}") == 0 for shard in range(3))
@@ -276,7 +339,8 @@ def test_dead_letters_list_and_replay_after_the_fix(tenants: Cli, r, stream: str
     tenants("usage", "aggregate")
     assert units_by_tenant(tenants.db_url) == {"initech": 7}
     # without a terminal, replay asks for --yes
-    r.xadd(f"{stream}:dead", {"tenant_id": "acme", "_source": stream, "_id": "1-1", "_reason": "x"})
+    entry_id = f"{int(time.time() * 1000)}-1"  # its time is the event's ts: inside the window, replayable
+    r.xadd(f"{stream}:dead", {"tenant_id": "acme", "_source": stream, "_id": entry_id, "_reason": "x"})
     refused = tenants("usage", "dead-letters", "replay", expect=3)
     assert "--yes" in refused.stderr
 

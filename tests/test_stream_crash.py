@@ -1,7 +1,8 @@
-"""Crash test (DESIGN.md invariant 1): a producer keeps appending while `billctl usage aggregate`
-runs as a subprocess that is killed with SIGKILL at random moments and restarted, several times;
-afterwards the stored units per tenant equal what was produced, exactly. Also with two
-aggregators at once. Against the real Redis, on SQLite and on PostgreSQL."""
+"""Crash test (DESIGN.md invariants 1 and 2): a producer keeps appending (some entries bad) while
+`billctl usage aggregate` runs as a subprocess that is killed with SIGKILL at random moments and
+restarted, several times; afterwards the stored units per tenant equal what was produced, exactly,
+and each bad entry has exactly one dead letter. Also with two aggregators at once. Against the
+real Redis, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,13 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TENANTS = [f"t{i}" for i in range(8)]
 
 
-def _produce(r: redis.Redis, stream: str, total: int, expected: dict[str, int], done: threading.Event) -> None:
+BAD = ({"tenant_id": "ghost", "units": 1}, {"tenant_id": TENANTS[0], "units": "lots"}, {"endpoint": "/v1/x"})
+
+
+def _produce(
+    r: redis.Redis, stream: str, total: int, expected: dict[str, int], bad: list[bytes], done: threading.Event
+) -> None:
     """Appends ``total`` distinct events in small pipelines over a few seconds; about 5 % are sent
-    twice (a producer retry: same event_id, a new entry)."""
+    twice (a producer retry: same event_id, a new entry), and about 1 % of the entries are bad
+    (their entry ids go to ``bad``)."""
     rng = random.Random(7)
     i = 0
     while i < total:
         pipe = r.pipeline(transaction=False)
+        bad_at = []
         for _ in range(200):
             tenant = TENANTS[i % len(TENANTS)]
             units = 1 + i % 5
@@ -38,9 +47,13 @@ def _produce(r: redis.Redis, stream: str, total: int, expected: dict[str, int], 
             pipe.xadd(stream, fields)
             if rng.random() < 0.05:
                 pipe.xadd(stream, fields)
+            if rng.random() < 0.01:
+                bad_at.append(len(pipe))
+                pipe.xadd(stream, rng.choice(BAD))
             expected[tenant] = expected.get(tenant, 0) + units
             i += 1
-        pipe.execute()
+        ids = pipe.execute()
+        bad.extend(ids[at] for at in bad_at)
         time.sleep(0.02)
     done.set()
 
@@ -69,13 +82,15 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         "BILLCTL_STREAM_BATCH_EVENTS": "1500",
         "BILLCTL_STREAM_READ_COUNT": "300",
         "BILLCTL_STREAM_BLOCK_MS": "100",
+        "BILLCTL_STREAM_FLUSH_MS": "30",
         "BILLCTL_STREAM_CLAIM_IDLE_MS": "300",
         "PYTHONPATH": str(ROOT),
     }
     r = redis.Redis.from_url(redis_url)
     expected: dict[str, int] = {}
+    bad: list[bytes] = []
     produced = threading.Event()
-    producer = threading.Thread(target=_produce, args=(r, stream, 30_000, expected, produced))
+    producer = threading.Thread(target=_produce, args=(r, stream, 30_000, expected, bad, produced))
     producer.start()
     rng = random.Random(1234 + aggregators)
     kills = 0
@@ -115,4 +130,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     assert units_by_tenant(scli.db_url) == expected
     assert all(proc.returncode == 0 for proc in procs), [proc.returncode for proc in procs]  # SIGTERM: clean exit
     assert r.xlen(stream) == 0  # everything counted was trimmed, exactly
+    # invariant 2, exactly once too: one dead letter per bad entry, whatever was killed when
+    letters = Counter((f[b"_source"].decode(), f[b"_id"]) for _, f in r.xrange(f"{stream}:dead"))
+    assert len(bad) > 100
+    assert {k: n for k, n in letters.items() if n > 1} == {}
+    assert set(letters) == {(stream, entry_id) for entry_id in bad}
     r.close()

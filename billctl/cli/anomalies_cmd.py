@@ -9,6 +9,7 @@ import typer
 
 from billctl.cli.common import OutputOpt, state
 from billctl.core.anomaly import Settings, parse_window
+from billctl.core.bounds import quote
 from billctl.errors import BadInput, ExitCode
 from billctl.services import anomalies as svc
 
@@ -19,7 +20,7 @@ def _parse_at(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"--at {text!r} is not a time; write e.g. 2026-10-20T14:00Z") from None
+        raise BadInput(f"--at {quote(text)} is not a time; write e.g. 2026-10-20T14:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -79,9 +80,11 @@ def anomalies(
         str | None,
         typer.Option("--at", help="A time inside the window to judge (UTC unless given); default: last full window."),
     ] = None,
-    days: Annotated[int, typer.Option("--days", min=1, help="Days of history to compare with.")] = 28,
+    days: Annotated[int, typer.Option("--days", min=1, max=3650, help="Days of history to compare with.")] = 28,
     threshold: Annotated[float, typer.Option("--threshold", help="Robust z-score that counts as anomalous.")] = 5.0,
-    min_units: Annotated[int, typer.Option("--min-units", help="Ignore excesses smaller than this many units.")] = 1000,
+    min_units: Annotated[
+        int, typer.Option("--min-units", min=0, max=10**15, help="Ignore excesses smaller than this many units.")
+    ] = 1000,
     output: OutputOpt = None,
 ) -> None:
     """Tenants whose usage in a window departs sharply from their own history (a stolen API key,

@@ -10,10 +10,12 @@ import typer
 from typer.core import TyperGroup
 
 from billctl import __version__
+from billctl.cli import STARTUP_PREVIOUS, startup_done
 from billctl.cli.common import State
 from billctl.cli.output import Out
 from billctl.config import load_config, redact_url
-from billctl.errors import BillctlError, DependencyDown, ExitCode
+from billctl.core.bounds import ACTOR, is_utf8, quote, text_problem
+from billctl.errors import BadInput, BillctlError, ExitCode
 from billctl.services.context import App
 
 
@@ -21,23 +23,38 @@ class BillctlGroup(TyperGroup):
     """Turns known errors into one line on stderr and a documented exit code (traceback only
     with --debug), for every subcommand, whether run from the shell or from a test runner."""
 
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        for arg in args:  # bytes that are not UTF-8 reach Python as lone surrogates: refuse them up front
+            if not is_utf8(arg):
+                raise typer.BadParameter(f"{quote(arg)} is not UTF-8 text", ctx=ctx)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except BillctlError as exc:
             _report(ctx, exc, str(exc), exc.exit_code)
-        except sa.exc.OperationalError as exc:
-            error = DependencyDown(f"database error: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}")
+        except sa.exc.DBAPIError as exc:
+            from billctl.db.engine import database_error
+
+            obj = ctx.find_root().obj
+            url = obj.app.config["database.url"] if obj is not None and obj.app is not None else ""
+            error = database_error(exc, url)
+            if error is None:
+                _internal(ctx, exc)
             _report(ctx, exc, str(error), error.exit_code)
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise  # usage errors and exits keep Click's own handling (exit 2 for usage)
         except Exception as exc:  # an internal error: say so, without a traceback unless --debug
-            _report(
-                ctx,
-                exc,
-                f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)",
-                ExitCode.ERROR,
-            )
+            _internal(ctx, exc)
+
+
+def _internal(ctx, exc: Exception) -> None:  # type: ignore[no-untyped-def]
+    """An internal error (a bug, not bad input): one line, its first line only (a database error's
+    text goes on with the statement and its parameters)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    message = f"internal error: {type(exc).__name__}: {first} (re-run with --debug for details)"
+    _report(ctx, exc, message, ExitCode.ERROR)
 
 
 def _report(ctx, exc: BaseException, message: str, code: int) -> None:  # type: ignore[no-untyped-def]
@@ -94,13 +111,15 @@ def root(
     overrides: dict[str, str] = {}
     for item in setting or []:
         if "=" not in item:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+            raise typer.BadParameter(f"{quote(item)} is not KEY=VALUE", param_hint="--set")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
     if database_url is not None:
         overrides["database.url"] = database_url
     try:
         cfg = load_config(config, overrides)
+        if actor and (problem := text_problem(actor, "--actor", ACTOR)):
+            raise BadInput(problem, hint="the audit trail records it with every change")
     except BillctlError as exc:
         _report(ctx, exc, str(exc), exc.exit_code)
     billing_app = App(config=cfg)
@@ -138,11 +157,21 @@ _register()
 
 
 def main() -> None:
+    import signal
+    import threading
+
+    from billctl.cli import exit_on_sigterm
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, exit_on_sigterm)  # until a long command installs its graceful stop
     try:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+
+
+startup_done(STARTUP_PREVIOUS)  # the imports are done: importing this module leaves SIGTERM as it was
 
 
 __all__ = ["app", "main", "redact_url"]

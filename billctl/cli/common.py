@@ -26,9 +26,19 @@ def state(ctx: typer.Context) -> State:
     return ctx.find_root().obj
 
 
+MAX_ID = 2**31 - 1  # ids and versions are 32-bit integers in the database
+
 OutputOpt = Annotated[Format | None, typer.Option("--output", "-o", help="table, json or csv (default: output.format)")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; write nothing.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+AllowOpenPeriodOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-open-period",
+        help="Also finalize tenants whose month has not ended yet in their time zone (a partial month, "
+        "billed for good; each such invoice's audit record says so).",
+    ),
+]
 
 
 def confirm(out: Out, question: str, yes: bool) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from billctl.cli.common import OutputOpt, state
 from billctl.config import DEFAULT_CONFIG_FILE, SETTINGS, starter_toml
-from billctl.errors import Conflict
+from billctl.errors import BadInput, Conflict
 
 app = typer.Typer(help="Write and inspect settings.", no_args_is_help=True)
 
@@ -24,7 +24,10 @@ def init(
     out = state(ctx).out
     if path.exists() and not force:
         raise Conflict(f"{path} already exists", hint="use --force to overwrite it")
-    path.write_text(starter_toml())
+    try:
+        path.write_text(starter_toml())
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror}", hint="give a path in an existing directory") from None
     out.success(f"wrote {path}")
 
 

@@ -15,7 +15,7 @@ app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=
 def upgrade(ctx: typer.Context) -> None:
     """Create or upgrade the schema to this billctl's version (SQLite or PostgreSQL)."""
     st = state(ctx)
-    engine = st.app.raw_engine()
+    engine = st.app.raw_engine(create=True)
     before, after = db.upgrade(engine)
     where = redact_url(st.app.config["database.url"])
     if before == after:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from billctl.cli.common import OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, state
 from billctl.services import tenants as svc
 
 app = typer.Typer(
@@ -21,7 +21,10 @@ def add(
     tenant_id: str,
     kind: Annotated[str, typer.Option("--kind", help="percent or fixed.")],
     value: Annotated[str, typer.Option("--value", help="Percent (10 = 10 %) or amount in the tenant's currency.")],
-    valid_from: Annotated[str, typer.Option("--from", help="First day it applies, YYYY-MM-DD.")],
+    valid_from: Annotated[
+        str | None,
+        typer.Option("--from", help="First day it applies, YYYY-MM-DD (default: today in the tenant's time zone)."),
+    ] = None,
     valid_until: Annotated[
         str | None, typer.Option("--until", help="Last day it applies (inclusive); open if omitted.")
     ] = None,
@@ -49,7 +52,12 @@ def list_(ctx: typer.Context, tenant_id: str, output: OutputOpt = None) -> None:
 
 
 @app.command("remove")
-def remove(ctx: typer.Context, tenant_id: str, discount_id: int, yes: YesOpt = False) -> None:
+def remove(
+    ctx: typer.Context,
+    tenant_id: str,
+    discount_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The discount's id (discounts list).")],
+    yes: YesOpt = False,
+) -> None:
     """Remove a discount (finalized invoices keep what they were priced with)."""
     st = state(ctx)
     confirm(st.out, f"Remove discount {discount_id} of {tenant_id}?", yes)

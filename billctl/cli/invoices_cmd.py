@@ -8,10 +8,13 @@ from typing import Annotated
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
-from billctl.cli.output import Out
+from billctl.cli.common import AllowOpenPeriodOpt, DryRunOpt, OutputOpt, YesOpt, confirm, state
+from billctl.cli.output import Out, clean
+from billctl.core.bounds import REASON
 from billctl.core.money import format_amount, format_money, from_minor, to_minor
+from billctl.errors import ExitCode
 from billctl.services import invoices as svc
+from billctl.services.context import check_text
 
 app = typer.Typer(
     help="Preview, finalize, inspect and correct invoices (void, credit notes: see `invoices credit --help`).",
@@ -198,10 +201,12 @@ def preview(ctx: typer.Context, period: PeriodOpt, tenant: TenantOpt = None, out
     parsed = svc.parse_period(period)
     summary, docs = Summary(), []
     csv_rows: list[list] = []
+    failed = 0
     for p in svc.iter_preview(st.app, parsed, tenant):
         summary.add(p, to_minor(p.draft.total, p.currency) if p.draft else None)
+        failed += p.failed
         if out.fmt == "json":
-            docs.append(priced_doc(p))
+            docs.append({**priced_doc(p), **({"status": "failed"} if p.failed else {})})
         elif out.fmt == "csv":
             csv_rows.extend(_csv_rows(priced_doc(p)))
         else:
@@ -212,6 +217,8 @@ def preview(ctx: typer.Context, period: PeriodOpt, tenant: TenantOpt = None, out
         out.csv(CSV_COLUMNS, csv_rows)
     else:
         summary.render(out, f"preview {parsed}")
+    if failed:  # listed with the reason; finalize would fail them too (and finalize the others)
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 CSV_COLUMNS = [
@@ -256,11 +263,19 @@ def finalize(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = None,
+    allow_open_period: AllowOpenPeriodOpt = False,
 ) -> None:
-    """Write immutable, numbered invoices for a period: exactly one per tenant. Safe to re-run."""
+    """Write immutable, numbered invoices for a period: exactly one per tenant. Safe to re-run.
+
+    Only months that have ended in the tenant's time zone are finalized; a tenant whose month is
+    still under way is listed and skipped (exit 6), and if that is every tenant nothing happens
+    (exit 3), unless --allow-open-period. A tenant whose data cannot be billed (e.g. a plan amount
+    that does not fit) is listed as failed (exit 6); the others are finalized."""
     st = state(ctx)
     out = st.output(output)
     parsed = svc.parse_period(period)
+    if not allow_open_period:
+        svc.require_period_over(st.app, parsed, tenant)  # before asking anything
     if not dry_run:
         confirm(out, f"Finalize {parsed} for {tenant or 'every active tenant'}? Finalized invoices are immutable.", yes)
     summary, docs = Summary(), []
@@ -281,9 +296,11 @@ def finalize(
             if result.invoice is not None:
                 summary.skipped[-1] = (p.tenant.key, f"already finalized as {result.invoice.number}")
             if out.fmt == "json":
-                docs.append(priced_doc(p))
+                docs.append({**priced_doc(p), "status": result.outcome})
 
-    results = svc.finalize(st.app, parsed, tenant, dry_run=dry_run, on_result=show)
+    results = svc.finalize(
+        st.app, parsed, tenant, dry_run=dry_run, on_result=show, allow_open_period=allow_open_period
+    )
     if out.fmt == "json":
         out.json(
             {
@@ -317,6 +334,13 @@ def finalize(
             f"{verb} {done} invoice(s); {counts.get('already finalized', 0)} already finalized "
             f"(nothing finalized twice); {counts.get('skipped', 0)} skipped"
         )
+    incomplete = counts.get("failed", 0) + counts.get("not over", 0)
+    if incomplete:
+        out.warn(
+            f"{counts.get('failed', 0)} tenant(s) failed and {counts.get('not over', 0)} not due yet (listed above); "
+            "the others are finalized: fix and re-run (nothing is finalized twice)"
+        )
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 @app.command("list")
@@ -427,13 +451,13 @@ def show(
         ("total", format_amount(from_minor(inv.total_minor, c), c)),
     ]
     _render_lines(out, f"{inv.number} · {tenant.key} · {inv.period} · {inv.status}", c, rows, totals)
-    out.info("[bold]how each line was computed[/bold]")
+    out.info("[bold]how each line was computed[/bold]", markup=True)
     for position, line in enumerate(lines, start=1):
         out.info(f"  {position}. {line.description}")
         for key, value in _explain(line.detail):
             out.info(f"       {key}: {value}")
     if inv.status == "void":
-        out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {inv.void_reason}")
+        out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {clean(inv.void_reason or '')}", markup=True)
     if notes:
         out.table(
             ["credit note", "issued", "lines", "total", "settle", "stripe", "reason"],
@@ -485,6 +509,7 @@ def void(
     Stripe too; without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with
     credit notes cannot be voided (exit 9): credit what is left instead."""
     st = state(ctx)
+    check_text(reason, "--reason", REASON)
     if not dry_run:
         confirm(st.out, f"Void invoice {invoice}?", yes)
     row, in_stripe = svc.void_invoice(st.app, invoice, reason, dry_run=dry_run)

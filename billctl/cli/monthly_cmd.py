@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import AllowOpenPeriodOpt, DryRunOpt, OutputOpt, YesOpt, confirm, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
 from billctl.errors import ExitCode
@@ -23,10 +23,7 @@ def run_monthly(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = None,
-    allow_open_period: Annotated[
-        bool,
-        typer.Option("--allow-open-period", help="Also finalize tenants whose month has not ended yet in their zone."),
-    ] = False,
+    allow_open_period: AllowOpenPeriodOpt = False,
 ) -> None:
     """Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, Stripe
     customers, push, payment status, summary. Safe to re-run after a crash at any point.
@@ -58,7 +55,7 @@ def run_monthly(
 
     def on_step(step: str, state_: str) -> None:
         if not log.enabled and state_ == "started":
-            out.info(f"[bold]→ {step}[/bold]")
+            out.info(f"[bold]→ {step}[/bold]", markup=True)
 
     log.event("start", period=str(target), dry_run=dry_run, actor=st.app.actor)
     try:
@@ -205,7 +202,7 @@ def audit_list(
     action: Annotated[str | None, typer.Option("--action", help="e.g. invoice.finalize, invoice.void")] = None,
     object_id: Annotated[str | None, typer.Option("--object", help="An invoice number, tenant key, plan...")] = None,
     actor: Annotated[str | None, typer.Option("--actor-is", help="Only this actor.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest first.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="Newest first.")] = 50,
     output: OutputOpt = None,
 ) -> None:
     """Recorded state changes (finalize, void, hold, release, push, payment status, plan and tenant
@@ -287,9 +284,9 @@ def register_release(invoices_app: typer.Typer) -> None:
                 out.success(f"would release {found.number} ({tenant.key}, {amount}; held: {found.hold_reason})")
             return
         confirm(out, f"Release {found.number} ({tenant.key}, {amount}) and push it to Stripe?", yes)
+        gw = monthly.optional_gateway(st.app)  # a bad Stripe setting fails before the release, not after
         inv = monthly.release(st.app, invoice, reason)
         document: dict[str, Any] = {"number": inv.number, "status": inv.status, "pushed": None, "dry_run": False}
-        gw = monthly.optional_gateway(st.app)
         if gw is None:
             out.info("note: no Stripe key configured; the next `billctl stripe push` sends it")
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,28 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
+MAX_LINE = 2000  # characters of one message line; the rest is cut (input echoed back stays readable)
+
+
+def clean(text: str, *, markup: bool = False) -> str:
+    """Text for the terminal: control characters shown as \\xNN (never sent to the terminal), each line
+    cut to MAX_LINE characters, and, unless it is deliberate ``markup``, square brackets escaped so
+    user data such as a tenant named ``[/x]`` prints as itself instead of breaking the renderer."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _utf8(str(text)))
+    if len(text) > MAX_LINE:
+        text = "\n".join(
+            line if len(line) <= MAX_LINE else f"{line[:MAX_LINE]}… ({len(line) - MAX_LINE:,} more characters)"
+            for line in text.split("\n")
+        )
+    return text if markup else escape(text)
+
+
+def _utf8(text: str) -> str:
+    """Lone surrogates (bytes that were not UTF-8, in an argument or a file) as \\udcff, so printing
+    never fails; in JSON that is the same escape a JSON parser reads back."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Format(StrEnum):
@@ -29,27 +52,29 @@ class Format(StrEnum):
 class Out:
     fmt: str = "table"
     quiet: bool = False
-    console: Console = field(default_factory=lambda: Console(file=sys.stdout, highlight=False, soft_wrap=False))
-    err: Console = field(default_factory=lambda: Console(file=sys.stderr, highlight=False))
+    console: Console = field(
+        default_factory=lambda: Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False)
+    )
+    err: Console = field(default_factory=lambda: Console(file=sys.stderr, highlight=False, emoji=False))
 
-    # -- messages (stderr) --
-    def info(self, message: str) -> None:
+    # -- messages (stderr): plain text unless ``markup=True`` (then escape the data in it) --
+    def info(self, message: str, *, markup: bool = False) -> None:
         if not self.quiet:
-            self.err.print(message)
+            self.err.print(clean(message, markup=markup))
 
-    def success(self, message: str) -> None:
+    def success(self, message: str, *, markup: bool = False) -> None:
         if not self.quiet:
-            self.err.print(f"[green]✓[/green] {message}")
+            self.err.print(f"[green]✓[/green] {clean(message, markup=markup)}")
 
-    def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {message}")
+    def warn(self, message: str, *, markup: bool = False) -> None:
+        self.err.print(f"[yellow]warning:[/yellow] {clean(message, markup=markup)}")
 
-    def error(self, message: str) -> None:
-        self.err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    def error(self, message: str, *, markup: bool = False) -> None:
+        self.err.print(f"[red]error:[/red] {clean(message, markup=markup)}", soft_wrap=True)
 
     # -- data (stdout) --
     def json(self, document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(_utf8(json.dumps(document, indent=2, ensure_ascii=False, default=str)) + "\n")
         sys.stdout.flush()
 
     def csv(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -58,7 +83,7 @@ class Out:
         writer.writerow(columns)
         for row in rows:
             writer.writerow(["" if v is None else v for v in row])
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(_utf8(buffer.getvalue()))
         sys.stdout.flush()
 
     def table(
@@ -73,15 +98,15 @@ class Out:
     ) -> None:
         """Cells are data, never markup (a description may contain [brackets]); ``footer`` rows are bold."""
         table = Table(
-            title=escape(title) if title else None, caption=caption, title_justify="left", header_style="bold"
+            title=clean(title) if title else None, caption=caption, title_justify="left", header_style="bold"
         )
         for column in columns:
             table.add_column(column, justify="right" if column in right else "left", overflow="fold")
         for row in rows:
-            table.add_row(*[escape("" if v is None else str(v)) for v in row])
+            table.add_row(*[clean("" if v is None else str(v)) for v in row])
         for index, row in enumerate(footer):
             table.add_row(
-                *[escape("" if v is None else str(v)) for v in row], style="bold", end_section=False if index else None
+                *[clean("" if v is None else str(v)) for v in row], style="bold", end_section=False if index else None
             )
         self.console.print(table)
 

@@ -8,7 +8,7 @@ import tomli_w
 import typer
 from sqlmodel import Session
 
-from billctl.cli.common import OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, state
 from billctl.core.money import format_amount
 from billctl.services import plans as svc
 
@@ -88,7 +88,7 @@ def list_(
 def show(
     ctx: typer.Context,
     name: str,
-    version: Annotated[int | None, typer.Option("--version", help="A specific version.")] = None,
+    version: Annotated[int | None, typer.Option("--version", min=1, max=MAX_ID, help="A specific version.")] = None,
     output: OutputOpt = None,
 ) -> None:
     """Show a plan: its definition (as TOML) and its versions."""
@@ -114,7 +114,8 @@ def show(
         return
     out.info(
         f"[bold]plan {row.code}[/bold] v{row.version} ({row.currency})"
-        + (" [yellow]archived[/yellow]" if row.archived else "")
+        + (" [yellow]archived[/yellow]" if row.archived else ""),
+        markup=True,
     )
     out.console.print(tomli_w.dumps(row.definition), markup=False)
     _tiers(out, row)

@@ -195,7 +195,7 @@ def render_revenue(out: Out, r: Revenue) -> None:
 def revenue(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
-    top: Annotated[int, typer.Option("--top", min=1, help="How many top tenants per currency.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, max=1_000_000, help="How many top tenants per currency.")] = 10,
     output: OutputOpt = None,
 ) -> None:
     """Revenue of a period: totals per plan and currency, tenants gained and lost, top tenants,

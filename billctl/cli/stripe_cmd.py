@@ -347,7 +347,7 @@ def reconcile(
 @webhooks.command("serve")
 def serve(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8787,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8787,
     host: Annotated[
         str, typer.Option("--host", help="Address to bind (put TLS in front for the internet).")
     ] = "127.0.0.1",

@@ -8,6 +8,7 @@ import typer
 
 from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
 from billctl.cli.output import Out
+from billctl.core.bounds import quote
 from billctl.errors import BadInput, ExitCode
 from billctl.services import usage as svc
 
@@ -36,15 +37,15 @@ def import_(
     st = state(ctx)
     out = st.output(output)
     if fmt not in ("auto", "events", "envoy"):
-        raise BadInput(f"--format {fmt!r}: use events, envoy or auto")
+        raise BadInput(f"--format {quote(fmt)}: use events, envoy or auto")
     report = svc.import_events(st.app, file, dry_run=dry_run, fmt=fmt)
     if out.fmt == "json":
         out.json({**report.as_dict(), "dry_run": dry_run})
     else:
-        for where, why in report.rejected[:50]:
+        for where, why in sorted(report.rejected, key=_line_number)[:50]:
             out.warn(f"{where}: {why}")
-        if len(report.rejected) > 50:
-            out.warn(f"... and {len(report.rejected) - 50} more rejected lines (see -o json)")
+        if report.rejected_count > 50:
+            out.warn(f"… and {report.rejected_count - 50:,} more rejected lines (see -o json for the first 1,000)")
         for key, count in sorted(report.late.items()):
             tenant, period = key.split(" ")
             out.warn(
@@ -54,11 +55,17 @@ def import_(
         verb = "would count" if dry_run else "counted"
         out.success(
             f"{report.read:,} events read, {verb} {report.counted:,} ({report.units:,} units), "
-            f"{report.duplicates:,} duplicates skipped, {len(report.rejected):,} rejected"
+            f"{report.duplicates:,} duplicates skipped, {report.rejected_count:,} rejected"
             + (f", {report.not_billable:,} not billable (status)" if report.not_billable else "")
         )
-    if strict and report.rejected:
+    if strict and report.rejected_count:
         raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def _line_number(rejection: tuple[str, str]) -> int:
+    """'events.ndjson:12' -> 12: rejections are shown in file order (unknown tenants are found later)."""
+    tail = rejection[0].rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 # -- usage aggregate ------------------------------------------------------------------------------
@@ -74,13 +81,14 @@ def aggregate(
     dry_run: DryRunOpt = False,
     output: OutputOpt = None,
     max_events: Annotated[
-        int | None, typer.Option("--max-events", help="Stop after about this many entries.", min=1)
+        int | None, typer.Option("--max-events", help="Stop after about this many entries.", min=1, max=10**12)
     ] = None,
 ) -> None:
     """Count the usage stream(s) into buckets through the consumer group, exactly once.
 
-    The aggregates and the stream position commit in one transaction; entries are acknowledged and
-    the stream trimmed (exactly, MINID) only after that. Bad entries go to the dead-letter stream.
+    The aggregates and the stream position commit in one transaction, at least every stream.flush_ms;
+    entries are acknowledged and the stream trimmed (exactly, MINID) only after that. Each bad entry
+    goes to the dead-letter stream once.
     --dry-run reads without the group (XRANGE) and rolls back: nothing changes in Redis or the database."""
     import signal
     import threading
@@ -268,7 +276,7 @@ def show(
 def top(
     ctx: typer.Context,
     period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many tenants.")] = 10,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="How many tenants.")] = 10,
     output: OutputOpt = None,
 ) -> None:
     """Tenants ranked by units used in a period."""
@@ -334,12 +342,14 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = No
 
     st = state(ctx)
     out = st.output(output)
-    dropped, cutoff = prune_seen(st.app, dry_run=dry_run)
+    result = prune_seen(st.app, dry_run=dry_run)
+    if result.warning:
+        out.warn(result.warning)
     if out.fmt == "json":
-        out.json({"dropped": dropped, "cutoff_epoch": cutoff, "dry_run": dry_run})
+        out.json({"dropped": result.dropped, "cutoff_epoch": result.cutoff, "dry_run": dry_run})
     else:
         out.success(
-            f"{'would forget' if dry_run else 'forgot'} {dropped:,} event ids older than "
+            f"{'would forget' if dry_run else 'forgot'} {result.dropped:,} event ids older than "
             f"{st.app.config['usage.dedupe_days']} days"
         )
 
@@ -348,7 +358,7 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = No
 @dead_app.command("list")
 def dead_list(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many (oldest first).")] = 100,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="How many (oldest first).")] = 100,
     output: OutputOpt = None,
 ) -> None:
     """Dead letters with their reason, and whether each would be counted if replayed now."""

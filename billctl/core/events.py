@@ -8,16 +8,68 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+
+from billctl.core.bounds import is_utf8
 
 MAX_FIELD = 200  # longest tenant_id / endpoint / event_id accepted
 MAX_UNITS = 1_000_000_000
 _MS_RE = re.compile(r"\d{1,16}")
+DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class EventError(ValueError):
     """Why an event cannot be counted; the text goes to the dead-letter stream or the report."""
+
+
+class Window(NamedTuple):
+    """The timestamps accepted around ``now`` (DESIGN.md invariant 13): from ``max_past_days`` ago to
+    ``max_future_seconds`` ahead, both inclusive. Every path that takes events (the stream, ``usage
+    import``, the access-log import, the dead-letter check) checks against one of these."""
+
+    now_ms: int
+    max_past_days: int
+    max_future_seconds: int
+
+    @property
+    def earliest_ms(self) -> int:
+        return self.now_ms - self.max_past_days * DAY_MS
+
+    @property
+    def latest_ms(self) -> int:
+        return self.now_ms + self.max_future_seconds * 1000
+
+    def check(self, ts_ms: int) -> int:
+        if ts_ms > self.latest_ms:
+            raise EventError(
+                f"ts {_instant(ts_ms)} is {_span(ts_ms - self.now_ms)} in the future; the limit is "
+                f"usage.max_future_seconds = {self.max_future_seconds} (is the producer's clock right?)"
+            )
+        if ts_ms < self.earliest_ms:
+            in_seconds = self.earliest_ms <= ts_ms * 1000 <= self.latest_ms
+            seconds = " (seconds instead of milliseconds?)" if in_seconds else ""
+            raise EventError(
+                f"ts {_instant(ts_ms)} is {_span(self.now_ms - ts_ms)} in the past{seconds}; the limit is "
+                f"usage.max_past_days = {self.max_past_days}"
+            )
+        return ts_ms
+
+
+def _instant(ts_ms: int) -> str:
+    try:
+        return (_EPOCH + timedelta(milliseconds=ts_ms)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        return f"{ts_ms} ms"
+
+
+def _span(ms: int) -> str:
+    seconds = ms // 1000
+    for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size:,} {unit}"
+    return f"{seconds} s"
 
 
 class Event(NamedTuple):
@@ -43,6 +95,8 @@ def _text(fields: Mapping[str, object], name: str) -> str | None:
         value = str(value)
     if len(value) > MAX_FIELD:
         raise EventError(f"{name} is longer than {MAX_FIELD} characters")
+    if not value.isascii() and not is_utf8(value):  # a JSON "\udcff" escape: no text a tenant can send
+        raise EventError(f"{name} is not valid UTF-8 text")
     return value
 
 
@@ -67,7 +121,10 @@ def parse_ts_ms(value: object) -> int:
         raise EventError(f"ts {text[:40]!r} is neither milliseconds since the epoch nor ISO-8601") from None
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
-    return int(instant.timestamp() * 1000)
+    try:
+        return (instant - _EPOCH) // timedelta(milliseconds=1)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before datetime.min in UTC
+        raise EventError(f"ts {text[:40]!r} is out of range") from None
 
 
 def parse_units(value: object) -> int:
@@ -91,12 +148,12 @@ def parse_units(value: object) -> int:
 def parse_event(
     fields: Mapping[str, object],
     *,
+    window: Window,
     default_ts_ms: int | None = None,
     default_event_id: str | None = None,
-    now_ms: int | None = None,
-    max_future_ms: int = 5 * 60 * 1000,
 ) -> Event:
-    """Validate one event. ``default_*`` come from the stream entry id (or the import line)."""
+    """Validate one event. ``default_*`` come from the stream entry id (or the import line); the
+    timestamp must lie in ``window``."""
     tenant = _text(fields, "tenant_id")
     if not tenant:
         raise EventError("tenant_id is missing")
@@ -108,8 +165,7 @@ def parse_event(
         ts_ms = default_ts_ms
     else:
         ts_ms = parse_ts_ms(raw_ts)
-    if now_ms is not None and ts_ms > now_ms + max_future_ms:
-        raise EventError(f"ts is {(ts_ms - now_ms) // 1000} s in the future")
+    window.check(ts_ms)
     units = parse_units(fields.get("units"))
     event_id = _text(fields, "event_id") or default_event_id
     if not event_id:
@@ -120,7 +176,7 @@ def parse_event(
 _FIELDS = {b"tenant_id": 0, b"endpoint": 1, b"ts": 2, b"units": 3, b"event_id": 4}
 
 
-def parse_flat(flat: list[bytes], entry_id: bytes, id_prefix: str, now_ms: int, max_future_ms: int) -> Event:
+def parse_flat(flat: list[bytes], entry_id: bytes, id_prefix: str, window: Window) -> Event:
     """A stream entry (fields flat as [name, value, ...] in bytes) to an Event.
 
     The hot path of the stream reader: the common well-formed entry is decoded with a few
@@ -144,7 +200,7 @@ def parse_flat(flat: list[bytes], entry_id: bytes, id_prefix: str, now_ms: int, 
         and (endpoint is None or endpoint.isascii())
     ):
         ts_ms = int(ts) if ts is not None else int(entry.split("-", 1)[0])
-        if ts_ms <= now_ms + max_future_ms:
+        if window.earliest_ms <= ts_ms <= window.latest_ms:
             return Event(
                 tenant=tenant.decode(),
                 endpoint=endpoint.decode() if endpoint else "*",
@@ -158,6 +214,5 @@ def parse_flat(flat: list[bytes], entry_id: bytes, id_prefix: str, now_ms: int, 
         fields,
         default_ts_ms=int(entry.split("-", 1)[0]),
         default_event_id=id_prefix + entry,
-        now_ms=now_ms,
-        max_future_ms=max_future_ms,
+        window=window,
     )

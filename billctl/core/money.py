@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from billctl.core.bounds import quote
 from billctl.core.currencies import CURRENCIES, CurrencyFacts
 
 CURRENCY_EXPONENTS: dict[str, int] = {code: f.exponent for code, f in CURRENCIES.items()}
@@ -24,7 +25,7 @@ def currency_problem(currency: object) -> str | None:
     if isinstance(currency, str) and currency.upper() in CURRENCIES:
         return None
     return (
-        f"{currency!r} is not a currency Stripe charges in, so billctl cannot bill it exactly; "
+        f"{quote(currency)} is not a currency Stripe charges in, so billctl cannot bill it exactly; "
         "use one of Stripe's presentment currencies (ISO 4217, e.g. USD, EUR, JPY, KWD)"
     )
 
@@ -33,7 +34,7 @@ def currency_facts(currency: str) -> CurrencyFacts:
     try:
         return CURRENCIES[currency.upper()]
     except (KeyError, AttributeError):
-        raise MoneyError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD") from None
+        raise MoneyError(f"unknown currency {quote(currency)}; use an ISO 4217 code such as USD") from None
 
 
 def exponent(currency: str) -> int:
@@ -66,11 +67,11 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
         try:
             number = Decimal(value.strip())
         except InvalidOperation:
-            raise MoneyError(f"{field}: {value!r} is not a decimal number") from None
+            raise MoneyError(f"{field}: {quote(value)} is not a decimal number") from None
     else:
         raise MoneyError(f'{field}: expected a decimal string such as "29.00", got {type(value).__name__}')
     if not number.is_finite():
-        raise MoneyError(f"{field}: {value!r} is not a finite number")
+        raise MoneyError(f"{field}: {quote(value)} is not a finite number")
     return number
 
 

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import pendulum
 
+from billctl.core.bounds import quote
+
 _PERIOD_RE = re.compile(r"(\d{4})-(\d{2})")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -22,11 +24,11 @@ class PeriodError(ValueError):
 @functools.lru_cache(maxsize=1024)
 def validate_timezone(name: str) -> str:
     if not isinstance(name, str) or not name or name not in _zones():
-        raise PeriodError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Berlin'")
+        raise PeriodError(f"unknown time zone {quote(name)}; use an IANA name such as 'Europe/Berlin'")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise PeriodError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Berlin'") from None
+        raise PeriodError(f"unknown time zone {quote(name)}; use an IANA name such as 'Europe/Berlin'") from None
     return name
 
 
@@ -48,7 +50,7 @@ class Period:
     def parse(cls, text: str) -> Period:
         match = _PERIOD_RE.fullmatch(text.strip()) if isinstance(text, str) else None
         if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
-            raise PeriodError(f"{text!r} is not a billing month; write YYYY-MM, e.g. 2026-10")
+            raise PeriodError(f"{quote(text)} is not a billing month; write YYYY-MM, e.g. 2026-10")
         return cls(int(match.group(1)), int(match.group(2)))
 
     def __str__(self) -> str:
@@ -79,6 +81,15 @@ def _bounds(year: int, month: int, tz: str) -> tuple[datetime, datetime]:
     return _utc(start), _utc(end)
 
 
+def open_period_reason(period: Period, tz: str, now: datetime) -> str | None:
+    """Invariant 12, the one rule every finalizing path applies: ``period`` may be billed only once
+    it has ended in ``tz`` (the tenant's time zone) at ``now``. Returns why not (None: it has ended)."""
+    end = period.bounds(tz)[1]
+    if end <= now:
+        return None
+    return f"period not over yet in {tz} (ends {end.astimezone(UTC):%Y-%m-%d %H:%M}Z)"
+
+
 def period_of(instant: datetime, tz: str) -> Period:
     local = pendulum.instance(instant.astimezone(UTC)).in_timezone(validate_timezone(tz))
     return Period(local.year, local.month)
@@ -91,11 +102,11 @@ def next_period_start(instant: datetime, tz: str) -> datetime:
 def day_start(text: str, tz: str) -> datetime:
     """Midnight of a YYYY-MM-DD day in ``tz``, as a UTC datetime."""
     if not isinstance(text, str) or not _DATE_RE.fullmatch(text):
-        raise PeriodError(f"{text!r} is not a date; write YYYY-MM-DD, e.g. 2026-10-16")
+        raise PeriodError(f"{quote(text)} is not a date; write YYYY-MM-DD, e.g. 2026-10-16")
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise PeriodError(f"{text!r} is not a valid date") from None
+        raise PeriodError(f"{quote(text)} is not a valid date; write YYYY-MM-DD, e.g. 2026-10-16") from None
     return _utc(pendulum.datetime(day.year, day.month, day.day, tz=validate_timezone(tz)))
 
 

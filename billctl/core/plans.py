@@ -7,7 +7,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from billctl.core.money import MoneyError, billing_rule, currency_problem, fits_minor_unit, parse_decimal
+from billctl.core import bounds
+from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.core.types import Plan, PriceModel, Tier
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -23,18 +24,31 @@ ALL_PRICE_KEYS = ("model", "unit_price", "tiers", "package_size", "package_price
 TIER_KEYS = ("up_to", "unit_price", "flat_fee")
 
 
+SHOWN_PROBLEMS = 20  # problems listed; the rest are counted ("... and N more")
+
+
 class PlanError(ValueError):
     def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
+        super().__init__("; ".join(problems[:SHOWN_PROBLEMS]))
         self.problems = problems
+
+    def report(self) -> str:
+        """The problems as a list, the first SHOWN_PROBLEMS of them and a count of the rest."""
+        lines = [f"  - {p}" for p in self.problems[:SHOWN_PROBLEMS]]
+        if len(self.problems) > SHOWN_PROBLEMS:
+            lines.append(f"  … and {len(self.problems) - SHOWN_PROBLEMS:,} more")
+        return "\n".join(lines)
 
 
 def _unknown(keys: Any, allowed: tuple[str, ...], where: str, problems: list[str]) -> None:
     for key in keys:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
+            if len(problems) >= SHOWN_PROBLEMS:  # counted only: no suggestion for a key nobody will see
+                problems.append(f"{where}{bounds.quote(key)}: unknown key")
+                continue
+            close = difflib.get_close_matches(str(key)[:100], allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-            problems.append(f"{where}{key}: unknown key{hint}")
+            problems.append(f"{where}{bounds.quote(str(key))[1:-1]}: unknown key{hint}")
 
 
 class _Checker:
@@ -43,7 +57,8 @@ class _Checker:
         self.problems: list[str] = []
 
     def money(self, value: Any, field: str, *, payable: bool, required: bool = False) -> Decimal | None:
-        """A non-negative amount; ``payable`` ones must fit the currency's minor unit."""
+        """A non-negative amount within its bound (core/bounds.py); ``payable`` ones (an amount
+        charged as such) must fit the currency's minor unit, the others are unit prices."""
         if value is None:
             if required:
                 self.problems.append(f"{field}: is required")
@@ -53,26 +68,47 @@ class _Checker:
         except MoneyError as exc:
             self.problems.append(str(exc))
             return None
+        shown = bounds.quote(value)
         if number < 0:
-            self.problems.append(f"{field}: must not be negative (got {value})")
+            self.problems.append(f"{field}: must not be negative (got {shown})")
+            return None
+        # the bound first: a 40-digit amount cannot even be rounded under Decimal's 28 digits
+        limit_minor = bounds.MAX_AMOUNT_MINOR if payable else bounds.MAX_UNIT_PRICE_MINOR
+        limit = bounds.minor_limit(limit_minor, exponent(self.currency) if self.currency else 0)
+        if number > limit:
+            what = "an amount" if payable else "a unit price"
+            self.problems.append(
+                f"{field}: {shown} is above the limit for {what} of {limit:,f}"
+                + (f" {self.currency}" if self.currency else "")
+                + " (amounts must fit the invoice storage with a year of usage; see docs/reference/bounds.md)"
+            )
+            return None
+        if not payable and bounds.decimals(number) > bounds.MAX_DECIMALS:
+            self.problems.append(f"{field}: {shown} has more than {bounds.MAX_DECIMALS} decimal places")
             return None
         if payable and self.currency and not fits_minor_unit(number, self.currency):
             self.problems.append(
-                f"{field}: {value} is finer than {self.currency} allows ({billing_rule(self.currency)})"
+                f"{field}: {number if len(str(number)) <= bounds.ECHO else shown} is finer than {self.currency} "
+                f"allows ({billing_rule(self.currency)})"
             )
             return None
         return number
 
-    def integer(self, value: Any, field: str, *, minimum: int, required: bool = False) -> int | None:
+    def integer(
+        self, value: Any, field: str, *, minimum: int, maximum: int = bounds.MAX_UNITS, required: bool = False
+    ) -> int | None:
         if value is None:
             if required:
                 self.problems.append(f"{field}: is required")
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problems.append(f"{field}: must be a whole number (got {value!r})")
+            self.problems.append(f"{field}: must be a whole number (got {bounds.quote(value)})")
             return None
         if value < minimum:
             self.problems.append(f"{field}: must be at least {minimum} (got {value})")
+            return None
+        if value > maximum:
+            self.problems.append(f"{field}: must be at most {maximum:,} (got {bounds.quote(value)})")
             return None
         return value
 
@@ -88,7 +124,7 @@ def parse_plan(data: dict[str, Any]) -> Plan:
     if name is None:
         problems.append('name: is required, e.g. name = "pro"')
     elif not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        problems.append(f"name: {name!r} must be lower-case letters, digits, - and _ (at most 64)")
+        problems.append(f"name: {bounds.quote(name)} must be lower-case letters, digits, - and _ (at most 64)")
 
     currency = data.get("currency")
     if currency is None:
@@ -103,8 +139,9 @@ def parse_plan(data: dict[str, Any]) -> Plan:
     check.problems = problems
 
     description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append("description: must be a string")
+    problem = bounds.text_problem(description, "description", bounds.PLAN_DESCRIPTION)
+    if problem:
+        problems.append(problem)
         description = ""
     base_fee = check.money(data.get("base_fee", "0"), "base_fee", payable=True)
     included = check.integer(data.get("included_units", 0), "included_units", minimum=0)
@@ -118,7 +155,11 @@ def parse_plan(data: dict[str, Any]) -> Plan:
         problems.append('weights: must be a table, e.g. [weights] "/v1/ocr" = 3')
     else:
         for endpoint, raw in raw_weights.items():
-            field = f"weights.{endpoint}"
+            field = f"weights.{bounds.quote(endpoint)[1:-1]}"
+            problem = bounds.text_problem(endpoint, "weights: the endpoint", bounds.ENDPOINT, required=True)
+            if problem:
+                problems.append(problem)
+                continue
             if isinstance(raw, int) and not isinstance(raw, bool):
                 weight = Decimal(raw)
             else:
@@ -130,7 +171,13 @@ def parse_plan(data: dict[str, Any]) -> Plan:
                     )
                     continue
             if weight <= 0:
-                problems.append(f"{field}: must be greater than 0 (got {raw})")
+                problems.append(f"{field}: must be greater than 0 (got {bounds.quote(raw)})")
+                continue
+            if weight > bounds.MAX_WEIGHT or bounds.decimals(weight) > bounds.MAX_DECIMALS:
+                problems.append(
+                    f"{field}: {bounds.quote(raw)} must be at most {bounds.MAX_WEIGHT:,} with at most "
+                    f"{bounds.MAX_DECIMALS} decimal places"
+                )
                 continue
             weights[str(endpoint)] = weight
 
@@ -159,9 +206,9 @@ def _price(price: Any, check: _Checker) -> PriceModel | None:
         return None
     model = price.get("model")
     if model not in MODELS:
-        close = difflib.get_close_matches(str(model), MODELS, n=1)
+        close = difflib.get_close_matches(str(model)[:100], MODELS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        problems.append(f"price.model: {model!r} must be one of {', '.join(MODELS)}{hint}")
+        problems.append(f"price.model: {bounds.quote(model)} must be one of {', '.join(MODELS)}{hint}")
         _unknown(price, ALL_PRICE_KEYS, "price.", problems)
         return None
     known = [k for k in price if k in ALL_PRICE_KEYS]
@@ -179,6 +226,13 @@ def _price(price: Any, check: _Checker) -> PriceModel | None:
         package_price = check.money(price.get("package_price"), "price.package_price", payable=True, required=True)
         if size is None or package_price is None:
             return None
+        per_unit = bounds.minor_limit(bounds.MAX_UNIT_PRICE_MINOR, exponent(check.currency) if check.currency else 0)
+        if package_price > per_unit * size:
+            problems.append(
+                f"price.package_price: {package_price} for {size:,} unit(s) is above the limit for a unit price "
+                f"of {per_unit:,f} per unit; sell larger packages or lower the price"
+            )
+            return None
         return PriceModel(kind="package", package_size=size, package_price=package_price)
     tiers = _tiers(price.get("tiers"), check)
     return PriceModel(kind=model, tiers=tiers) if tiers is not None else None
@@ -191,6 +245,9 @@ def _tiers(raw: Any, check: _Checker) -> tuple[Tier, ...] | None:
             "price.tiers: at least one tier is required, e.g. "
             'tiers = [{ up_to = 1000, unit_price = "0.01" }, { unit_price = "0.005" }]'
         )
+        return None
+    if len(raw) > bounds.MAX_TIERS:
+        problems.append(f"price.tiers: {len(raw):,} tiers; at most {bounds.MAX_TIERS} are allowed")
         return None
     before = len(problems)
     tiers: list[Tier] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 from billctl.config import redact_url
-from billctl.errors import DependencyDown, SchemaBehind
+from billctl.errors import ConfigError, DependencyDown, SchemaBehind
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -32,9 +33,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, create: bool = False) -> Engine:
+    """An engine for ``url``. A SQLite file is checked first (its directory, that it is a SQLite
+    database) and is never created unless ``create`` (only `billctl db upgrade` creates one: a
+    mistyped path must not leave an empty database behind)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            check_sqlite_file(path, create=create)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -42,16 +49,89 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database). ``sqlite:///file:PATH?mode=ro&uri=true``
+    names PATH."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(database)
+
+
+def check_sqlite_file(path: Path, *, create: bool) -> None:
+    """Refuse a SQLite path that cannot be billctl's database, naming what is wrong with it."""
+    where = f"database.url: {path}"
+    if not path.parent.is_dir():
+        raise ConfigError(f"{where}: the directory {path.parent} does not exist", hint="create it, or fix the path")
+    if not path.exists():
+        if create:
+            if not os.access(path.parent, os.W_OK):
+                raise ConfigError(
+                    f"{where}: cannot create the database: the directory {path.parent} is not writable",
+                    hint="fix its permissions, or choose another path",
+                )
+            return
+        raise SchemaBehind(
+            f"{where}: there is no database at this path",
+            hint="check the path; to create a new database there, run `billctl db upgrade`",
+        )
+    if path.is_dir():
+        raise ConfigError(f"{where} is a directory, not a database file", hint="name a file, e.g. sqlite:///billctl.db")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the file: {exc.strerror}", hint="fix its permissions") from None
+    if header and header != SQLITE_HEADER:
+        raise ConfigError(
+            f"{where} is not a SQLite database (the file starts with {header[:8]!r})",
+            hint="fix database.url; a new database is created with `billctl db upgrade`",
+        )
+
+
+READ_ONLY_HINT = {
+    "sqlite": "billctl needs write access: make the file and its directory writable (SQLite keeps a WAL journal "
+    "beside the file), and drop mode=ro from the URL",
+    "postgresql": "billctl needs write access: connect to the primary, not a read-only standby, as a role "
+    "that may write",
+}
+
+
+def database_error(exc: sa.exc.DBAPIError, url: str) -> DependencyDown | None:
+    """The one-line error for a database that cannot be used (None when ``exc`` is not about that,
+    e.g. a constraint violation): a read-only database and a file that cannot be opened are named
+    as such, not as a server that might be down."""
+    reason = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
+    where = redact_url(url)
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == "25006" or "readonly database" in reason:
+        hint = READ_ONLY_HINT["sqlite" if url.startswith("sqlite") else "postgresql"]
+        return DependencyDown(f"the database at {where} is read-only: {reason}", hint=hint)
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    if url.startswith("sqlite"):
+        return DependencyDown(
+            f"cannot use the SQLite database {where}: {reason}",
+            hint="check that the file and its directory exist and are readable and writable",
+        )
+    return DependencyDown(
+        f"database unreachable at {where}: {reason}",
+        hint="is the server running and database.url right? see `billctl config show`",
+    )
+
+
 def check_reachable(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DependencyDown(
-            f"database unreachable at {redact_url(str(engine.url.render_as_string(hide_password=False)))}: {reason}",
-            hint="is the server running and database.url right? see `billctl config show`",
-        ) from None
+    except sa.exc.DBAPIError as exc:
+        raise (database_error(exc, engine.url.render_as_string(hide_password=False)) or exc) from None
 
 
 def _alembic_config() -> AlembicConfig:

@@ -1,13 +1,20 @@
 """``usage aggregate``: the Redis Stream(s) to usage buckets, exactly once (DESIGN.md invariants 1, 2, 6).
 
 One batch, in order:
-1. entries come from XREADGROUP (new) and XAUTOCLAIM (left pending by a dead consumer);
+1. entries come from XREADGROUP (new) and from claims: at start, this consumer's own pending
+   entries (left by an earlier life under the same name); then, every ``stream.claim_idle_ms / 2``,
+   entries idle that long with OTHER consumers (XPENDING IDLE + XCLAIM). A consumer never claims
+   its own pending entries while it runs: they are in flight here, not abandoned;
 2. they are parsed; good events are counted by ``apply_events`` and the stream position is
    recorded, all in ONE database transaction: each (tenant, event_id) enters ``seen_event``
-   and the buckets together, or neither does;
-3. only after the commit: bad entries are copied to the dead-letter stream, every entry of the
-   batch is acknowledged (XACK), and the stream is trimmed exactly (MINID) below the oldest entry
-   any group still has pending.
+   and the buckets together, or neither does. A batch is committed when it is full
+   (``stream.batch_events``), when its first entries have waited ``stream.flush_ms``, or when the
+   stream has nothing new;
+3. only after the commit: each bad entry is acknowledged and dead-lettered in one atomic step (a
+   Lua script: the dead letter is written only if that acknowledgement removed the entry from the
+   pending list, so one bad entry gives one dead letter, whatever crashes and claims happen), the
+   other entries are acknowledged (XACK), and the stream is trimmed exactly (MINID) below the
+   oldest entry any group still has pending.
 
 A crash anywhere leaves entries pending (never acknowledged before they were committed); whoever
 reads them again (this consumer on restart, or another after ``stream.claim_idle_ms``) finds their
@@ -24,7 +31,7 @@ import queue
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,8 +39,17 @@ import sqlalchemy as sa
 
 from billctl.core.events import MAX_FIELD, Event, EventError, parse_flat
 from billctl.db.models import StreamOffset
+from billctl.errors import ConfigError
 from billctl.services.context import App
-from billctl.services.usage import TenantInfo, UsageReport, _check_alignment, _insert, apply_events, tenant_directory
+from billctl.services.usage import (
+    TenantInfo,
+    UsageReport,
+    _check_alignment,
+    _insert,
+    apply_events,
+    event_window,
+    tenant_directory,
+)
 from billctl.stream.redis_stream import Entry, StreamClient
 
 
@@ -61,8 +77,8 @@ class AggregateReport(UsageReport):
     """A usage report plus what happened on the stream side."""
 
     batches: int = 0
-    claimed: int = 0  # entries taken over from idle consumers
-    dead_lettered: int = 0
+    claimed: int = 0  # entries taken over from idle consumers (or from this consumer's earlier life)
+    dead_lettered: int = 0  # bad entries dead-lettered by this run (one each, ever: see _after_commit)
     acked: int = 0
     trimmed: int = 0
     vanished: int = 0  # pending entries that no longer existed in the stream when claimed
@@ -120,7 +136,7 @@ class Parser:
 
     def __init__(self, app: App, tenants: dict[str, TenantInfo]) -> None:
         self.prefixes = {s: id_prefix(app, s) for s in stream_names(app)}
-        self.max_future_ms = app.config["usage.max_future_seconds"] * 1000
+        self.config = app.config
         self.bucket_seconds = app.config["usage.bucket_seconds"]
         self.set_tenants(tenants)
         self._endpoints: dict[bytes, str] = {}
@@ -129,7 +145,8 @@ class Parser:
         self.directory = {key.encode(): (info.id, info.person) for key, info in tenants.items()}
 
     def parse(self, chunk: _Chunk) -> None:
-        now_limit = int(time.time() * 1000) + self.max_future_ms
+        window = event_window(self.config)
+        earliest, latest = window.earliest_ms, window.latest_ms
         bucket_ms = self.bucket_seconds * 1000
         directory, endpoints = self.directory, self._endpoints
         blake2b, from_bytes = hashlib.blake2b, int.from_bytes
@@ -171,7 +188,7 @@ class Parser:
                     slow.append(entry)
                     continue
                 name = endpoints[endpoint] = endpoint.decode()
-            if ts_ms > now_limit:
+            if not earliest <= ts_ms <= latest:
                 slow.append(entry)
                 continue
             key = from_bytes(blake2b(event_id, digest_size=8, person=tenant[1]).digest(), "big", signed=True)
@@ -183,14 +200,14 @@ class Parser:
 
     def parse_slow(self, chunk: _Chunk) -> tuple[list[tuple[tuple[str, bytes], Event]], list[tuple[str, str]]]:
         """The general path for the chunk's leftover entries: events, and (where, reason) for bad ones."""
-        now_ms = int(time.time() * 1000)
+        window = event_window(self.config)
         prefix = self.prefixes.get(chunk.stream, "")
         events: list[tuple[tuple[str, bytes], Event]] = []
         dead: list[tuple[str, str]] = []
         for entry_id, flat in chunk.slow:
             try:
                 events.append(
-                    ((chunk.stream, entry_id), parse_flat(flat, entry_id, prefix, now_ms, self.max_future_ms))
+                    ((chunk.stream, entry_id), parse_flat(flat, entry_id, prefix, window))
                 )
             except EventError as exc:
                 dead.append((f"{chunk.stream}/{entry_id.decode()}", str(exc)))
@@ -223,6 +240,7 @@ class _Reader(threading.Thread):
         self.count = app.config["stream.read_count"]
         self.block_ms = app.config["stream.block_ms"]
         self.claim_idle_ms = app.config["stream.claim_idle_ms"]
+        self.recovered = False  # this consumer's own pending entries (an earlier life) taken back yet?
         self.parser = parser
         # one batch read ahead while the writer commits the previous one
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, max_entries // self.count))
@@ -245,22 +263,42 @@ class _Reader(threading.Thread):
         if self.left is not None:
             self.left = max(0, self.left - n)
 
+    def _claimed(self, stream: str, entries: list[Entry], vanished: list[bytes]) -> int:
+        self._took(len(entries))
+        if entries or vanished:
+            chunk = _Chunk(stream, entries, claimed=True, vanished=len(vanished))
+            self.parser.parse(chunk)
+            self._put(chunk)
+        return len(entries)
+
+    def _recover_own(self, stream: str) -> int:
+        """At start, nothing is in flight here yet: this consumer's own pending entries were left by
+        an earlier process under the same name (``stream.consumer``) that died; take them back."""
+        claimed = 0
+        after: bytes | str = "0"
+        while not self.stop.is_set() and self.left != 0:
+            history = self.client.read_own_pending(stream, self.group, self.consumer, after, self._count())
+            if not history:
+                break
+            after = history[-1][0]
+            gone = [entry_id for entry_id, fields in history if fields is None]
+            if gone:  # deleted from the stream while pending: nothing left to count
+                self.client.ack(stream, self.group, gone)
+            claimed += self._claimed(stream, [e for e in history if e[1] is not None], gone)
+        return claimed
+
     def _claim_all(self) -> int:
         claimed = 0
         for stream in self.streams:
-            start: bytes | str = "0-0"
-            while not self.stop.is_set() and self.left != 0:
-                start, entries, vanished = self.client.claim_idle(
+            if not self.recovered:
+                claimed += self._recover_own(stream)
+            start: bytes | str | None = "-"
+            while start is not None and not self.stop.is_set() and self.left != 0:
+                start, entries, vanished = self.client.claim_others(
                     stream, self.group, self.consumer, self.claim_idle_ms, start, self._count()
                 )
-                self._took(len(entries))
-                if entries or vanished:
-                    chunk = _Chunk(stream, entries, claimed=True, vanished=len(vanished))
-                    self.parser.parse(chunk)
-                    self._put(chunk)
-                    claimed += len(entries)
-                if start in (b"0-0", "0-0"):
-                    break
+                claimed += self._claimed(stream, entries, vanished)
+        self.recovered = True
         return claimed
 
     def run(self) -> None:
@@ -328,6 +366,7 @@ def _run(
     streams = stream_names(app)
     group, consumer = app.config["stream.group"], consumer_name(app)
     batch_events = app.config["stream.batch_events"]
+    flush_after = check_claim_interval(app) / 1000
     for stream in streams:
         client.ensure_group(stream, group)
     report = AggregateReport()
@@ -344,16 +383,24 @@ def _run(
     try:
         pending: list[_Chunk] = []
         size = 0
+        first_at = 0.0  # when the batch's first chunk reached the writer
         reader_done = False
         while not reader_done:
-            item = reader.queue.get()
+            wait = max(0.0, first_at + flush_after - time.monotonic()) if pending else None
+            try:
+                item = reader.queue.get(timeout=wait)
+            except queue.Empty:
+                item = None  # the batch has waited stream.flush_ms: commit what there is
             if item is _DONE:
                 reader_done = True
-            elif item is not _IDLE:
+            elif item is not None and item is not _IDLE:
+                if not pending:
+                    first_at = time.monotonic()
                 pending.append(item)
                 size += len(item.ids)
             limit_hit = max_events is not None and report.read + size >= max_events
-            flush = size >= batch_events or (item is _IDLE and pending) or reader_done or limit_hit
+            due = item is None or item is _IDLE or time.monotonic() - first_at >= flush_after
+            flush = size >= batch_events or due or reader_done or limit_hit
             if flush and pending:
                 writer.write(pending)
                 pending, size = [], 0
@@ -375,6 +422,20 @@ def _run(
         gc.set_threshold(*thresholds)
     report.seconds = time.monotonic() - started
     return report
+
+
+def check_claim_interval(app: App) -> int:
+    """``stream.flush_ms``, once ``stream.claim_idle_ms`` is known to be comfortably above it: a batch
+    stays uncommitted for about flush_ms plus its commit (and, under a backlog, the commit before
+    it); entries must not look abandoned to other consumers meanwhile."""
+    flush, claim = app.config["stream.flush_ms"], app.config["stream.claim_idle_ms"]
+    if claim < 10 * flush:
+        raise ConfigError(
+            f"stream.claim_idle_ms = {claim} is too short for stream.flush_ms = {flush}: other "
+            "consumers would claim entries that are still in flight",
+            hint=f"set stream.claim_idle_ms to at least {10 * flush} (10 x stream.flush_ms), or lower stream.flush_ms",
+        )
+    return flush
 
 
 def client_for_thread(app: App) -> StreamClient:
@@ -401,25 +462,11 @@ class _Writer:
         self.report.merge(report)
 
     def _after_commit(self, chunks: list[_Chunk], report: AggregateReport) -> None:
-        if report.rejected:
-            raw = {f"{c.stream}/{entry_id.decode()}": fields for c in chunks for entry_id, fields in c.slow}
-            items = []
-            for where, reason in report.rejected:
-                stream, entry_id = where.rsplit("/", 1)
-                fields = raw[where]
-                items.append(
-                    {
-                        **dict(zip(fields[::2], fields[1::2], strict=False)),
-                        b"_source": stream.encode(),
-                        b"_id": entry_id.encode(),
-                        b"_reason": reason.encode(),
-                    }
-                )
-            self.client.add_entries(self.dead_letter, items)
-            report.dead_lettered += len(items)
+        dead = self._dead_letter(chunks, report) if report.rejected else set()
         streams: dict[str, list[bytes]] = {}
         for chunk in chunks:
-            streams.setdefault(chunk.stream, []).extend(chunk.ids)
+            ids = [i for i in chunk.ids if (chunk.stream, i) not in dead] if dead else chunk.ids
+            streams.setdefault(chunk.stream, []).extend(ids)
             if chunk.claimed:
                 report.claimed += len(chunk.ids)
             report.vanished += chunk.vanished
@@ -427,6 +474,40 @@ class _Writer:
             report.acked += self.client.ack(stream, self.group, ids)
             report.trimmed += self.client.trim_committed(stream, self.retention)[1]
         report.batches += 1
+
+    def _dead_letter(self, chunks: list[_Chunk], report: AggregateReport) -> set[tuple[str, bytes]]:
+        """Acknowledge and dead-letter the batch's bad entries, each at most once ever (the Lua
+        script in the stream adapter). One that was already acknowledged (dead-lettered by a run
+        that crashed before acknowledging the rest of its batch, or by another consumer that held
+        it too) is not written again and counts as a duplicate, not as a dead letter, so the
+        report counts each bad entry once. Returns the (stream, entry id) pairs handled here."""
+        raw = {f"{c.stream}/{entry_id.decode()}": fields for c in chunks for entry_id, fields in c.slow}
+        by_stream: dict[str, list[tuple[str, str, bytes, dict[bytes, bytes]]]] = defaultdict(list)
+        for where, reason in report.rejected:
+            stream, entry_id = where.rsplit("/", 1)
+            fields = raw[where]
+            letter = {
+                **dict(zip(fields[::2], fields[1::2], strict=False)),
+                b"_source": stream.encode(),
+                b"_id": entry_id.encode(),
+                b"_reason": reason.encode(),
+            }
+            by_stream[stream].append((where, reason, entry_id.encode(), letter))
+        handled: set[tuple[str, bytes]] = set()
+        written: list[tuple[str, str]] = []
+        for stream, items in by_stream.items():
+            added = self.client.dead_letter(stream, self.group, self.dead_letter, [(i[2], i[3]) for i in items])
+            for (where, reason, entry_id, _), new in zip(items, added, strict=True):
+                handled.add((stream, entry_id))
+                if new:
+                    written.append((where, reason))
+                else:
+                    report.duplicates += 1
+        report.rejected = written
+        report.dead_lettered += len(written)
+        report.acked += len(written)  # the script acknowledged them
+        report.dead_reasons = Counter(_reason_kind(reason) for _, reason in written)
+        return handled
 
 
 def count_chunks(

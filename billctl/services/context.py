@@ -18,11 +18,13 @@ from billctl.db.models import AuditLog, utcnow
 
 
 def default_actor() -> str:
+    from billctl.core.bounds import ACTOR
+
     for name in ("BILLCTL_ACTOR", "USER", "LOGNAME"):
         if os.environ.get(name):
-            return os.environ[name]
+            return os.environ[name][:ACTOR]
     try:
-        return getpass.getuser()
+        return getpass.getuser()[:ACTOR]
     except Exception:
         return "unknown"
 
@@ -43,10 +45,11 @@ class App:
             self._checked = True
         return self._engine
 
-    def raw_engine(self) -> Engine:
-        """The engine without the schema check (for `db upgrade` itself)."""
+    def raw_engine(self, *, create: bool = False) -> Engine:
+        """The engine without the schema check (for `db upgrade` itself, which alone may ``create``
+        a new SQLite file)."""
         if self._engine is None:
-            self._engine = create_db_engine(self.config.database_url)
+            self._engine = create_db_engine(self.config.database_url, create=create)
         return self._engine
 
     @contextmanager
@@ -76,3 +79,14 @@ def audit(
             detail=detail,
         )
     )
+
+
+def check_text(value: str, flag: str, max_len: int, *, required: bool = False) -> None:
+    """Refuse text that does not fit its column (``max_len`` characters, no control characters):
+    checked where it enters, so SQLite (which would store anything) and PostgreSQL agree."""
+    from billctl.core.bounds import text_problem
+    from billctl.errors import BadInput
+
+    problem = text_problem(value, flag, max_len, required=required)
+    if problem:
+        raise BadInput(problem)

@@ -14,17 +14,18 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
-from billctl.core import periods
-from billctl.core.money import from_minor, quantize, to_minor
+from billctl.core import bounds, periods
+from billctl.core.bounds import quote
+from billctl.core.money import exponent, format_money, from_minor, quantize, to_minor
 from billctl.core.periods import Period
-from billctl.core.plans import parse_plan
+from billctl.core.plans import PlanError, parse_plan
 from billctl.core.rating import rate
 from billctl.core.types import Adjustment, Discount, InvoiceDraft, Segment
 from billctl.core.types import Plan as PlanSpec
@@ -54,9 +55,11 @@ class Priced:
     draft: InvoiceDraft | None = None
     inputs: dict = field(default_factory=dict)
     fingerprint: str = ""
-    skipped: str | None = None  # why no invoice: "no plan", "already finalized"
+    skipped: str | None = None  # why no invoice: "no plan", "already finalized", why it failed
     existing: Invoice | None = None  # the live invoice when already finalized
     previous_total_minor: int | None = None  # last period's live invoice, for "change"
+    failed: bool = False  # the tenant's data could not be priced or stored (``skipped`` says why)
+    open_period: str | None = None  # finalized with --allow-open-period: why the period was not over
 
     @property
     def currency(self) -> str:
@@ -131,7 +134,13 @@ def _segments_plan(
 
 
 def _spec(row: Plan) -> PlanSpec:
-    spec = parse_plan(row.definition)
+    try:
+        spec = parse_plan(row.definition)
+    except PlanError as exc:  # stored before today's bounds, or edited by hand: its tenants fail, no one else
+        raise TenantDataError(
+            f"plan '{row.code}' v{row.version} does not pass validation: {exc}",
+            hint=f"fix it with `billctl plans update --file ...` (see `billctl plans show {row.code}`)",
+        ) from None
     return PlanSpec(**{**spec.__dict__, "version": row.version})
 
 
@@ -355,14 +364,41 @@ def _price(
         ],
         "adjustments": adjustment_docs,
     }
-    draft = rate(
-        currency=tenant.currency,
-        segments=segments,
-        discounts=discounts,
-        tax_rate=Decimal(tenant.tax_rate),
-        adjustments=adjustments,
-    )
+    try:
+        draft = rate(
+            currency=tenant.currency,
+            segments=segments,
+            discounts=discounts,
+            tax_rate=Decimal(tenant.tax_rate),
+            adjustments=adjustments,
+        )
+    except ArithmeticError:  # beyond Decimal's 28 digits: far outside the bounds a plan may hold
+        raise TenantDataError(
+            f"its charges are too large to compute exactly ({', '.join(sorted({s.plan.code for s in segments}))})",
+            hint="check the plan's prices and the usage; see docs/reference/bounds.md",
+        ) from None
+    _check_storable(draft, tenant)
     return Priced(tenant=tenant, period=period, draft=draft, inputs=inputs, fingerprint=fingerprint(inputs))
+
+
+class TenantDataError(BadInput):
+    """One tenant's data (its plan, its amounts) cannot be billed: that tenant fails, the others go on."""
+
+
+def _check_storable(draft: InvoiceDraft, tenant: Tenant) -> None:
+    """Every amount of the draft fits the BigInteger minor-unit columns (invariant 13); the bounds on
+    plans leave room for a year of usage, so only usage far beyond that gets here."""
+    currency = draft.currency
+    limit = bounds.MAX_STORED_MINOR
+    for label, amount in [("total", draft.total), ("subtotal", draft.subtotal)] + [
+        (line.kind, line.amount) for line in draft.lines
+    ]:
+        if abs(amount.scaleb(exponent(currency))) > limit:
+            raise TenantDataError(
+                f"its {label} {format_money(amount, currency)} does not fit the invoice storage "
+                f"(at most {format_money(from_minor(limit, currency), currency)})",
+                hint="check the plan's prices and the usage; see docs/reference/bounds.md",
+            )
 
 
 def segment_label(code: str, start: datetime, end: datetime, tz: str) -> str:
@@ -389,7 +425,7 @@ def billed_tenants(session: Session, tenant_key: str | None) -> list[Tenant]:
     if tenant_key:
         tenant = session.exec(select(Tenant).where(Tenant.key == tenant_key)).first()
         if tenant is None:
-            raise NotFound(f"unknown tenant '{tenant_key}'", hint="see `billctl tenants list`")
+            raise NotFound(f"unknown tenant {quote(tenant_key)}", hint="see `billctl tenants list`")
         return [tenant]
     return list(session.exec(select(Tenant).where(Tenant.status == "active").order_by(Tenant.id)))
 
@@ -428,7 +464,12 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
                 ) -> dict:
                     return usage if (s, e) == whole else usage_totals(conn, tenant.id, s, e)
 
-                priced = _price(conn, ctx, tenant, period, usage_of)
+                try:
+                    priced = _price(conn, ctx, tenant, period, usage_of)
+                except Exception as exc:  # one tenant's data cannot be priced: show it, go on
+                    if _stops_the_run(app, exc):
+                        raise
+                    priced = _failed(tenant, period, exc).priced
                 priced.previous_total_minor = previous.get(tenant.id)
                 yield priced
 
@@ -482,10 +523,44 @@ def _live_invoices(session: Session, period: Period, tenant_ids: Sequence[int] |
 class FinalizeResult:
     priced: Priced
     invoice: Invoice | None = None  # written (or, in a dry run, what would be written)
-    outcome: str = ""  # finalized | would finalize | already finalized | skipped
+    outcome: str = ""  # finalized | would finalize | already finalized | skipped | not over | failed
 
 
 CHUNK = 100  # tenants finalized per transaction
+
+
+class OpenPeriod(BadInput):
+    """The period is not over for any of the tenants asked for (invariant 12): nothing to finalize."""
+
+
+OPEN_PERIOD_HINT = (
+    "only finished months are billed: run it again once the month has ended, or pass --allow-open-period "
+    "to bill a partial month on purpose (recorded in the audit log)"
+)
+
+
+def open_periods(period: Period, tenants: Sequence[Tenant], now: datetime, *, allow: bool = False) -> dict[int, str]:
+    """Tenant id -> why its ``period`` is not over yet at ``now`` (``periods.open_period_reason``,
+    the rule of invariant 12). Unless ``allow``, raises OpenPeriod when that is every tenant of a
+    non-empty list."""
+    refused = {t.id: why for t in tenants if (why := periods.open_period_reason(period, t.timezone, now))}
+    if not allow and tenants and len(refused) == len(tenants):
+        who = f"tenant '{tenants[0].key}'" if len(tenants) == 1 else f"any of the {len(tenants)} tenants"
+        first = min(tenants, key=lambda t: period.bounds(t.timezone)[1])
+        earliest = "" if len(tenants) == 1 else ", the earliest"
+        raise OpenPeriod(
+            f"{period} is not over yet for {who} (it ends {period.bounds(first.timezone)[1]:%Y-%m-%d %H:%M}Z "
+            f"in {first.timezone}{earliest})",
+            hint=OPEN_PERIOD_HINT,
+        )
+    return refused
+
+
+def require_period_over(app: App, period: Period, tenant_key: str | None = None) -> dict[int, str]:
+    """``open_periods`` for the tenants a finalize of ``tenant_key`` (or of every active tenant)
+    would bill, now: commands check it before asking anything or taking a lock."""
+    with Session(app.engine) as session:
+        return open_periods(period, billed_tenants(session, tenant_key), app.now())
 
 
 def finalize(
@@ -496,19 +571,24 @@ def finalize(
     dry_run: bool = False,
     on_result: Callable[[FinalizeResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
-    only_closed: bool = False,
+    allow_open_period: bool = False,
 ) -> list[FinalizeResult]:
     """Finalize ``period``: one immutable, numbered invoice per tenant.
 
     Tenants go in chunks of ``CHUNK`` per transaction (locked, priced, then written; one commit per
     chunk instead of per tenant: 10,000 tenants in well under a minute). If a chunk cannot be
     written it is redone tenant by tenant, each in its own transaction, so one bad tenant never
-    holds back the others. Safe to re-run: a tenant with a live invoice is reported as already
-    finalized; the unique index makes a concurrent second writer fail instead of writing a second
-    invoice. ``stop`` is asked before each tenant (SIGTERM: stop after the tenant in progress; what
-    is done is committed). With ``only_closed``, a tenant whose period has not ended yet in its own
-    time zone is skipped (a close at midnight UTC must not finalize a tenant in Los Angeles whose
-    month still has hours to go)."""
+    holds back the others: a tenant whose data cannot be priced or stored (a plan beyond the bounds,
+    an amount that does not fit) comes out ``failed`` with the reason, and the others are finalized.
+    Only a database that is down (or a lost lock) stops the run. Safe to re-run: a tenant with a live
+    invoice is reported as already finalized; the unique index makes a concurrent second writer fail
+    instead of writing a second invoice. ``stop`` is asked before each tenant (SIGTERM: stop after the
+    tenant in progress; what is done is committed).
+
+    Only finished months are billed (invariant 12): a tenant whose period has not ended yet in its
+    own time zone comes out ``not over`` (a close at midnight UTC must not finalize a tenant in Los
+    Angeles whose month still has hours to go), and OpenPeriod is raised when that is every tenant.
+    ``allow_open_period`` bills them anyway; each such invoice's audit record says so."""
     with Session(app.engine) as session:
         tenants = billed_tenants(session, tenant_key)
     results: list[FinalizeResult] = []
@@ -518,25 +598,25 @@ def finalize(
         if on_result:
             on_result(result)
 
-    now = app.now()
+    opened = open_periods(period, tenants, app.now(), allow=allow_open_period)
     todo: list[int] = []
     for tenant in tenants:
-        end = period.bounds(tenant.timezone)[1]
-        if only_closed and end > now:
-            why = f"period not over yet in {tenant.timezone} (ends {end.astimezone(UTC):%Y-%m-%d %H:%M}Z)"
-            emit(FinalizeResult(Priced(tenant=tenant, period=period, skipped=why), None, "not over"))
+        if tenant.id in opened and not allow_open_period:
+            emit(FinalizeResult(Priced(tenant=tenant, period=period, skipped=opened[tenant.id]), None, "not over"))
         else:
             todo.append(tenant.id)
     for i in range(0, len(todo), CHUNK):
         ids = todo[i : i + CHUNK]
         try:
-            done = _finalize_chunk(app, period, ids, dry_run=dry_run, stop=stop)
-        except (sa.exc.IntegrityError, BillctlError):
+            done = _finalize_chunk(app, period, ids, dry_run=dry_run, stop=stop, opened=opened)
+        except Exception as exc:  # redo one by one: the failure is one tenant's, or each says it is not
+            if _stops_the_run(app, exc):
+                raise
             done = []
             for tenant_id in ids:
                 if stop is not None and stop():
                     break
-                done.append(_finalize_one(app, period, tenant_id, dry_run=dry_run))
+                done.append(_finalize_one(app, period, tenant_id, dry_run=dry_run, opened=opened))
         for result in done:
             emit(result)
         if len(done) < len(ids):  # stopped
@@ -544,8 +624,37 @@ def finalize(
     return results
 
 
+def _stops_the_run(app: App, exc: Exception) -> bool:
+    """A failure no tenant can get past (the database is down or read-only, the run lost its lock),
+    as opposed to one tenant's data that cannot be billed."""
+    from billctl.db.engine import database_error
+    from billctl.errors import DependencyDown, LockHeld
+
+    if isinstance(exc, DependencyDown | LockHeld):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and database_error(exc, app.config["database.url"]) is not None
+
+
+def _failed(tenant: Tenant, period: Period, exc: Exception) -> FinalizeResult:
+    """The result of a tenant whose data could not be billed, with the reason in one line."""
+    if isinstance(exc, BillctlError | ValueError):  # TenantDataError, a stored plan that no longer validates
+        reason = str(exc)
+    elif isinstance(exc, sa.exc.DBAPIError):  # e.g. PostgreSQL: bigint out of range
+        reason = f"the database refused it: {(str(exc.orig) if exc.orig else str(exc)).strip().splitlines()[0]}"
+    else:  # e.g. SQLite: OverflowError, an integer too large for the column
+        reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+    priced = Priced(tenant=tenant, period=period, skipped=f"failed: {reason}", failed=True)
+    return FinalizeResult(priced, None, "failed")
+
+
 def _finalize_chunk(
-    app: App, period: Period, ids: list[int], *, dry_run: bool, stop: Callable[[], bool] | None
+    app: App,
+    period: Period,
+    ids: list[int],
+    *,
+    dry_run: bool,
+    stop: Callable[[], bool] | None,
+    opened: dict[int, str],
 ) -> list[FinalizeResult]:
     """Several tenants in one transaction: the same steps as ``_finalize_one``, with the per-chunk
     reads (tenants, live and previous invoices, plans, assignments, discounts) done once."""
@@ -581,6 +690,7 @@ def _finalize_chunk(
                 )
                 continue
             priced = _price(conn, ctx, tenant, period, usage_of)
+            priced.open_period = opened.get(tenant_id)
             prev = previous.get(tenant_id)
             priced.previous_total_minor = prev.total_minor if prev else None
             if priced.draft is None:
@@ -594,7 +704,9 @@ def _finalize_chunk(
     return results
 
 
-def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) -> FinalizeResult:
+def _finalize_one(
+    app: App, period: Period, tenant_id: int, *, dry_run: bool, opened: dict[int, str]
+) -> FinalizeResult:
     lookback = app.config["billing.adjustment_lookback_months"]
     with Session(app.engine, expire_on_commit=False) as session:
         try:
@@ -612,6 +724,7 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) ->
                     )
                 ctx = _load_context(session, [tenant_id], lookback)
                 priced = _price(conn, ctx, tenant, period, lambda s, e: usage_totals(conn, tenant_id, s, e))
+                priced.open_period = opened.get(tenant_id)
                 prev = _live_invoices(session, period.previous(), [tenant_id]).get(tenant_id)
                 priced.previous_total_minor = prev.total_minor if prev else None
                 if priced.draft is None:
@@ -629,6 +742,10 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool) ->
                 existing,
                 "already finalized",
             )
+        except Exception as exc:  # this tenant's data cannot be billed: its failure only
+            if _stops_the_run(app, exc):
+                raise
+            return _failed(session.get(Tenant, tenant_id), period, exc)
 
 
 def reserve_sequence(session: Session, name: str, count: int, *, dry_run: bool) -> int:
@@ -716,6 +833,7 @@ def _write_invoices(app: App, session: Session, batch: list[Priced], *, dry_run:
             "invoice.finalize",
             "invoice",
             invoice.number,
+            reason=f"--allow-open-period: {priced.open_period}" if priced.open_period else "",
             tenant=priced.tenant.key,
             period=str(priced.period),
             total_minor=invoice.total_minor,
@@ -784,10 +902,10 @@ def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]
     with Session(app.engine) as session:
         query = select(Invoice).where(Invoice.number == ref)
         invoice = session.exec(query).first()
-        if invoice is None and ref.isdigit():
+        if invoice is None and ref.isascii() and ref.isdigit() and int(ref) < 2**31:  # ids are 32-bit
             invoice = session.get(Invoice, int(ref))
         if invoice is None:
-            raise NotFound(f"unknown invoice '{ref}'", hint="see `billctl invoices list`")
+            raise NotFound(f"unknown invoice {quote(ref)}", hint="see `billctl invoices list`")
         tenant = session.get(Tenant, invoice.tenant_id)
         lines = list(
             session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position))

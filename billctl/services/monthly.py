@@ -26,14 +26,15 @@ import pendulum
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from billctl.core.bounds import REASON
 from billctl.core.guardrails import HoldRules, hold_reason, usage_dropped
 from billctl.core.money import from_minor
 from billctl.core.periods import Period, period_of
 from billctl.db.models import Invoice, RunLock, RunStep, Tenant, utcnow
 from billctl.errors import BillctlError, ExitCode, LockHeld
 from billctl.logs import RunLog
-from billctl.services.context import App, audit
-from billctl.services.invoices import FinalizeResult, finalize
+from billctl.services.context import App, audit, check_text
+from billctl.services.invoices import FinalizeResult, finalize, require_period_over
 
 LOCK_NAME = "run-monthly"
 
@@ -321,6 +322,9 @@ class MonthlyRun:
             raise Interrupted(f"stopped during step {name}, after the item in progress")
 
     def run(self) -> MonthlyReport:
+        if not self.allow_open_period:  # the period is over for nobody: refuse before touching anything
+            require_period_over(self.app, self.period)
+        self._stripe()  # a Stripe key that is set but unusable fails the run now (exit 4), not after finalize
         if self.dry_run:
             holder = self.lease.holder()
             if holder:
@@ -379,6 +383,8 @@ class MonthlyRun:
             priced, invoice = result.priced, result.invoice
             if result.outcome == "not over":
                 self.report.not_over.append({"tenant": priced.tenant.key, "reason": priced.skipped})
+            if result.outcome == "failed":
+                self.report.failed.append({"step": "finalize", "tenant": priced.tenant.key, "reason": priced.skipped})
             total = invoice.total_minor if invoice is not None else None
             previous = priced.previous_total_minor
             self.report.invoices.append(
@@ -404,7 +410,7 @@ class MonthlyRun:
             dry_run=self.dry_run,
             on_result=record,
             stop=self._check_stop,
-            only_closed=not self.allow_open_period,
+            allow_open_period=self.allow_open_period,
         )
         previous = _totals_of(self.app, self.period.previous())  # one query, not one per tenant
         for inv in self.report.invoices:
@@ -576,6 +582,7 @@ def release(app: App, ref: str, reason: str) -> Invoice:
     from billctl.errors import Conflict
     from billctl.services.invoices import get_invoice
 
+    check_text(reason, "--reason", REASON)
     found, _tenant, _lines = get_invoice(app, ref)
     with app.session() as session:
         inv = session.get(Invoice, found.id)

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 from sqlmodel import Session, select
 
+from billctl.core.bounds import quote
 from billctl.core.plans import PlanError, parse_plan, plan_to_dict
 from billctl.core.types import Plan as PlanSpec
 from billctl.db.models import Plan
 from billctl.errors import BadInput, Conflict, NotFound
+from billctl.files import read_text
 from billctl.services.context import App, audit
 
 
 def read_plan_file(path: str) -> PlanSpec:
     """Parse and validate a plan TOML file; every problem is reported at once."""
-    try:
-        text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
-    except OSError as exc:
-        raise BadInput(f"cannot read plan file {path}: {exc.strerror}") from None
+    text = read_text(path, "plan file", BadInput)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"plan file {path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise BadInput(f"plan file {path}: invalid TOML: arrays or tables nested too deeply") from None
     try:
         return parse_plan(data)
     except PlanError as exc:
-        problems = "\n".join(f"  - {p}" for p in exc.problems)
-        raise BadInput(f"plan file {path} has {len(exc.problems)} problem(s):\n{problems}") from None
+        raise BadInput(f"plan file {path} has {len(exc.problems):,} problem(s):\n{exc.report()}") from None
 
 
 def spec_of(row: Plan) -> PlanSpec:
@@ -47,7 +46,7 @@ def get_plan(session: Session, code: str, version: int | None = None) -> Plan:
         row = session.exec(select(Plan).where(Plan.code == code, Plan.version == version)).first()
     if row is None:
         raise NotFound(
-            f"unknown plan '{code}'" + (f" version {version}" if version else ""), hint="see `billctl plans list`"
+            f"unknown plan {quote(code)}" + (f" version {version}" if version else ""), hint="see `billctl plans list`"
         )
     return row
 

@@ -141,15 +141,17 @@ def _compare(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine], priced:
 
 def not_invoiced(app: App, period: Period, tenant_key: str | None = None) -> list[str]:
     """Active tenants that have a plan for ``period`` today but no live invoice for it (a plan
-    assigned after the period was finalized, say): ``invoices finalize`` would bill them."""
+    assigned after the period was finalized, say): ``invoices finalize`` would bill them. A tenant
+    whose period is not over yet is not missing: finalize refuses it (the same rule, invariant 12)."""
     with Session(app.engine) as session:
         tenants = inv_svc.billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants]
         live = inv_svc._live_invoices(session, period, ids)
         ctx = inv_svc._load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+        not_over = inv_svc.open_periods(period, tenants, app.now(), allow=True)
         missing = []
         for tenant in tenants:
-            if tenant.id in live or tenant.status != "active":
+            if tenant.id in live or tenant.status != "active" or tenant.id in not_over:
                 continue
             start, end = period.bounds(tenant.timezone)
             if inv_svc._segments_plan(ctx, tenant, start, end):

@@ -6,14 +6,16 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from billctl.core import periods
-from billctl.core.money import MoneyError, billing_rule, currency_problem, fits_minor_unit, parse_decimal
+from billctl.core import bounds, periods
+from billctl.core.bounds import quote
+from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.db.models import Discount, Plan, PlanAssignment, Tenant, utcnow
 from billctl.errors import BadInput, Conflict, NotFound
-from billctl.services.context import App, audit
+from billctl.services.context import App, audit, check_text
 
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 STATUSES = ("active", "suspended", "closed")
@@ -34,12 +36,12 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
     """Check every given field; raise BadInput naming the field and the fix."""
     out: dict[str, object] = {}
     if fields.name is not None:
-        if not fields.name.strip():
-            raise BadInput("--name must not be empty")
+        check_text(fields.name.strip(), "--name", bounds.TENANT_NAME, required=True)
         out["name"] = fields.name.strip()
     if fields.email is not None:
+        check_text(fields.email, "--email", bounds.EMAIL)
         if fields.email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", fields.email):
-            raise BadInput(f"--email {fields.email!r} is not an e-mail address")
+            raise BadInput(f"--email {quote(fields.email)} is not an e-mail address", hint="e.g. billing@acme.com")
         out["email"] = fields.email
     if fields.timezone is not None:
         try:
@@ -59,31 +61,36 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
             rate = Decimal(fields.tax_rate.strip().rstrip("%"))
         except InvalidOperation:
             raise BadInput(
-                f"--tax-rate {fields.tax_rate!r} is not a number", hint="give a percent such as 8.25"
+                f"--tax-rate {quote(fields.tax_rate)} is not a number", hint="give a percent such as 8.25"
             ) from None
-        if not rate.is_finite() or rate < 0 or rate > 100:
-            raise BadInput(f"--tax-rate {fields.tax_rate} must be a percent between 0 and 100")
+        if not rate.is_finite() or rate < 0 or rate > 100 or bounds.decimals(rate) > bounds.MAX_TAX_DECIMALS:
+            raise BadInput(
+                f"--tax-rate {quote(fields.tax_rate)} must be a percent between 0 and 100",
+                hint=f"at most {bounds.MAX_TAX_DECIMALS} decimal places, e.g. 8.25",
+            )
         out["tax_rate"] = f"{rate.normalize():f}" if rate else "0"
     if fields.status is not None:
         if fields.status not in STATUSES:
-            raise BadInput(f"--status {fields.status!r} must be one of {', '.join(STATUSES)}")
+            raise BadInput(f"--status {quote(fields.status)} must be one of {', '.join(STATUSES)}")
         out["status"] = fields.status
     if fields.external_id is not None:
+        check_text(fields.external_id, "--external-id", bounds.EXTERNAL_ID)
         out["external_id"] = fields.external_id or None
     return out
+
 
 
 def get_tenant(session: Session, key: str) -> Tenant:
     tenant = session.exec(select(Tenant).where(Tenant.key == key)).first()
     if tenant is None:
-        raise NotFound(f"unknown tenant '{key}'", hint="see `billctl tenants list`")
+        raise NotFound(f"unknown tenant {quote(key)}", hint="see `billctl tenants list`")
     return tenant
 
 
 def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
     if not KEY_RE.fullmatch(key):
         raise BadInput(
-            f"tenant id {key!r} is invalid",
+            f"tenant id {quote(key)} is invalid",
             hint="use 1-64 letters, digits and _ . : - (it is the tenant_id gateways send)",
         )
     fields.name = fields.name if fields.name is not None else key
@@ -127,7 +134,7 @@ def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
 
 def list_tenants(app: App, status: str | None = None) -> list[Tenant]:
     if status is not None and status not in STATUSES:
-        raise BadInput(f"--status {status!r} must be one of {', '.join(STATUSES)}")
+        raise BadInput(f"--status {quote(status)} must be one of {', '.join(STATUSES)}")
     with app.session() as session:
         query = select(Tenant).order_by(Tenant.key)
         if status:
@@ -156,7 +163,7 @@ def assign_plan(
         tenant = get_tenant(session, key)
         plan = session.exec(select(Plan).where(Plan.code == plan_code).order_by(Plan.version.desc())).first()
         if plan is None:
-            raise NotFound(f"unknown plan '{plan_code}'", hint="see `billctl plans list`")
+            raise NotFound(f"unknown plan {quote(plan_code)}", hint="see `billctl plans list`")
         if plan.archived:
             raise Conflict(f"plan '{plan_code}' is archived and cannot be assigned")
         if plan.currency != tenant.currency:
@@ -199,32 +206,44 @@ def _refuse_finalized(session: Session, tenant: Tenant, effective_at: datetime) 
 
 
 def add_discount(
-    app: App, key: str, kind: str, value: str, valid_from: str, valid_until: str | None, description: str
+    app: App, key: str, kind: str, value: str, valid_from: str | None, valid_until: str | None, description: str
 ) -> Discount:
+    """A discount from ``valid_from`` (default: today in the tenant's time zone, so it applies to
+    the period under way) to ``valid_until`` (inclusive; None: open-ended)."""
     if kind not in ("percent", "fixed"):
-        raise BadInput(f"--kind {kind!r} must be percent or fixed")
+        raise BadInput(f"--kind {quote(kind)} must be percent or fixed")
     try:
         amount = parse_decimal(value, field="--value")
     except MoneyError as exc:
         raise BadInput(str(exc)) from None
     if amount <= 0:
-        raise BadInput(f"--value {value} must be greater than 0")
-    if kind == "percent" and amount > 100:
-        raise BadInput(f"--value {value} is above 100 %")
+        raise BadInput(f"--value {quote(value)} must be greater than 0")
+    if kind == "percent" and (amount > 100 or bounds.decimals(amount) > bounds.MAX_TAX_DECIMALS):
+        raise BadInput(
+            f"--value {quote(value)} must be a percent up to 100",
+            hint=f"at most {bounds.MAX_TAX_DECIMALS} decimal places, e.g. 12.5",
+        )
+    check_text(description, "--description", bounds.DISCOUNT_DESCRIPTION)
     for flag, text in (("--from", valid_from), ("--until", valid_until)):
         if text is not None:
             try:
                 periods.day_start(text, "UTC")
             except periods.PeriodError as exc:
                 raise BadInput(f"{flag}: {exc}") from None
-    if valid_until is not None and valid_until < valid_from:
-        raise BadInput(f"--until {valid_until} is before --from {valid_from}")
     with app.session() as session:
         tenant = get_tenant(session, key)
-        if kind == "fixed" and not fits_minor_unit(amount, tenant.currency):
-            raise BadInput(
-                f"--value {value} is finer than {tenant.currency} allows ({billing_rule(tenant.currency)})"
-            )
+        if valid_from is None:
+            valid_from = app.now().astimezone(ZoneInfo(tenant.timezone)).date().isoformat()
+        if valid_until is not None and valid_until < valid_from:
+            raise BadInput(f"--until {valid_until} is before --from {valid_from}")
+        if kind == "fixed":
+            limit = bounds.minor_limit(bounds.MAX_AMOUNT_MINOR, exponent(tenant.currency))
+            if amount > limit:
+                raise BadInput(f"--value {quote(value)} is above the limit of {limit:,f} {tenant.currency}")
+            if not fits_minor_unit(amount, tenant.currency):
+                raise BadInput(
+                    f"--value {quote(value)} is finer than {tenant.currency} allows ({billing_rule(tenant.currency)})"
+                )
         row = Discount(
             tenant_id=tenant.id,
             kind=kind,

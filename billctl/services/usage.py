@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
+import io
 import json
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from billctl.core import periods
-from billctl.core.events import Event, EventError, parse_event
+from billctl.core.bounds import quote
+from billctl.core.events import Event, EventError, Window, parse_event
 from billctl.db.models import Invoice, LateUsage, SeenEvent, Tenant, UsageBucket
 from billctl.errors import BadInput
 from billctl.services.context import App
@@ -56,6 +57,19 @@ class UsageReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     late: Counter = field(default_factory=Counter)  # "tenant period" -> events counted for a finalized period
     not_billable: int = 0  # gateway log lines whose status does not bill (skipped, not an error)
+    rejected_unlisted: int = 0  # rejections beyond KEEP_REJECTED: counted, not kept (a file of bad lines)
+
+    KEEP_REJECTED = 10_000
+
+    def reject(self, where: str, why: str) -> None:
+        if len(self.rejected) < self.KEEP_REJECTED:
+            self.rejected.append((where, why))
+        else:
+            self.rejected_unlisted += 1
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejected) + self.rejected_unlisted
 
     def merge(self, other: UsageReport) -> None:
         self.read += other.read
@@ -63,7 +77,9 @@ class UsageReport:
         self.counted += other.counted
         self.units += other.units
         self.duplicates += other.duplicates
-        self.rejected.extend(other.rejected)
+        for where, why in other.rejected:
+            self.reject(where, why)
+        self.rejected_unlisted += other.rejected_unlisted
         self.late.update(other.late)
 
     def as_dict(self) -> dict[str, object]:
@@ -73,7 +89,7 @@ class UsageReport:
             "units": self.units,
             "duplicates": self.duplicates,
             "not_billable": self.not_billable,
-            "rejected": len(self.rejected),
+            "rejected": self.rejected_count,
             "rejections": [{"where": w, "reason": r} for w, r in self.rejected[:1000]],
             "late": [
                 {"tenant": k.split(" ")[0], "period": k.split(" ")[1], "events": n}
@@ -119,7 +135,8 @@ def apply_events(
         read += 1
         info = tenants.get(event.tenant)
         if info is None:
-            report.rejected.append((where, f"unknown tenant '{event.tenant}'"))
+            # every one is kept (not ``reject``): the stream reader dead-letters each of these
+            report.rejected.append((where, f"unknown tenant {quote(event.tenant)}"))  # type: ignore[arg-type]
             continue
         key = from_bytes(
             blake2b(event.event_id.encode(), digest_size=8, person=info.person).digest(), "big", signed=True
@@ -309,22 +326,65 @@ def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
-def _json_objects(stream: IO[str], source: str) -> Iterator[tuple[str, str, dict | EventError]]:
-    """(where, line text, object) for each non-empty line; an EventError for one that is not a JSON object."""
-    for number, line in enumerate(stream, start=1):
-        text = line.strip()
+def event_window(config: Mapping[str, Any], now_ms: int | None = None) -> Window:
+    """The timestamps events may carry now (usage.max_past_days .. usage.max_future_seconds)."""
+    return Window(
+        now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
+        max_past_days=config["usage.max_past_days"],
+        max_future_seconds=config["usage.max_future_seconds"],
+    )
+
+
+MAX_LINE_BYTES = 64 * 1024  # an event is a few hundred bytes; an Envoy access-log line a few KB
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | EventError]]:
+    """(line number, bytes) for each line, read as bytes so that one bad line (another encoding, a
+    stray binary) is that line's problem only; a line longer than MAX_LINE_BYTES is skipped
+    without holding it in memory."""
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            size = len(line)
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(MAX_LINE_BYTES)
+                size += len(line)
+            yield number, EventError(f"line is {size:,} bytes long; the limit is {MAX_LINE_BYTES:,}")
+            continue
+        yield number, line
+
+
+def _json_objects(stream: IO[bytes], source: str) -> Iterator[tuple[str, str, dict | EventError]]:
+    """(where, line text, object) for each non-empty line; an EventError for a line that is not
+    UTF-8 or not a JSON object."""
+    for number, line in _lines(stream):
+        where = f"{source}:{number}"
+        if isinstance(line, EventError):
+            yield where, "", line
+            continue
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            yield where, "", EventError(f"not UTF-8: byte 0x{line[exc.start]:02x} at column {exc.start + 1}")
+            continue
         if not text:
             continue
-        where = f"{source}:{number}"
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             yield where, text, EventError(f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting 100,000 deep
+            yield where, text, EventError(f"not valid JSON ({str(exc)[:80]})")
+            continue
         yield where, text, data if isinstance(data, dict) else EventError("not a JSON object")
 
 
-def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | EventError]]:
+def parse_ndjson(stream: IO[bytes], source: str, window: Window) -> Iterator[tuple[str, Event | EventError]]:
     """Events from newline-delimited JSON. A line without event_id gets a stable one derived from
     its content and its occurrence in the file, so re-importing the same file counts nothing twice."""
     occurrences: Counter = Counter()
@@ -348,7 +408,7 @@ def parse_ndjson(stream: IO[str], source: str) -> Iterator[tuple[str, Event | Ev
             occurrences[digest] += 1
             default_id = f"sha:{digest}:{occurrences[digest]}"
         try:
-            yield where, parse_event(data, default_event_id=default_id)
+            yield where, parse_event(data, default_event_id=default_id, window=window)
         except EventError as exc:
             yield where, exc
 
@@ -366,7 +426,7 @@ _MISSING = (None, "", "-")
 
 
 def parse_envoy(
-    stream: IO[str], source: str, tenant_field: str, billable: Callable[[int], bool]
+    stream: IO[bytes], source: str, tenant_field: str, billable: Callable[[int], bool], window: Window
 ) -> Iterator[tuple[str, Event | EventError | None]]:
     """Events from Envoy/Istio JSON access logs: one request per line with ``start_time``,
     ``path``, ``response_code``, ``request_id`` and the tenant in ``tenant_field`` (a logged request
@@ -378,11 +438,10 @@ def parse_envoy(
             yield where, data
             continue
         status = data.get("response_code")
-        try:
-            code = int(status)
-        except (TypeError, ValueError):
-            yield where, EventError(f"response_code {status!r} is not a status code")
+        if isinstance(status, bool) or not isinstance(status, int | str) or not str(status).strip().isdigit():
+            yield where, EventError(f"response_code {quote(status, 40)} is not a status code")
             continue
+        code = int(str(status)[:6])
         if not billable(code):
             yield where, None
             continue
@@ -393,27 +452,26 @@ def parse_envoy(
         path = data.get("path")
         endpoint = path.split("?", 1)[0] if isinstance(path, str) and path not in _MISSING else "*"
         event_id = data.get("request_id")
-        if event_id in _MISSING:
+        if event_id in _MISSING or not isinstance(event_id, str | int) or isinstance(event_id, bool):
             digest = hashlib.sha256(text.encode()).hexdigest()[:32]
             occurrences[digest] += 1
             event_id = f"sha:{digest}:{occurrences[digest]}"
         fields = {"tenant_id": tenant, "endpoint": endpoint, "ts": data.get("start_time"), "event_id": event_id}
         try:
-            yield where, parse_event(fields)
+            yield where, parse_event(fields, window=window)
         except EventError as exc:
             yield where, EventError(str(exc).replace("ts ", "start_time ", 1) if str(exc).startswith("ts") else exc)
 
 
-def _detect_format(handle: IO[str]) -> tuple[str, IO[str]]:
-    """'envoy' when the first line looks like an access log (start_time + response_code), else 'events'."""
-    first = handle.readline()
-    rest = itertools.chain([first], handle)
+def _detect_format(handle: IO[bytes]) -> str:
+    """'envoy' when the first line looks like an access log (start_time + response_code), else
+    'events'. Only peeks: the handle is left where it was."""
+    first = handle.peek(MAX_LINE_BYTES).split(b"\n", 1)[0]  # type: ignore[attr-defined]
     try:
         data = json.loads(first)
-    except ValueError:
-        return "events", rest  # type: ignore[return-value]
-    kind = "envoy" if isinstance(data, dict) and "start_time" in data and "response_code" in data else "events"
-    return kind, rest  # type: ignore[return-value]
+    except (ValueError, RecursionError):
+        return "events"
+    return "envoy" if isinstance(data, dict) and "start_time" in data and "response_code" in data else "events"
 
 
 def import_events(
@@ -428,31 +486,33 @@ def import_events(
     (the stream contract as NDJSON), ``envoy`` (Envoy/Istio JSON access logs) or ``auto``."""
     bucket_seconds = app.config["usage.bucket_seconds"]
     try:
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+        hint = "give an NDJSON file, or - for stdin"
+        raise BadInput(f"cannot read {quote(path)}: {exc.strerror}", hint=hint) from None
+    handle = io.BufferedReader(raw) if not hasattr(raw, "peek") else raw  # type: ignore[arg-type]
     report = UsageReport()
+    window = event_window(app.config)
     with handle:
         with app.engine.connect() as conn:
             tenants = tenant_directory(conn)
         _check_alignment(tenants, bucket_seconds)
         batch: list[tuple[str, Event]] = []
         source = "-" if path == "-" else path
-        lines: IO[str] = handle
         if fmt == "auto":
-            fmt, lines = _detect_format(handle)
+            fmt = _detect_format(handle)
         if fmt == "envoy":
             matcher = status_matcher(app.config["gateway.billable_statuses"])
-            items = parse_envoy(lines, source, app.config["gateway.tenant_field"], matcher)
+            items = parse_envoy(handle, source, app.config["gateway.tenant_field"], matcher, window)
         else:
-            items = parse_ndjson(lines, source)
+            items = parse_ndjson(handle, source, window)
         for where, item in items:
             if item is None:
                 report.not_billable += 1
                 continue
             if isinstance(item, EventError):
                 report.read += 1
-                report.rejected.append((where, str(item)))
+                report.reject(where, str(item))
                 continue
             batch.append((where, item))
             if len(batch) >= BATCH:

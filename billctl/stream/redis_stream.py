@@ -51,6 +51,30 @@ return {best, trimmed}
 """
 
 
+# Dead-letter bad entries exactly once per source entry, whatever crashes and claims happen: for
+# each entry, acknowledge it and, only if that acknowledgement removed it from the group's pending
+# list, append its dead letter, in one atomic step. A crash before this leaves the entry pending
+# and not dead-lettered (whoever reads it again dead-letters it); after it, the entry is acknowledged
+# and never delivered again; of two consumers holding the same claimed entry, only the first
+# acknowledgement is 1. KEYS: source stream, dead-letter stream. ARGV: group, then per entry its id,
+# the number n of field/value items, and those n items. Returns, per entry, the dead letter's id or
+# "" (already acknowledged: dead-lettered or counted by someone else).
+_DEAD_LETTER_LUA = """
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    out[#out + 1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 2, i + 1 + n))
+  else
+    out[#out + 1] = ''
+  end
+  i = i + 2 + n
+end
+return out
+"""
+
+
 def _raw(response, **_options):  # type: ignore[no-untyped-def]
     return response
 
@@ -81,9 +105,10 @@ class StreamClient:
         self._redis_mod = redis
         # protocol=2 with hiredis: ~30 % faster than RESP3 for stream replies (DESIGN.md, measured facts).
         self.r = redis.Redis.from_url(url, protocol=2, decode_responses=False, socket_connect_timeout=5)
-        for command in ("XREADGROUP", "XAUTOCLAIM", "XRANGE", "XREVRANGE", "XINFO GROUPS", "XINFO CONSUMERS"):
+        for command in ("XREADGROUP", "XCLAIM", "XRANGE", "XREVRANGE", "XINFO GROUPS", "XINFO CONSUMERS"):
             self.r.set_response_callback(command, _raw)
         self._trim = self.r.register_script(_TRIM_LUA)
+        self._dead_letter = self.r.register_script(_DEAD_LETTER_LUA)
 
     def _down(self, exc: Exception) -> DependencyDown:
         return DependencyDown(
@@ -122,14 +147,32 @@ class StreamClient:
             return []
         return reply[0][1]
 
-    def claim_idle(
+    def read_own_pending(self, stream: str, group: str, consumer: str, after: bytes | str, count: int) -> list[Entry]:
+        """This consumer's own pending entries after ``after`` (its history: XREADGROUP with an id).
+        An entry deleted from the stream meanwhile comes back with ``None`` fields."""
+        reply = self.r.xreadgroup(group, consumer, {stream: after}, count=count)
+        return reply[0][1] if reply else []
+
+    def claim_others(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, start: bytes | str, count: int
-    ) -> tuple[bytes, list[Entry], list[bytes]]:
-        """XAUTOCLAIM: (next start, claimed entries, ids that were pending but no longer exist)."""
-        reply = self.r.execute_command("XAUTOCLAIM", stream, group, consumer, min_idle_ms, start, "COUNT", count)
-        deleted = reply[2] if len(reply) > 2 else []
-        entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
-        return reply[0], entries, deleted
+    ) -> tuple[bytes | None, list[Entry], list[bytes]]:
+        """Claim entries pending with OTHER consumers for at least ``min_idle_ms`` (never this
+        consumer's own: those are in flight here, not abandoned). XPENDING IDLE lists them, XCLAIM
+        with the same minimum idle time takes them (so an entry another consumer has just claimed
+        or read is left alone). Returns (next start or None when done, claimed entries, ids that
+        were pending but no longer exist in the stream)."""
+        page = self.r.xpending_range(stream, group, min=start, max="+", count=count, idle=min_idle_ms)
+        theirs = [row["message_id"] for row in page if row["consumer"].decode() != consumer]
+        entries: list[Entry] = []
+        deleted: list[bytes] = []
+        if theirs:
+            for entry_id, fields in self.r.execute_command("XCLAIM", stream, group, consumer, min_idle_ms, *theirs):
+                if fields is None:  # Redis < 7 keeps deleted entries pending and returns them empty
+                    deleted.append(entry_id)
+                else:
+                    entries.append((entry_id, fields))
+        done = len(page) < count
+        return (None if done else b"(" + page[-1]["message_id"]), entries, deleted
 
     def ack(self, stream: str, group: str, ids: Sequence[bytes | str], chunk: int = 10_000) -> int:
         done = 0
@@ -205,6 +248,22 @@ class StreamClient:
         for fields in items:
             pipe.xadd(stream, fields)
         return pipe.execute()
+
+    def dead_letter(
+        self, source: str, group: str, dead_letter: str, items: Sequence[tuple[bytes, dict[bytes, bytes]]]
+    ) -> list[bool]:
+        """Acknowledge each (entry id, dead-letter fields) on ``source`` and append its dead letter,
+        atomically per entry (``_DEAD_LETTER_LUA``). True for those dead-lettered now; False for
+        those already acknowledged (by an earlier run or another consumer: not written again)."""
+        added: list[bool] = []
+        for i in range(0, len(items), 500):  # bounded script calls: a flood of bad entries cannot stall Redis
+            args: list[bytes | str] = [group]
+            for entry_id, fields in items[i : i + 500]:
+                args += [entry_id, str(2 * len(fields))]
+                for name, value in fields.items():
+                    args += [name, value]
+            added += [bool(x) for x in self._dead_letter(keys=[source, dead_letter], args=args)]
+        return added
 
     def delete_entries(self, stream: str, ids: Sequence[bytes | str]) -> int:
         return int(self.r.xdel(stream, *ids)) if ids else 0

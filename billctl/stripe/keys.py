@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from billctl.config import Config
@@ -61,10 +60,9 @@ class StripeSettings:
 
 
 def _read_file(path: str, setting: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    from billctl.files import read_text
+
+    return read_text(path, setting, ConfigError).strip()
 
 
 def resolve_api_key(config: Config, env: Mapping[str, str] | None = None) -> tuple[str, str]:
