@@ -240,3 +240,35 @@ def test_every_json_document_matches_its_schema(cli, tmp_path, fake, redis_url, 
     assert set(docs) == expected, f"-o json commands the scenario does not run: {sorted(expected - set(docs))}"
     found = [p for name, documents in sorted(docs.items()) for d in documents for p in problems(name, d)]
     assert not found, "\n".join(found[:40])
+
+
+def test_partial_closes_match_their_schemas(cli, tmp_path, monkeypatch):
+    """The documents of a close that leaves tenants out: one whose month is not over yet in its time
+    zone (Los Angeles, at 02:00 UTC on November 1st) and one whose plan cannot be billed (a base fee
+    beyond the bounds): preview, finalize (dry run and real) and run-monthly list them, exit 6."""
+    from datetime import UTC, datetime
+
+    from tests.helpers import plan_beyond_the_bounds, three_tenants
+
+    three_tenants(cli, tmp_path, {"initech": "America/Los_Angeles"})
+    plan_beyond_the_bounds(cli.db_url, "globex")
+    monkeypatch.setattr("billctl.services.context.App.now", lambda self: datetime(2026, 11, 1, 2, tzinfo=UTC))
+    cli.env["BILLCTL_MONTHLY_DRAIN_STREAM"] = "false"
+    runs = {
+        "invoices-preview": cli("invoices", "preview", "--period", "2026-10", "-o", "json", expect=6).json(),
+        "invoices-finalize": cli(
+            "invoices", "finalize", "--period", "2026-10", "--dry-run", "-o", "json", expect=6
+        ).json(),
+    }
+    final = cli("invoices", "finalize", "--period", "2026-10", "--yes", "-o", "json", expect=6).json()
+    report = cli("run-monthly", "--period", "2026-10", "--yes", "-o", "json", expect=6).json()
+    statuses = {d["tenant"]: d["status"] for d in final["invoices"]}
+    assert statuses == {"acme": "finalized", "globex": "failed", "initech": "not over"}
+    assert final["outcomes"] == {"finalized": 1, "failed": 1, "not over": 1}
+    assert {d["tenant"]: d["status"] for d in runs["invoices-preview"]["invoices"]}["globex"] == "failed"
+    assert [f["tenant"] for f in report["failed"]] == ["globex"]
+    assert [n["tenant"] for n in report["not_over"]] == ["initech"]
+    found = problems("invoices-preview", runs["invoices-preview"])
+    found += problems("invoices-finalize", runs["invoices-finalize"]) + problems("invoices-finalize", final)
+    found += problems("run-monthly", report)
+    assert not found, "\n".join(found[:40])
