@@ -58,7 +58,7 @@ def test_credit_notes_locally_lines_amount_rest_and_reports(cli, tmp_path, db_ur
         ("--line", "9"): "has no line 9",
         ("--line", "3"): "is the tax line",
         ("--amount", "100"): "more than the 47.63 USD left",
-        ("--amount", "1.234"): "finer than the currency's minor unit",
+        ("--amount", "1.234"): "finer than USD can be credited (Stripe charges USD to 2 decimal place(s))",
         ("--amount", "-1"): "more than 0",
         ("--line", "1", "--amount", "5"): "not both",
         ("--settle", "cash"): "--settle 'cash'",
@@ -297,3 +297,40 @@ def _pushed_again(cli, fake: FakeStripe, db_url: str) -> None:  # type: ignore[n
     fake.set_payment_outcome("acme", "fail")
     cli("stripe", "push")
     assert local_invoice(db_url, GLOBEX)["stripe_status"] == "paid"
+
+
+def test_credit_amounts_follow_the_billing_unit_of_the_currency(cli, tmp_path, db_url):
+    """KWD bills to 0.01 (not its third decimal), ISK and UGX and JPY to whole units, USD to cents:
+    a line's share of tax is rounded half-up to that, and an --amount finer than it is refused
+    (exit 3) naming Stripe's rule, nothing written."""
+    from billctl.core.money import billing_rule
+    from tests.fakestripe.billctl_harness import currency_plan
+
+    cli("db", "upgrade")
+    # currency: (line 2's share of tax, an --amount too fine); 3.28 KWD × 14.75 / 43.75 = 1.10583 is
+    # 1.110 KWD (not 1.106, which Stripe refuses); 3 ISK × 15 / 44 = 1.0227 is 1 ISK (not 1.02)
+    cases = {
+        "KWD": ("1.110", "1.005"),
+        "ISK": ("1.00", "1.50"),
+        "UGX": ("1", "1.5"),
+        "JPY": ("1", "0.5"),
+        "USD": ("1.11", "0.005"),
+    }
+    events = []
+    for code in cases:
+        tenant = f"t-{code.lower()}"
+        cli("plans", "create", "--file", write_plan(tmp_path, code, currency_plan(code)))
+        cli("tenants", "create", tenant, "--currency", code, "--tax-rate", "7.5")
+        cli("tenants", "assign-plan", tenant, f"p-{code.lower()}", "--effective", "2026-10-01")
+        events += bulk(tenant, 12_345)
+    cli("usage", "import", events_file(tmp_path, events))
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    numbers = {d["tenant"]: d["number"] for d in cli("invoices", "list", "-o", "json").json()}
+    before = table_counts(db_url)
+    for code, (tax, too_fine) in cases.items():
+        number = numbers[f"t-{code.lower()}"]
+        line = cli("invoices", "credit", number, "--line", "2", "--reason", "x", "--dry-run", "-o", "json").json()
+        assert line["tax"]["decimal"] == tax, code
+        refused = cli("invoices", "credit", number, "--amount", too_fine, "--reason", "x", "--yes", expect=3)
+        assert billing_rule(code) in refused.stderr, (code, refused.stderr)
+    assert table_counts(db_url) == before

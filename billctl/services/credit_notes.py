@@ -26,7 +26,16 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from billctl.core import credit as core
-from billctl.core.money import MoneyError, format_amount, from_minor, parse_decimal, to_minor
+from billctl.core.money import (
+    MoneyError,
+    billing_rule,
+    billing_unit,
+    fits_minor_unit,
+    format_amount,
+    from_minor,
+    parse_decimal,
+    to_minor,
+)
 from billctl.core.periods import Period
 from billctl.db.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Tenant
 from billctl.errors import BadInput, ConfigError, Conflict
@@ -56,12 +65,9 @@ class Issued:
 
 
 def _facts(invoice: Invoice, lines: Iterable[InvoiceLine]) -> core.Invoice:
-    return core.Invoice(
-        invoice.number,
-        invoice.subtotal_minor,
-        invoice.tax_minor,
-        tuple(core.InvoiceLine(x.position, x.kind, x.description, x.amount_minor) for x in lines),
-    )
+    rows = tuple(core.InvoiceLine(x.position, x.kind, x.description, x.amount_minor) for x in lines)
+    step = to_minor(billing_unit(invoice.currency), invoice.currency)  # KWD 10, ISK 100, USD 1
+    return core.Invoice(invoice.number, invoice.subtotal_minor, invoice.tax_minor, rows, step)
 
 
 def notes_by_invoice(
@@ -117,13 +123,19 @@ def notes_of(app: App, invoice_id: int) -> list[tuple[CreditNote, list[CreditNot
 
 
 def parse_amount(text: str, currency: str) -> int:
+    """--amount in minor units; finer than Stripe charges in ``currency`` (its billing unit: KWD 0.01,
+    ISK and JPY 1) is refused, naming the rule."""
     try:
         amount = parse_decimal(text, field="--amount")
-        return to_minor(amount, currency)
     except MoneyError as exc:
+        raise BadInput(f"--amount {text!r}: {exc}", hint=f"write it in {currency}, e.g. 12") from None
+    if not fits_minor_unit(amount, currency):
+        unit = billing_unit(currency)
         raise BadInput(
-            f"--amount {text!r}: {exc}", hint=f"write it in {currency} with at most its minor unit, e.g. 12.50"
-        ) from None
+            f"--amount {text!r} is finer than {currency} can be credited ({billing_rule(currency)})",
+            hint=f"give a multiple of {unit} {currency}",
+        )
+    return to_minor(amount, currency)
 
 
 def _settle(value: str) -> str:
