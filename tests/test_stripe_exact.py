@@ -5,6 +5,8 @@ drafts of voided invoices are deleted; segment lines carry their own service per
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +124,16 @@ def test_a_draft_that_differs_is_not_finalized_and_the_run_exits_6(cli, tmp_path
     assert local_invoice(db_url, NUMBER)["stripe_error"] == reason
     table = cli("stripe", "push", expect=6)
     assert "differs from the invoice" in table.stdout + table.stderr
+    # invoices show and list tell it too, until a push succeeds
+    assert cli("invoices", "show", NUMBER, "-o", "json").json()["stripe_error"] == reason
+    assert cli("invoices", "list", "-o", "json").json()[0]["stripe_error"] == reason
+    (row,) = csv.DictReader(io.StringIO(cli("invoices", "list", "-o", "csv").stdout))
+    assert row["stripe_error"] == reason
+    for args in (("show", NUMBER), ("list",)):
+        shown = cli("invoices", *args)
+        assert f"{NUMBER}: the last Stripe push failed: Stripe draft {draft['id']} differs" in " ".join(
+            shown.stderr.split()
+        )
     drift = cli("stripe", "reconcile", "-o", "json", expect=10).json()["drift"]
     assert [d["drift"] for d in drift] == ["incomplete"] and "differs from the invoice" in drift[0]["detail"]
 
@@ -131,6 +143,8 @@ def test_a_draft_that_differs_is_not_finalized_and_the_run_exits_6(cli, tmp_path
     assert done["action"] == "completed"
     assert_exactly_once(fake, db_url, NUMBER, "acme")
     assert local_invoice(db_url, NUMBER)["stripe_error"] is None
+    assert cli("invoices", "show", NUMBER, "-o", "json").json()["stripe_error"] is None
+    assert "push failed" not in cli("invoices", "list").stderr
     cli("stripe", "reconcile")
 
 

@@ -331,6 +331,7 @@ def list_(
     from billctl.services.credit_notes import credited_totals
 
     st = state(ctx)
+    out = st.output(output)
     rows = svc.list_invoices(st.app, tenant, svc.parse_period(period) if period else None, status)
     credited = credited_totals(st.app, [i.id for i, _ in rows])
     docs = [
@@ -343,27 +344,38 @@ def list_(
             "total": svc.money(i.total_minor, i.currency),
             "credited": svc.money(credited.get(i.id, 0), i.currency),
             "finalized_at": i.finalized_at.isoformat(),
+            "stripe_error": i.stripe_error,
         }
         for i, t in rows
     ]
-    st.output(output).rows(
-        ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"],
-        [
-            (
-                i.number,
-                t.key,
-                i.period,
-                i.status,
-                format_amount(from_minor(i.total_minor, i.currency), i.currency),
-                format_amount(from_minor(credited[i.id], i.currency), i.currency) if i.id in credited else "",
-                i.currency,
-                i.finalized_at.strftime("%Y-%m-%d %H:%M"),
-            )
-            for i, t in rows
-        ],
-        documents=docs,
-        right=["total", "credited"],
-    )
+    columns = ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"]
+    cells = [
+        (
+            i.number,
+            t.key,
+            i.period,
+            i.status,
+            format_amount(from_minor(i.total_minor, i.currency), i.currency),
+            format_amount(from_minor(credited[i.id], i.currency), i.currency) if i.id in credited else "",
+            i.currency,
+            i.finalized_at.strftime("%Y-%m-%d %H:%M"),
+        )
+        for i, t in rows
+    ]
+    if out.fmt == "csv":  # the last push failure: a column in CSV, in a table too long for a cell: below it
+        columns.append("stripe_error")
+        cells = [(*c, i.stripe_error) for c, (i, _) in zip(cells, rows, strict=True)]
+    out.rows(columns, cells, documents=docs, right=["total", "credited"])
+    for i, _ in rows if out.fmt == "table" else ():
+        if i.stripe_error:
+            out.warn(_push_failed(i))
+
+
+def _push_failed(invoice) -> str:  # type: ignore[no-untyped-def]
+    """The invoice's last push failure, for stderr (the reason is data: never read as markup)."""
+    from rich.markup import escape
+
+    return escape(f"{invoice.number}: the last Stripe push failed: {invoice.stripe_error}")
 
 
 def invoice_doc(invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
@@ -389,6 +401,7 @@ def invoice_doc(invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
         "finalized_by": invoice.actor,
         "void_reason": invoice.void_reason,
         "voided_at": invoice.voided_at.isoformat() if invoice.voided_at else None,
+        "stripe_error": invoice.stripe_error,  # why the last push failed (None once a push succeeds)
     }
 
 
@@ -434,6 +447,8 @@ def show(
             out.info(f"       {key}: {value}")
     if inv.status == "void":
         out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {inv.void_reason}")
+    if inv.stripe_error:
+        out.warn(_push_failed(inv))
     if notes:
         out.table(
             ["credit note", "issued", "lines", "total", "settle", "stripe", "reason"],
