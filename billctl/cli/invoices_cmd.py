@@ -497,8 +497,9 @@ def void(
     """Void a finalized invoice nobody has paid (recorded with the reason); the period can then be
     finalized again. An invoice pushed to Stripe is checked there first: one Stripe reports paid or
     partly paid is refused (exit 9; correct it with `invoices credit`), an open one is voided in
-    Stripe too; without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with
-    credit notes cannot be voided (exit 9): credit what is left instead."""
+    Stripe at once, a draft left by an interrupted push is deleted by the next `stripe push`;
+    without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with credit notes
+    cannot be voided (exit 9): credit what is left instead."""
     st = state(ctx)
     if not dry_run:
         confirm(st.out, f"Void invoice {invoice}?", yes)
