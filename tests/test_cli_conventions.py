@@ -49,16 +49,18 @@ def test_every_list_command_takes_table_json_and_csv(cli, tmp_path):
         assert len(rows) >= 2 and len({len(r) for r in rows}) == 1, command  # header + rows, rectangular
 
 
-def test_show_completion_mentions_billctl():
+def test_show_completion_mentions_billctl(monkeypatch):
+    import typer.completion
+
     from billctl.cli.app import app
 
-    # with shellingham installed, Typer detects the shell from the process tree and reads "bash" as
-    # an argument; under a test runner that tree may hold no shell, so name it explicitly
-    result = CliRunner().invoke(
-        app, ["--show-completion", "bash"], env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
-    )
+    # with shellingham installed (typer depends on it), --show-completion detects the shell from the
+    # process tree, where a test runner may have none: let it detect bash
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
+    result = CliRunner().invoke(app, ["--show-completion"])
     assert result.exit_code == 0, result.output
     assert "billctl" in result.stdout and "_BILLCTL_COMPLETE" in result.stdout
+    assert "complete -o default -F _billctl_completion billctl" in result.stdout
 
 
 def test_install_completion_is_offered():

@@ -58,7 +58,7 @@ def test_credit_notes_locally_lines_amount_rest_and_reports(cli, tmp_path, db_ur
         ("--line", "9"): "has no line 9",
         ("--line", "3"): "is the tax line",
         ("--amount", "100"): "more than the 47.63 USD left",
-        ("--amount", "1.234"): "finer than the currency's minor unit",
+        ("--amount", "1.234"): "finer than USD can be credited (Stripe charges USD to 2 decimal place(s))",
         ("--amount", "-1"): "more than 0",
         ("--line", "1", "--amount", "5"): "not both",
         ("--settle", "cash"): "--settle 'cash'",
@@ -297,3 +297,137 @@ def _pushed_again(cli, fake: FakeStripe, db_url: str) -> None:  # type: ignore[n
     fake.set_payment_outcome("acme", "fail")
     cli("stripe", "push")
     assert local_invoice(db_url, GLOBEX)["stripe_status"] == "paid"
+
+
+# -- currencies: credit notes follow Stripe's rules, as invoices do ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def open_in_every_currency(tmp_path_factory, sqlite_template):  # type: ignore[no-untyped-def]
+    """Every currency of the table, finalized and pushed as invoices Stripe emails: open in Stripe."""
+    from tests.fakestripe.billctl_harness import every_currency_pushed
+
+    tmp = tmp_path_factory.mktemp("cn-currencies")
+    with every_currency_pushed(tmp, sqlite_template, collection_method="send_invoice") as setup:
+        yield setup
+
+
+def _every_currency() -> list[str]:
+    from billctl.core.currencies import CURRENCIES
+
+    assert {"KWD", "ISK", "UGX", "JPY", "USD"} <= set(CURRENCIES)  # the special cases are all there
+    return sorted(CURRENCIES)
+
+
+@pytest.mark.parametrize("currency", _every_currency())
+def test_credit_notes_in_every_currency_agree_with_stripe(open_in_every_currency, currency):
+    """Push, pay 10 (major units) of the invoice in Stripe, then credit a line (with its share of
+    tax), an --amount, and the rest as a refund. FakeStripe, with its own copy of Stripe's amount
+    rules, accepts every credit note; each amount is a multiple of the currency's billing unit;
+    what billctl stores from Stripe (credit note amounts, amount paid and remaining) and what
+    Stripe holds are the same money; void reads the partial payment in the currency's units."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from billctl.core.money import billing_unit, format_amount, from_minor
+    from billctl.errors import Conflict
+    from billctl.services import credit_notes
+    from billctl.services import stripe_sync as svc
+    from billctl.services.invoices import void_invoice
+    from tests.fakestripe.billctl_harness import local_lines
+    from tests.fakestripe.currencies import api_exponent, major
+
+    fake, cli, app, outcomes = open_in_every_currency
+    tenant = f"t-{currency.lower()}"
+    number = outcomes[tenant]["ref"]
+    (remote,) = stripe_invoices_for(fake, number)
+    assert remote["status"] == "open", remote["status"]
+    unit = billing_unit(currency)
+
+    fake.pay_part(remote["id"], 10 * 10 ** api_exponent(currency))  # 10 of the currency, through Stripe
+    with pytest.raises(Conflict, match=rf"partly paid \({format_amount(Decimal(10), currency)}\) in Stripe"):
+        void_invoice(app, number, "wrong plan")
+    local = local_invoice(cli.db_url, number)
+    assert from_minor(local["stripe_amount_paid"], currency) == 10  # stored in billctl's minor units
+
+    issued = [
+        credit_notes.issue(app, number, reason="outage", lines=[2]),
+        credit_notes.issue(app, number, reason="goodwill", amount="5"),
+        credit_notes.issue(app, number, reason="cancelled", settle="refund"),
+    ]
+    notes = {row.number: (row, lines) for row, lines in credit_notes.notes_of(app, local["id"])}
+    in_stripe = {c["id"]: c for c in fake.credit_notes.values()}
+    for result in issued:
+        assert result.stripe is not None and result.stripe.action == "pushed", (result.pending, result.stripe)
+        row, lines = notes[result.note.number]
+        remote_note = in_stripe[row.stripe_credit_note_id]
+        assert remote_note["currency"] == currency.lower()
+        assert major(remote_note["total"], currency) == from_minor(row.total_minor, currency)
+        assert major(remote_note["pre_payment_amount"], currency) == from_minor(row.stripe_pre_payment_minor, currency)
+        assert major(remote_note["post_payment_amount"], currency) == from_minor(
+            row.stripe_post_payment_minor, currency
+        )
+        assert sorted(major(x["amount"], currency) for x in remote_note["lines"]["data"]) == sorted(
+            from_minor(x.amount_minor, currency) for x in lines
+        )
+        for x in lines:
+            assert from_minor(x.amount_minor, currency) % unit == 0, (x.kind, x.amount_minor)
+
+    (_, base, _), (_, usage, _), (_, tax, _) = local_lines(cli.db_url, number)
+    line_tax = next(x.amount_minor for x in notes[issued[0].note.number][1] if x.kind == "tax")
+    share = Decimal(tax) * usage / (base + usage)  # the invoice's tax on the credited line, in minor units
+    step = from_minor(1, currency)
+    expected = (share * step / unit).quantize(Decimal(1), rounding=ROUND_HALF_UP) * unit / step
+    assert line_tax == expected  # rounded once, half-up, to the billing unit
+    assert sum(row.tax_minor for row, _ in notes.values()) == tax  # every unit of tax credited, never more
+    assert issued[1].note.total_minor == 5 / step
+
+    # the rest went beyond what was still due by what the customer paid: that is refunded
+    rest = in_stripe[notes[issued[2].note.number][0].stripe_credit_note_id]
+    assert major(rest["post_payment_amount"], currency) == 10
+    assert major(rest["refunds"][0]["amount_refunded"], currency) == 10
+    after = fake.invoices[remote["id"]]
+    assert (after["status"], after["amount_remaining"]) == ("paid", 0)
+
+    gw = svc.gateway(app)
+    svc.sync_status(app, gw)
+    local = local_invoice(cli.db_url, number)
+    assert from_minor(local["stripe_amount_paid"], currency) == major(after["amount_paid"], currency) == 10
+    assert local["stripe_amount_remaining"] == 0
+    assert svc.reconcile(app, gw, tenant_key=tenant).drifts == []
+
+
+def test_credit_amounts_follow_the_billing_unit_of_the_currency(cli, tmp_path, db_url):
+    """KWD bills to 0.01 (not its third decimal), ISK and UGX and JPY to whole units, USD to cents:
+    a line's share of tax is rounded half-up to that, and an --amount finer than it is refused
+    (exit 3) naming Stripe's rule, nothing written."""
+    from billctl.core.money import billing_rule
+    from tests.fakestripe.billctl_harness import currency_plan
+
+    cli("db", "upgrade")
+    # currency: (line 2's share of tax, an --amount too fine); 3.28 KWD × 14.75 / 43.75 = 1.10583 is
+    # 1.110 KWD (not 1.106, which Stripe refuses); 3 ISK × 15 / 44 = 1.0227 is 1 ISK (not 1.02)
+    cases = {
+        "KWD": ("1.110", "1.005"),
+        "ISK": ("1.00", "1.50"),
+        "UGX": ("1", "1.5"),
+        "JPY": ("1", "0.5"),
+        "USD": ("1.11", "0.005"),
+    }
+    events = []
+    for code in cases:
+        tenant = f"t-{code.lower()}"
+        cli("plans", "create", "--file", write_plan(tmp_path, code, currency_plan(code)))
+        cli("tenants", "create", tenant, "--currency", code, "--tax-rate", "7.5")
+        cli("tenants", "assign-plan", tenant, f"p-{code.lower()}", "--effective", "2026-10-01")
+        events += bulk(tenant, 12_345)
+    cli("usage", "import", events_file(tmp_path, events))
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    numbers = {d["tenant"]: d["number"] for d in cli("invoices", "list", "-o", "json").json()}
+    before = table_counts(db_url)
+    for code, (tax, too_fine) in cases.items():
+        number = numbers[f"t-{code.lower()}"]
+        line = cli("invoices", "credit", number, "--line", "2", "--reason", "x", "--dry-run", "-o", "json").json()
+        assert line["tax"]["decimal"] == tax, code
+        refused = cli("invoices", "credit", number, "--amount", too_fine, "--reason", "x", "--yes", expect=3)
+        assert billing_rule(code) in refused.stderr, (code, refused.stderr)
+    assert table_counts(db_url) == before

@@ -5,6 +5,8 @@ drafts of voided invoices are deleted; segment lines carry their own service per
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,9 @@ from tests.fakestripe.billctl_harness import (  # noqa: E402
     SimulatedCrash,
     assert_exactly_once,
     crash_after,
+    currency_plan,
     customers_for,
+    every_currency_pushed,
     local_invoice,
     make_app,
     setup_tenants,
@@ -120,6 +124,16 @@ def test_a_draft_that_differs_is_not_finalized_and_the_run_exits_6(cli, tmp_path
     assert local_invoice(db_url, NUMBER)["stripe_error"] == reason
     table = cli("stripe", "push", expect=6)
     assert "differs from the invoice" in table.stdout + table.stderr
+    # invoices show and list tell it too, until a push succeeds
+    assert cli("invoices", "show", NUMBER, "-o", "json").json()["stripe_error"] == reason
+    assert cli("invoices", "list", "-o", "json").json()[0]["stripe_error"] == reason
+    (row,) = csv.DictReader(io.StringIO(cli("invoices", "list", "-o", "csv").stdout))
+    assert row["stripe_error"] == reason
+    for args in (("show", NUMBER), ("list",)):
+        shown = cli("invoices", *args)
+        assert f"{NUMBER}: the last Stripe push failed: Stripe draft {draft['id']} differs" in " ".join(
+            shown.stderr.split()
+        )
     drift = cli("stripe", "reconcile", "-o", "json", expect=10).json()["drift"]
     assert [d["drift"] for d in drift] == ["incomplete"] and "differs from the invoice" in drift[0]["detail"]
 
@@ -129,6 +143,8 @@ def test_a_draft_that_differs_is_not_finalized_and_the_run_exits_6(cli, tmp_path
     assert done["action"] == "completed"
     assert_exactly_once(fake, db_url, NUMBER, "acme")
     assert local_invoice(db_url, NUMBER)["stripe_error"] is None
+    assert cli("invoices", "show", NUMBER, "-o", "json").json()["stripe_error"] is None
+    assert "push failed" not in cli("invoices", "list").stderr
     cli("stripe", "reconcile")
 
 
@@ -264,54 +280,11 @@ def test_customers_are_found_without_search(cli, tmp_path, fake, db_url):
 # -- currencies: Stripe's rules, through push --------------------------------------------------------
 
 
-def _plan(code: str) -> str:
-    return f"""
-name = "p-{code.lower()}"
-currency = "{code}"
-base_fee = "29"
-included_units = 1000
-[price]
-model = "per_unit"
-unit_price = "0.0013"
-"""
-
-
 @pytest.fixture(scope="module")
 def every_currency(tmp_path_factory, sqlite_template):  # type: ignore[no-untyped-def]
-    """One tenant per currency of billctl's table, each on a plan in its currency with 7.5 % tax, 12,345
-    units in 2026-10 (usage 11,345 × 0.0013 = 14.7485, rounded per currency), finalized and pushed."""
-    import os
-    import shutil
-
-    from billctl.core.currencies import CURRENCIES
-    from billctl.services import plans, tenants
-    from tests.conftest import Cli
-    from tests.fakestripe import FakeStripe
-    from tests.helpers import bulk, events_file
-
-    tmp = tmp_path_factory.mktemp("currencies")
-    shutil.copy(sqlite_template, tmp / "billctl.db")
-    with pytest.MonkeyPatch.context() as mp, FakeStripe(api_key_prefix="sk_test_billctl") as fake:
-        mp.chdir(tmp)
-        for name in list(os.environ):
-            if name.startswith("BILLCTL_") and not name.startswith("BILLCTL_TEST_"):
-                mp.delenv(name)
-        cli = Cli(db_url=f"sqlite:///{tmp / 'billctl.db'}", env={})
-        app = make_app(cli.db_url, fake)  # the services directly: 400 CLI runs would take a minute
-        events = []
-        for code in sorted(CURRENCIES):
-            tenant = f"t-{code.lower()}"
-            plans.create_plan(app, plans.read_plan_file(write_plan(tmp, code, _plan(code))))
-            fields = tenants.TenantFields(name=tenant, currency=code, tax_rate="7.5", email=f"{tenant}@x.test")
-            tenants.create_tenant(app, tenant, fields)
-            tenants.assign_plan(app, tenant, f"p-{code.lower()}", "2026-10-01")
-            events += bulk(tenant, 12_345)
-        cli("usage", "import", events_file(tmp, events))
-        cli("invoices", "finalize", "--period", "2026-10", "--yes")
-        cli.env.update(stripe_env(fake))
-        doc = cli("stripe", "push", "--workers", "4", "-o", "json").json()
-        yield fake, cli.db_url, {i["tenant"]: i for i in doc["invoices"]}
-        assert fake.server_errors == []
+    """Every currency of the table, finalized and pushed (paid): see ``every_currency_pushed``."""
+    with every_currency_pushed(tmp_path_factory.mktemp("currencies"), sqlite_template) as (fake, cli, _, outcomes):
+        yield fake, cli.db_url, outcomes
 
 
 def _every_currency() -> list[str]:
@@ -354,12 +327,12 @@ def test_a_currency_or_amount_billctl_cannot_bill_exactly_is_refused(cli, tmp_pa
     cli("db", "upgrade")
     refused = cli("tenants", "create", "acme", "--currency", "LYD", expect=3)
     assert "not a currency Stripe charges in" in refused.stderr
-    plan = cli("plans", "create", "--file", write_plan(tmp_path, "lyd", _plan("LYD")), expect=3)
+    plan = cli("plans", "create", "--file", write_plan(tmp_path, "lyd", currency_plan("LYD")), expect=3)
     assert "not a currency Stripe charges in" in plan.stderr
-    isk_plan = write_plan(tmp_path, "isk", _plan("ISK").replace('"29"', '"29.50"'))
+    isk_plan = write_plan(tmp_path, "isk", currency_plan("ISK").replace('"29"', '"29.50"'))
     isk = cli("plans", "create", "--file", isk_plan, expect=3)
     assert "base_fee: 29.50 is finer than ISK allows (Stripe charges ISK to 0 decimal place(s)" in isk.stderr
-    kwd_plan = write_plan(tmp_path, "kwd", _plan("KWD").replace('"29"', '"29.125"'))
+    kwd_plan = write_plan(tmp_path, "kwd", currency_plan("KWD").replace('"29"', '"29.125"'))
     kwd = cli("plans", "create", "--file", kwd_plan, expect=3)
     assert "Stripe charges KWD to 2 decimal place(s): sent to Stripe in thousandths ending in 0" in kwd.stderr
 
@@ -372,7 +345,7 @@ def test_an_amount_stripe_would_refuse_is_never_sent(cli, tmp_path, fake, db_url
     from billctl.db.engine import create_db_engine
 
     cli("db", "upgrade")
-    cli("plans", "create", "--file", write_plan(tmp_path, "kwd", _plan("KWD")))
+    cli("plans", "create", "--file", write_plan(tmp_path, "kwd", currency_plan("KWD")))
     cli("tenants", "create", "acme", "--currency", "KWD")
     cli("tenants", "assign-plan", "acme", "p-kwd", "--effective", "2026-10-01")
     cli("invoices", "finalize", "--period", "2026-10", "--yes")

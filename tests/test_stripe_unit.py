@@ -8,6 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
@@ -206,6 +208,34 @@ def test_reconcile_diff():
     assert kinds(m.reconcile([_local("A", sid=None)], [_remote("in_1", "A")])) == [("A", "id")]
     assert kinds(m.reconcile([_local("A")], [_remote("in_1", "A", status="draft")])) == [("A", "incomplete")]
     assert kinds(m.reconcile([], [_remote("in_9", "Z")])) == [("Z", "orphan")]
+
+
+@pytest.mark.parametrize(
+    ("currency", "factor", "shown"),
+    [("USD", 1, "17.00 USD"), ("JPY", 1, "1,700 JPY"), ("KWD", 1, "1.700 KWD"), ("ISK", 1, "17.00 ISK"),
+     ("UGX", 100, "1,700 UGX")],
+)
+def test_credit_note_amounts_go_to_stripe_in_its_units_and_are_compared_in_them(currency, factor, shown):
+    """Local credit notes hold billctl's minor units; Stripe's API takes UGX ×100 (whole shillings
+    as two-decimal amounts). Params, settlement and the reconcile comparison all convert."""
+    from billctl.core.money import MoneyError
+    from billctl.stripe import credit_notes as cn
+
+    note = cn.CreditNoteIn(
+        "CN-1", "INV-1", "acme", currency, 1600, "outage", "refund",
+        (cn.NoteLineIn("line", 2, "usage", 1500), cn.NoteLineIn("amount", None, "goodwill", 100)),
+    )
+    params = cn.credit_note_params(note, "in_1", {2: "il_2"}, amount_remaining=1000)  # 1000 due: 600 refunded
+    assert [x.get("amount", x.get("unit_amount")) for x in params["lines"]] == [1500 * factor, 100 * factor]
+    assert params["refund_amount"] == 600 * factor
+    local = cn.LocalCreditNote("CN-1", "INV-1", "acme", currency, 1600, "cn_1", True)
+    remote = {"id": "cn_1", "total": 1600 * factor, "status": "issued", "metadata": {cn.META_CREDIT_NOTE: "CN-1"}}
+    assert cn.reconcile([local], [remote]) == []
+    (drift,) = cn.reconcile([local], [{**remote, "total": 1700 * factor}])
+    assert drift.kind == "amount" and drift.detail.endswith(f"Stripe {shown}")
+    if currency in ("KWD", "ISK"):  # an amount Stripe refuses in the currency is never sent
+        with pytest.raises(MoneyError, match=f"Stripe charges {currency}"):
+            cn.credit_note_params(replace(note, lines=(cn.NoteLineIn("amount", None, "x", 1605),)), "in_1", {}, 0)
 
 
 # ---------------------------------------------------------------- throttle

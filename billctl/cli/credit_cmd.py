@@ -94,7 +94,12 @@ def credit(
         ),
     ] = None,
     amount: Annotated[
-        str | None, typer.Option("--amount", help="Credit this amount, tax included, e.g. 12.50 (no particular line).")
+        str | None,
+        typer.Option(
+            "--amount",
+            help="Credit this amount, tax included, e.g. 12.50 (no particular line); no finer than Stripe "
+            "charges in the currency (KWD 0.01, ISK and JPY 1).",
+        ),
     ] = None,
     settle: Annotated[
         str,
@@ -115,9 +120,10 @@ def credit(
     some --line(s), or an --amount. In Stripe it becomes a credit note on that invoice (now, if the
     invoice is there and a key is set; else with the next `stripe push`).
 
-    Tax: credited lines take their share of the invoice's tax (rounded once, half-up, so crediting
-    in pieces credits the same tax as crediting at once); an --amount is tax included, split the
-    same way; the whole invoice credits its total. Never more than what is left to credit.
+    Tax: credited lines take their share of the invoice's tax (rounded once, half-up, to the
+    currency's billing unit, so crediting in pieces credits the same tax as crediting at once); an
+    --amount is tax included, split the same way; the whole invoice credits its total. Never more
+    than what is left to credit.
 
     How to correct an invoice, by state: draft (not finalized): nothing to correct, fix the plan or
     usage and preview again. Finalized, not in Stripe: `invoices void` and finalize again, or credit

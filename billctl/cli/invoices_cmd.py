@@ -355,6 +355,7 @@ def list_(
     from billctl.services.credit_notes import credited_totals
 
     st = state(ctx)
+    out = st.output(output)
     rows = svc.list_invoices(st.app, tenant, svc.parse_period(period) if period else None, status)
     credited = credited_totals(st.app, [i.id for i, _ in rows])
     docs = [
@@ -367,27 +368,36 @@ def list_(
             "total": svc.money(i.total_minor, i.currency),
             "credited": svc.money(credited.get(i.id, 0), i.currency),
             "finalized_at": i.finalized_at.isoformat(),
+            "stripe_error": i.stripe_error,
         }
         for i, t in rows
     ]
-    st.output(output).rows(
-        ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"],
-        [
-            (
-                i.number,
-                t.key,
-                i.period,
-                i.status,
-                format_amount(from_minor(i.total_minor, i.currency), i.currency),
-                format_amount(from_minor(credited[i.id], i.currency), i.currency) if i.id in credited else "",
-                i.currency,
-                i.finalized_at.strftime("%Y-%m-%d %H:%M"),
-            )
-            for i, t in rows
-        ],
-        documents=docs,
-        right=["total", "credited"],
-    )
+    columns = ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"]
+    cells = [
+        (
+            i.number,
+            t.key,
+            i.period,
+            i.status,
+            format_amount(from_minor(i.total_minor, i.currency), i.currency),
+            format_amount(from_minor(credited[i.id], i.currency), i.currency) if i.id in credited else "",
+            i.currency,
+            i.finalized_at.strftime("%Y-%m-%d %H:%M"),
+        )
+        for i, t in rows
+    ]
+    if out.fmt == "csv":  # the last push failure: a column in CSV, in a table too long for a cell: below it
+        columns.append("stripe_error")
+        cells = [(*c, i.stripe_error) for c, (i, _) in zip(cells, rows, strict=True)]
+    out.rows(columns, cells, documents=docs, right=["total", "credited"])
+    for i, _ in rows if out.fmt == "table" else ():
+        if i.stripe_error:
+            out.warn(_push_failed(i))
+
+
+def _push_failed(invoice) -> str:  # type: ignore[no-untyped-def]
+    """The invoice's last push failure, for stderr (``Out.warn`` never reads it as markup)."""
+    return f"{invoice.number}: the last Stripe push failed: {invoice.stripe_error}"
 
 
 def invoice_doc(invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
@@ -413,6 +423,7 @@ def invoice_doc(invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
         "finalized_by": invoice.actor,
         "void_reason": invoice.void_reason,
         "voided_at": invoice.voided_at.isoformat() if invoice.voided_at else None,
+        "stripe_error": invoice.stripe_error,  # why the last push failed (None once a push succeeds)
     }
 
 
@@ -458,6 +469,8 @@ def show(
             out.info(f"       {key}: {value}")
     if inv.status == "void":
         out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {clean(inv.void_reason or '')}", markup=True)
+    if inv.stripe_error:
+        out.warn(_push_failed(inv))
     if notes:
         out.table(
             ["credit note", "issued", "lines", "total", "settle", "stripe", "reason"],
@@ -506,8 +519,9 @@ def void(
     """Void a finalized invoice nobody has paid (recorded with the reason); the period can then be
     finalized again. An invoice pushed to Stripe is checked there first: one Stripe reports paid or
     partly paid is refused (exit 9; correct it with `invoices credit`), an open one is voided in
-    Stripe too; without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with
-    credit notes cannot be voided (exit 9): credit what is left instead."""
+    Stripe at once, a draft left by an interrupted push is deleted by the next `stripe push`;
+    without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with credit notes
+    cannot be voided (exit 9): credit what is left instead."""
     st = state(ctx)
     check_text(reason, "--reason", REASON)
     if not dry_run:

@@ -1,12 +1,16 @@
 """Credit note maths: what is left to credit on an invoice and what one credit note takes. Pure.
 
-Amounts are integer minor units of the invoice's currency. An invoice has a subtotal (its lines
-but tax), a tax and a total; credit notes take from it until nothing is left, never more:
+Amounts are integer minor units of the invoice's currency, each a multiple of the currency's
+billing unit (``Invoice.step``: 10 for KWD, whose thousandths Stripe charges only in tens; 100 for
+ISK, stored with two decimals but charged in whole krónur; 1 for USD or JPY), as the invoice's own
+lines are. An invoice has a subtotal (its lines but tax), a tax and a total; credit notes take from
+it until nothing is left, never more:
 
 - **net** (charges before tax) credited never exceeds the subtotal, nor, on one line, the line;
 - **tax** credited is always the invoice's tax in proportion to what has been credited so far in
-  total, rounded once, half-up (``tax_share``), so crediting in pieces credits, to the minor unit,
-  the same tax as crediting at once; crediting everything credits exactly the invoice's tax;
+  total, rounded once, half-up, to the billing unit (``tax_share``), so crediting in pieces
+  credits, to the unit, the same tax as crediting at once; crediting everything credits exactly
+  the invoice's tax;
 - credited + left == total, always.
 
 A credit note takes either what is left of the whole invoice, some lines (each what is left of
@@ -47,10 +51,19 @@ class Invoice:
     subtotal: int
     tax: int
     lines: tuple[InvoiceLine, ...] = ()
+    step: int = 1  # the currency's billing unit in minor units: every amount credited is a multiple
 
     @property
     def total(self) -> int:
         return self.subtotal + self.tax
+
+    @property
+    def unit(self) -> int:
+        """What credits are rounded to: ``step``, or the minor unit for an invoice whose own amounts
+        are not all multiples of it (finalized before billctl knew Stripe's rule; Stripe cannot
+        take it anyway), so that rounding never credits more tax than it bills."""
+        amounts = (self.subtotal, self.tax, *(x.amount for x in self.lines))
+        return self.step if all(a % self.step == 0 for a in amounts) else 1
 
     def line(self, position: int) -> InvoiceLine | None:
         return next((x for x in self.lines if x.position == position), None)
@@ -121,16 +134,18 @@ class Left:
         return self.net + self.tax
 
 
-def _round_half_up(numerator: int, denominator: int) -> int:
-    """numerator / denominator rounded half-up (both >= 0, denominator > 0)."""
-    return (2 * numerator + denominator) // (2 * denominator)
+def _round_half_up(numerator: int, denominator: int, step: int = 1) -> int:
+    """numerator / denominator rounded half-up to a multiple of ``step`` (all >= 0, denominator and
+    step > 0)."""
+    return step * ((2 * numerator + denominator * step) // (2 * denominator * step))
 
 
 def tax_share(invoice: Invoice, net: int) -> int:
-    """The invoice's tax in proportion to ``net`` of its subtotal, rounded once, half-up."""
+    """The invoice's tax in proportion to ``net`` of its subtotal, rounded once, half-up, to the
+    billing unit."""
     if invoice.subtotal <= 0 or invoice.tax <= 0:
         return 0
-    return _round_half_up(invoice.tax * min(max(net, 0), invoice.subtotal), invoice.subtotal)
+    return _round_half_up(invoice.tax * min(max(net, 0), invoice.subtotal), invoice.subtotal, invoice.unit)
 
 
 def left(invoice: Invoice, credited: Credited) -> Left:
@@ -228,6 +243,11 @@ def _amount(invoice: Invoice, credited: Credited, remaining: Left, amount: int, 
         raise CreditError(
             f"--amount must be more than 0 (got {show(amount)})", "give the amount to credit, tax included"
         )
+    if amount % invoice.unit:
+        raise CreditError(
+            f"--amount {show(amount)} is finer than the currency is charged",
+            f"give a multiple of {show(invoice.unit)}",
+        )
     if amount > remaining.total:
         raise CreditError(
             f"--amount {show(amount)} is more than the {show(remaining.total)} left to credit on {invoice.number}",
@@ -235,7 +255,7 @@ def _amount(invoice: Invoice, credited: Credited, remaining: Left, amount: int, 
         )
     # tax: the invoice's tax in proportion to the total credited so far (this note included)
     target = (
-        _round_half_up(invoice.tax * (credited.total + amount), invoice.total)
+        _round_half_up(invoice.tax * (credited.total + amount), invoice.total, invoice.unit)
         if invoice.total > 0 and invoice.tax > 0
         else 0
     )

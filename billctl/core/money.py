@@ -134,3 +134,9 @@ def to_stripe_amount(minor: int, currency: str, *, check: bool = True) -> int:
 def from_stripe_amount(amount: int, currency: str) -> Decimal:
     """An amount from Stripe's API as a Decimal in the currency's major unit."""
     return Decimal(int(amount)).scaleb(-currency_facts(currency).stripe_exponent)
+
+
+def minor_from_stripe(amount: int, currency: str) -> int:
+    """An amount from Stripe's API in billctl's stored minor units (UGX ``500`` -> 5; USD ``1234`` ->
+    1234). Raises MoneyError for one finer than billctl's minor unit (Stripe never sends one)."""
+    return to_minor(from_stripe_amount(amount, currency), currency)

@@ -26,7 +26,17 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from billctl.core import credit as core
-from billctl.core.money import MoneyError, format_amount, from_minor, parse_decimal, to_minor
+from billctl.core.money import (
+    MoneyError,
+    billing_rule,
+    billing_unit,
+    fits_minor_unit,
+    format_amount,
+    from_minor,
+    parse_decimal,
+    to_minor,
+    to_stripe_amount,
+)
 from billctl.core.periods import Period
 from billctl.db.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Tenant
 from billctl.errors import BadInput, ConfigError, Conflict
@@ -56,12 +66,9 @@ class Issued:
 
 
 def _facts(invoice: Invoice, lines: Iterable[InvoiceLine]) -> core.Invoice:
-    return core.Invoice(
-        invoice.number,
-        invoice.subtotal_minor,
-        invoice.tax_minor,
-        tuple(core.InvoiceLine(x.position, x.kind, x.description, x.amount_minor) for x in lines),
-    )
+    rows = tuple(core.InvoiceLine(x.position, x.kind, x.description, x.amount_minor) for x in lines)
+    step = to_minor(billing_unit(invoice.currency), invoice.currency)  # KWD 10, ISK 100, USD 1
+    return core.Invoice(invoice.number, invoice.subtotal_minor, invoice.tax_minor, rows, step)
 
 
 def notes_by_invoice(
@@ -117,13 +124,19 @@ def notes_of(app: App, invoice_id: int) -> list[tuple[CreditNote, list[CreditNot
 
 
 def parse_amount(text: str, currency: str) -> int:
+    """--amount in minor units; finer than Stripe charges in ``currency`` (its billing unit: KWD 0.01,
+    ISK and JPY 1) is refused, naming the rule."""
     try:
         amount = parse_decimal(text, field="--amount")
-        return to_minor(amount, currency)
     except MoneyError as exc:
+        raise BadInput(f"--amount {text!r}: {exc}", hint=f"write it in {currency}, e.g. 12") from None
+    if not fits_minor_unit(amount, currency):
+        unit = billing_unit(currency)
         raise BadInput(
-            f"--amount {text!r}: {exc}", hint=f"write it in {currency} with at most its minor unit, e.g. 12.50"
-        ) from None
+            f"--amount {text!r} is finer than {currency} can be credited ({billing_rule(currency)})",
+            hint=f"give a multiple of {unit} {currency}",
+        )
+    return to_minor(amount, currency)
 
 
 def _settle(value: str) -> str:
@@ -357,6 +370,7 @@ def _pending_reason(app: App, invoice: Invoice) -> str:
 
 def _check_stripe_accepts(gw: Any, invoice: Invoice, total: int, settle: str, show: Callable[[int], str]) -> None:
     """Refuse up front (exit 3, nothing written) what Stripe would refuse after the local note exists."""
+    from billctl.services.stripe_sync import local_minor
     from billctl.stripe import credit_notes as cn
 
     remote = gw.retrieve_invoice(invoice.stripe_invoice_id)
@@ -365,9 +379,13 @@ def _check_stripe_accepts(gw: Any, invoice: Invoice, total: int, settle: str, sh
             f"{invoice.number} is {remote.get('status')} in Stripe ({remote['id']}), not finalized here",
             hint="run `billctl stripe reconcile` and correct that first",
         )
-    _, settled = cn.settlement(total, remote.get("amount_remaining") or 0, settle)
+
+    def read(name: str) -> int:  # a Stripe amount of the invoice, in billctl's minor units
+        return local_minor(remote.get(name) or 0, invoice.currency) or 0
+
+    _, settled = cn.settlement(total, read("amount_remaining"), settle)
     refund = settled.get("refund_amount", 0)
-    refundable = (remote.get("amount_paid") or 0) - (remote.get("amount_paid_off_stripe") or 0)
+    refundable = read("amount_paid") - read("amount_paid_off_stripe")
     if refund > refundable:
         raise BadInput(
             f"--settle refund: {show(refund)} would be refunded but Stripe collected only {show(max(refundable, 0))} "
@@ -390,9 +408,10 @@ def push_credit_note(
 ) -> Any:
     """Put one local credit note into Stripe as a credit note on its invoice, resuming wherever an
     earlier run stopped; returns a stripe_sync.Outcome."""
-    from billctl.services.stripe_sync import Outcome
+    from billctl.services.stripe_sync import Outcome, local_minor
     from billctl.stripe import credit_notes as cn
     from billctl.stripe.client import StripeFailure
+    from billctl.stripe.mapping import show_amount
 
     out = Outcome(
         "credit_note", note.number, tenant.key, "pushed", total_minor=note.total_minor, currency=note.currency
@@ -427,20 +446,22 @@ def push_credit_note(
             number=note.number,
             invoice_number=invoice.number,
             tenant_key=tenant.key,
+            currency=note.currency,
             total_minor=note.total_minor,
             reason=note.reason,
             settle=note.settle,
             lines=tuple(cn.NoteLineIn(x.kind, x.invoice_line_position, x.description, x.amount_minor) for x in lines),
         )
+        due = local_minor(stripe_invoice.get("amount_remaining") or 0, note.currency) or 0
         try:
-            params = cn.credit_note_params(
-                note_in, invoice.stripe_invoice_id, ids, stripe_invoice.get("amount_remaining") or 0
-            )
+            params = cn.credit_note_params(note_in, invoice.stripe_invoice_id, ids, due)
         except KeyError as exc:
             raise StripeFailure(
                 f"line {exc.args[0]} of {invoice.number} is not on Stripe invoice {invoice.stripe_invoice_id}; "
                 "see `billctl stripe reconcile`"
             ) from None
+        except MoneyError as exc:  # an invoice finalized before billctl knew Stripe's rule
+            raise StripeFailure(f"{exc}; not sent (credit it in Stripe's Dashboard)") from None
         if not resumed:
             _store_note(store, note, stripe_push_started_at=app.now())  # from now on, look up before creating
         remote = gw.create_credit_note(params, cn.credit_note_key(note.number, params))
@@ -449,16 +470,20 @@ def push_credit_note(
         "stripe_credit_note_id": remote["id"],
         "stripe_number": remote.get("number"),
         "stripe_status": remote.get("status"),
-        "stripe_pre_payment_minor": remote.get("pre_payment_amount"),
-        "stripe_post_payment_minor": remote.get("post_payment_amount"),
+        "stripe_pre_payment_minor": local_minor(remote.get("pre_payment_amount"), note.currency),
+        "stripe_post_payment_minor": local_minor(remote.get("post_payment_amount"), note.currency),
     }
     with store.tx() as s:
         if s is not None:
             s.execute(sa.update(CreditNote).where(CreditNote.id == note.id).values(**values))
             audit(s, app, "stripe.credit_note.push", "credit_note", note.number, outcome=out.action, **values)
     out.stripe_id, out.stripe_number, out.status = remote["id"], remote.get("number"), remote.get("status")
-    if remote.get("total") is not None and remote["total"] != note.total_minor and not gw.dry_run:
-        out.note += f"Stripe total {remote['total']} differs from {note.total_minor}"
+    expected = to_stripe_amount(note.total_minor, note.currency, check=False)
+    if remote.get("total") is not None and remote["total"] != expected and not gw.dry_run:
+        out.note += (
+            f"Stripe total {show_amount(remote['total'], note.currency)} differs from "
+            f"{show_amount(expected, note.currency)}"
+        )
     return out
 
 
@@ -545,6 +570,7 @@ def void_in_stripe_first(
     come after). A draft (an interrupted push) cannot be paid. Not found: nothing there. Without a
     key billctl cannot know, so it refuses (ConfigError, exit 4). Returns what was done."""
     from billctl.services.stripe_sync import _state_values, _Store
+    from billctl.stripe import credit_notes as cn
     from billctl.stripe import mapping as m
     from billctl.stripe.client import StripeFailure
 
@@ -571,8 +597,8 @@ def void_in_stripe_first(
     store = _Store(app, dry_run)
     values = {"stripe_invoice_id": remote["id"], **_state_values(remote)}
     store.invoice(invoice.id, **values)
-    if remote.get("status") == "paid" or (remote.get("amount_paid") or 0) > 0:
-        raise _paid(invoice.number, remote.get("status"), remote.get("amount_paid"), invoice.currency)
+    if cn.paid_in_stripe(remote):
+        raise _paid(invoice.number, remote.get("status"), values["stripe_amount_paid"], invoice.currency)
     if remote.get("status") in ("open", "uncollectible"):
         remote = gw.void_invoice(remote["id"], m.invoice_key(invoice.number, "void"), remote)
         store.invoice(invoice.id, **_state_values(remote))
@@ -598,6 +624,7 @@ def reconcile(app: App, gw: Any, invoices: Sequence[tuple[Invoice, Tenant]], rem
             n.number,
             by_id[n.invoice_id][0].number,
             by_id[n.invoice_id][1].key,
+            n.currency,
             n.total_minor,
             n.stripe_credit_note_id,
             _in_stripe(by_id[n.invoice_id][0]),

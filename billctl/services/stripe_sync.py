@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from billctl.core.money import MoneyError, from_stripe_amount, to_minor, to_stripe_amount
+from billctl.core.money import MoneyError, minor_from_stripe, to_stripe_amount
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
 from billctl.errors import BillctlError, ExitCode
@@ -302,8 +302,8 @@ def _state_values(remote: dict[str, Any]) -> dict[str, Any]:
         "stripe_number": remote.get("number"),
         "stripe_hosted_url": remote.get("hosted_invoice_url"),
         "stripe_event_at": at,
-        "stripe_amount_paid": remote.get("amount_paid"),
-        "stripe_amount_remaining": remote.get("amount_remaining"),
+        "stripe_amount_paid": local_minor(remote.get("amount_paid"), remote.get("currency")),
+        "stripe_amount_remaining": local_minor(remote.get("amount_remaining"), remote.get("currency")),
     }
 
 
@@ -414,8 +414,8 @@ def _complete_draft(
 def _note_collection(inv: m.InvoiceIn, remote: dict[str, Any], out: Outcome, dry_run: bool) -> None:
     """What Stripe collects, when it is not simply the invoice's total (never a difference)."""
     balance = 0 if dry_run else m.balance_applied(remote)
-    if remote.get("amount_due") is not None and not dry_run:
-        out.amount_due_minor = _local_minor(remote["amount_due"], inv.currency)
+    if not dry_run:
+        out.amount_due_minor = local_minor(remote.get("amount_due"), inv.currency)
     if balance:
         due = m.show_amount(remote.get("amount_due"), inv.currency)
         how = "a credit" if balance < 0 else "an amount owed"
@@ -430,9 +430,13 @@ def _note_collection(inv: m.InvoiceIn, remote: dict[str, Any], out: Outcome, dry
     out.note = out.note.strip().rstrip(";")
 
 
-def _local_minor(stripe_amount: int, currency: str) -> int | None:
+def local_minor(stripe_amount: int | None, currency: str | None) -> int | None:
+    """An amount read from Stripe in billctl's minor units (what ``*_minor`` columns and local
+    amounts hold: UGX ``500`` is 5); None when Stripe gave none (or one billctl cannot hold)."""
+    if stripe_amount is None or not currency:
+        return None
     try:
-        return to_minor(from_stripe_amount(stripe_amount, currency), currency)
+        return minor_from_stripe(stripe_amount, currency)
     except MoneyError:
         return None
 
@@ -673,8 +677,10 @@ def apply_event(session: Session, app: App, event: dict[str, Any], source: str) 
     invoice.stripe_number = obj.get("number") or invoice.stripe_number
     invoice.stripe_hosted_url = obj.get("hosted_invoice_url") or invoice.stripe_hosted_url
     invoice.stripe_event_at = created
-    invoice.stripe_amount_paid = obj.get("amount_paid", invoice.stripe_amount_paid)
-    invoice.stripe_amount_remaining = obj.get("amount_remaining", invoice.stripe_amount_remaining)
+    if "amount_paid" in obj:  # Stripe's units for the currency -> billctl's minor units
+        invoice.stripe_amount_paid = local_minor(obj["amount_paid"], invoice.currency)
+    if "amount_remaining" in obj:
+        invoice.stripe_amount_remaining = local_minor(obj["amount_remaining"], invoice.currency)
     session.add(invoice)
     if change.before != change.after:
         audit(

@@ -5,6 +5,10 @@ A credit note on a Stripe invoice first reduces what is still due on it (``amoun
 credit note's ``pre_payment_amount``); what exceeds that (the ``post_payment_amount``, for a paid
 or partly paid invoice) must be settled in full as a refund, a credit to the customer's balance,
 or out of band: the operator's ``--settle`` choice.
+
+Amounts: local credit notes hold billctl's minor units; every amount sent goes through
+``to_stripe_amount`` (UGX is sent ×100) and every amount read from Stripe is compared in Stripe's
+units (``to_stripe_amount(..., check=False)``), as for invoices in ``billctl.stripe.mapping``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from billctl.stripe.mapping import META_INVOICE, META_LINE, META_TENANT, Drift
+from billctl.core.money import to_stripe_amount
+from billctl.stripe.mapping import META_INVOICE, META_LINE, META_TENANT, Drift, show_amount
 
 META_CREDIT_NOTE = "billctl_credit_note"  # on Stripe credit notes: the local credit note number
 SETTLE = {"refund": "refund_amount", "balance": "credit_amount", "out_of_band": "out_of_band_amount"}
@@ -37,6 +42,7 @@ class CreditNoteIn:
     number: str
     invoice_number: str
     tenant_key: str
+    currency: str
     total_minor: int
     reason: str
     settle: str
@@ -52,7 +58,8 @@ def credit_note_key(number: str, params: Mapping[str, Any]) -> str:
 
 def settlement(total_minor: int, amount_remaining: int, settle: str) -> tuple[int, dict[str, int]]:
     """(pre-payment part, the parameter settling the rest): the credit first reduces what is still
-    due; the rest goes as ``settle`` says."""
+    due; the rest goes as ``settle`` says. All in billctl's minor units (``amount_remaining`` as
+    read from Stripe, converted)."""
     pre = min(total_minor, max(amount_remaining, 0))
     post = total_minor - pre
     return pre, ({SETTLE[settle]: post} if post else {})
@@ -79,7 +86,13 @@ def credit_note_params(
     note: CreditNoteIn, stripe_invoice_id: str, stripe_lines: Mapping[int, str], amount_remaining: int
 ) -> dict[str, Any]:
     """One Stripe credit note line per local one: invoice lines (and the tax line) credited by
-    their Stripe line item, an amount as a custom line; memo and metadata name the local note."""
+    their Stripe line item, an amount as a custom line; memo and metadata name the local note.
+    ``amount_remaining``: what is still due on the invoice, in billctl's minor units. Amounts are
+    sent in Stripe's units for the currency; raises MoneyError for one Stripe cannot take."""
+
+    def stripe(minor: int) -> int:
+        return to_stripe_amount(minor, note.currency)
+
     lines: list[dict[str, Any]] = []
     for x in note.lines:
         if x.invoice_line_position is not None:
@@ -89,7 +102,7 @@ def credit_note_params(
                 {
                     "type": "invoice_line_item",
                     "invoice_line_item": stripe_lines[x.invoice_line_position],
-                    "amount": x.amount_minor,
+                    "amount": stripe(x.amount_minor),
                 }
             )
         else:
@@ -98,7 +111,7 @@ def credit_note_params(
                     "type": "custom_line_item",
                     "description": x.description[:MEMO_MAX],
                     "quantity": 1,
-                    "unit_amount": x.amount_minor,
+                    "unit_amount": stripe(x.amount_minor),
                 }
             )
     _, settle = settlement(note.total_minor, amount_remaining, note.settle)
@@ -107,7 +120,7 @@ def credit_note_params(
         "lines": lines,
         "memo": f"{note.number}: {note.reason}"[:MEMO_MAX],
         "metadata": {META_CREDIT_NOTE: note.number, META_INVOICE: note.invoice_number, META_TENANT: note.tenant_key},
-        **settle,
+        **{name: stripe(amount) for name, amount in settle.items()},
     }
 
 
@@ -127,6 +140,7 @@ class LocalCreditNote:
     number: str
     invoice_number: str
     tenant_key: str
+    currency: str
     total_minor: int
     stripe_credit_note_id: str | None
     invoice_in_stripe: bool  # its invoice is final in Stripe, so the note should be there
@@ -158,13 +172,15 @@ def reconcile(local: Iterable[LocalCreditNote], remote: Iterable[Mapping[str, An
         remote_note = next((m for m in matches if m["id"] == note.stripe_credit_note_id), matches[0])
         if note.stripe_credit_note_id != remote_note["id"]:
             drifts.append(Drift(note.number, note.tenant_key, "id", f"Stripe id {remote_note['id']} not stored", ids))
-        if remote_note.get("total") != note.total_minor:
+        expected = to_stripe_amount(note.total_minor, note.currency, check=False)
+        if remote_note.get("total") != expected:
             drifts.append(
                 Drift(
                     note.number,
                     note.tenant_key,
                     "amount",
-                    f"credit note: local {note.total_minor}, Stripe {remote_note.get('total')}",
+                    f"credit note: local {show_amount(expected, note.currency)}, Stripe "
+                    f"{show_amount(remote_note.get('total'), note.currency)}",
                     (remote_note["id"],),
                 )
             )

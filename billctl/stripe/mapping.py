@@ -26,9 +26,9 @@ META_LINE = "billctl_line"  # on invoice items: the line's position on the local
 META_TENANT = "tenant_id"  # on customers (and invoices): the tenant key gateways send
 DESCRIPTION_MAX = 500
 
-# Stripe's minimum charge per currency (minor units), for the ones billctl's samples use; an
-# invoice below it is still a Stripe document: Stripe marks it paid and carries the amount over
-# to the customer's balance instead of charging.
+# Stripe's minimum charge per currency (in Stripe's API units, compared with amounts as sent), for
+# the ones billctl's samples use; an invoice below it is still a Stripe document: Stripe marks it
+# paid and carries the amount over to the customer's balance instead of charging.
 MINIMUM_CHARGE_MINOR = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "jpy": 50, "chf": 50}
 
 

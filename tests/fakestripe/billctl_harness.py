@@ -4,6 +4,8 @@ Kept apart from the fake itself (which knows nothing about billctl)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,58 @@ def assert_exactly_once(fake: FakeStripe, db_url: str, number: str, tenant: str)
     assert local["stripe_number"] == remote["number"]
     assert remote["total"] == local["total_minor"]
     return remote
+
+
+def currency_plan(code: str) -> str:
+    """A plan in ``code``: base 29, 1,000 units included, then 0.0013 a unit."""
+    return f"""
+name = "p-{code.lower()}"
+currency = "{code}"
+base_fee = "29"
+included_units = 1000
+[price]
+model = "per_unit"
+unit_price = "0.0013"
+"""
+
+
+@contextmanager
+def every_currency_pushed(
+    tmp: Path, sqlite_template: Path, *, collection_method: str = "charge_automatically"
+) -> Iterator[tuple]:
+    """One tenant per currency of billctl's table (``t-<code>``), each on a plan in its currency with
+    7.5 % tax, 12,345 units in 2026-10 (usage 11,345 × 0.0013 = 14.7485, rounded per currency),
+    finalized and pushed: charged at once (paid) or, with ``send_invoice``, open in Stripe. Yields
+    (fake, cli, app, push outcomes by tenant)."""
+    import os
+    import shutil
+
+    import pytest
+
+    from billctl.core.currencies import CURRENCIES
+    from billctl.services import plans, tenants
+    from tests.conftest import Cli
+
+    shutil.copy(sqlite_template, tmp / "billctl.db")
+    with pytest.MonkeyPatch.context() as mp, FakeStripe(api_key_prefix="sk_test_billctl") as fake:
+        mp.chdir(tmp)
+        for name in list(os.environ):
+            if name.startswith("BILLCTL_") and not name.startswith("BILLCTL_TEST_"):
+                mp.delenv(name)
+        cli = Cli(db_url=f"sqlite:///{tmp / 'billctl.db'}", env={})
+        # the services directly: 400 CLI runs would take a minute
+        app = make_app(cli.db_url, fake, stripe__collection_method=collection_method)
+        events = []
+        for code in sorted(CURRENCIES):
+            tenant = f"t-{code.lower()}"
+            plans.create_plan(app, plans.read_plan_file(write_plan(tmp, code, currency_plan(code))))
+            fields = tenants.TenantFields(name=tenant, currency=code, tax_rate="7.5", email=f"{tenant}@x.test")
+            tenants.create_tenant(app, tenant, fields)
+            tenants.assign_plan(app, tenant, f"p-{code.lower()}", "2026-10-01")
+            events += bulk(tenant, 12_345)
+        cli("usage", "import", events_file(tmp, events))
+        cli("invoices", "finalize", "--period", "2026-10", "--yes")
+        cli.env.update(stripe_env(fake, BILLCTL_STRIPE_COLLECTION_METHOD=collection_method))
+        doc = cli("stripe", "push", "--workers", "4", "-o", "json").json()
+        yield fake, cli, app, {i["tenant"]: i for i in doc["invoices"]}
+        assert fake.server_errors == []

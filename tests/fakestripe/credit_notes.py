@@ -7,7 +7,9 @@ credit on the invoice, nor a line's credit the line. It first reduces what is st
 invoice (``pre_payment_amount``; an open invoice credited in full is paid); the rest
 (``post_payment_amount``) must be settled exactly by ``refund_amount`` + ``credit_amount`` (the
 customer's balance) + ``out_of_band_amount``, and a refund only up to what was paid through Stripe.
-Voiding a credit note gives the invoice its amounts back. Events: ``credit_note.created``,
+Voiding a credit note gives the invoice its amounts back. Every amount (each line, ``amount``,
+each settling amount) follows the currency's rule for charges and refunds (``currencies.py``:
+KWD in thousandths ending in 0, ISK and UGX divisible by 100). Events: ``credit_note.created``,
 ``credit_note.voided``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from . import currencies
 from .validation import ParamError
 
 SETTLING = ("refund_amount", "credit_amount", "out_of_band_amount")
@@ -86,6 +89,7 @@ class CreditNotesMixin:
                     amount = source["amount"] * quantity // max(source.get("quantity") or 1, 1)
                 if amount <= 0:
                     raise ParamError("The credit note line amount must be positive.", param=f"{where}[amount]")
+                currencies.check_amount(amount, invoice["currency"], f"{where}[amount]")
                 creditable = source["amount"] - self._credited_on_line(invoice["id"], line_id)
                 if amount > creditable:
                     raise ParamError(
@@ -117,6 +121,7 @@ class CreditNotesMixin:
                 amount = int((unit * quantity).quantize(Decimal(1), rounding=ROUND_HALF_UP))
                 if amount <= 0:
                     raise ParamError("The credit note line amount must be positive.", param=f"{where}[unit_amount]")
+                currencies.check_amount(amount, invoice["currency"], f"{where}[unit_amount]")
                 out.append({"type": kind, "invoice_line_item": None, "amount": amount, "quantity": quantity,
                             "description": line["description"], "unit_amount": int(unit)})
             else:
@@ -151,6 +156,7 @@ class CreditNotesMixin:
             )
         if total <= 0:
             raise ParamError("The credit note amount must be positive.", param="amount")
+        currencies.check_amount(total, invoice["currency"])
         credited = sum(n["total"] for n in self._live_notes(invoice["id"]))
         creditable = invoice["total"] - credited
         if total > creditable:
@@ -164,6 +170,8 @@ class CreditNotesMixin:
         settled = {k: params.get(k, 0) for k in SETTLING}
         if any(v < 0 for v in settled.values()):
             raise ParamError("Settlement amounts must not be negative.", param="refund_amount")
+        for name, value in settled.items():
+            currencies.check_amount(value, invoice["currency"], name)
         if sum(settled.values()) != post:
             raise ParamError(
                 "The sum of refund_amount, credit_amount and out_of_band_amount "

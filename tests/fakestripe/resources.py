@@ -1105,6 +1105,23 @@ class StripeState(Discounts, CreditNotesMixin):
         self.emit("invoice.paid", invoice, req)
         self.emit("invoice.payment_succeeded", invoice, req)
 
+    def pay_part(self, invoice_id: str, amount: int) -> dict[str, Any]:
+        """A payment through Stripe of part of what an open invoice still asks (Stripe's partial
+        payments): ``amount_paid`` goes up, ``amount_remaining`` down; paying all of it pays it."""
+        invoice = self._invoice(invoice_id)
+        if invoice["status"] != "open":
+            raise ValueError(f"only an open invoice can be paid in part; {invoice_id} is {invoice['status']}")
+        if not 0 < amount <= invoice["amount_remaining"]:
+            raise ValueError(f"{amount} is not between 1 and what is due ({invoice['amount_remaining']})")
+        currencies.check_amount(amount, invoice["currency"])
+        if amount == invoice["amount_remaining"]:
+            self._mark_paid(invoice, None)  # amount_paid becomes amount_due
+            return invoice
+        invoice["amount_paid"] += amount
+        invoice["amount_remaining"] -= amount
+        self.emit("invoice.updated", invoice, None)
+        return invoice
+
     def payment_outcome(self, customer_id: str) -> str:
         customer = self.customers.get(customer_id) or {}
         keys = [customer_id, customer.get("email")]

@@ -429,6 +429,12 @@ class FakeStripe:
             self.state.payment_outcomes.pop(customer, None)
             self.state.payment_outcomes[customer] = outcome
 
+    def pay_part(self, invoice_id: str, amount: int) -> dict[str, Any]:
+        """The customer pays ``amount`` (Stripe's units) of an open invoice through Stripe, as a
+        partial payment: ``amount_paid`` up, ``amount_remaining`` down (all of it: paid)."""
+        with self._lock:
+            return public(self.state.pay_part(invoice_id, amount))
+
     # -------------------------------------------------------------------------------- webhooks
     def add_webhook_endpoint(self, url: str, enabled_events: list[str] | None = None) -> dict[str, Any]:
         """Deliver every later event (or those in ``enabled_events``) to ``url``, signed."""

@@ -12,10 +12,10 @@ from stripe import StripeClient
 from tests.fakestripe import FakeStripe
 
 
-def _invoice(fake: FakeStripe, client: StripeClient, amounts: list[int], *, pay: bool) -> Any:
+def _invoice(fake: FakeStripe, client: StripeClient, amounts: list[int], *, pay: bool, currency: str = "usd") -> Any:
     customer = client.v1.customers.create(params={"email": "billing@acme.test", "metadata": {"tenant_id": "acme"}})
     fake.set_payment_outcome(customer.id, "succeed" if pay else "fail")
-    invoice = client.v1.invoices.create(params={"customer": customer.id, "currency": "usd"})
+    invoice = client.v1.invoices.create(params={"customer": customer.id, "currency": currency})
     for i, amount in enumerate(amounts):
         client.v1.invoice_items.create(
             params={"customer": customer.id, "invoice": invoice.id, "amount": amount, "description": f"line {i}"}
@@ -99,12 +99,48 @@ def test_paid_invoice_credit_must_be_settled_in_full(fake: FakeStripe, client: S
 
 def test_partly_paid_invoice_splits_pre_and_post(fake: FakeStripe, client: StripeClient) -> None:
     invoice = _invoice(fake, client, [6000], pay=False)
-    fake.invoices[invoice.id].update({"amount_paid": 4000, "amount_remaining": 2000})  # as Stripe would report
+    paid = fake.pay_part(invoice.id, 4000)  # a partial payment through Stripe
+    assert (paid["status"], paid["amount_paid"], paid["amount_remaining"]) == ("open", 4000, 2000)
+    with pytest.raises(ValueError, match="between 1 and what is due"):
+        fake.pay_part(invoice.id, 2001)
     with pytest.raises(stripe.InvalidRequestError, match=r"post_payment_amount \(1000\)"):
         client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 3000})
     note = client.v1.credit_notes.create(params={"invoice": invoice.id, "amount": 3000, "credit_amount": 1000})
     assert (note.pre_payment_amount, note.post_payment_amount, note.type) == (2000, 1000, "mixed")
     assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+
+
+@pytest.mark.parametrize(
+    ("currency", "bad", "good", "code"),
+    [
+        ("kwd", 1005, 1010, "invalid_charge_amount"),  # thousandths ending in 0
+        ("isk", 150, 100, "invalid_charge_amount_no_decimal_compatible"),  # whole krónur, two-decimal API
+        ("ugx", 50, 100, "invalid_charge_amount_no_decimal_compatible"),
+    ],
+)
+def test_credit_note_amounts_follow_the_currency_rules(
+    fake: FakeStripe, client: StripeClient, currency: str, bad: int, good: int, code: str
+) -> None:
+    """Stripe's amount rules hold for credit notes as for charges and refunds: each line, the
+    amount, and each settling amount."""
+    invoice = _invoice(fake, client, [10_000], pay=False, currency=currency)
+    fake.pay_part(invoice.id, 5000)
+    (line,) = _lines(client, invoice.id)
+    refused = [
+        {"amount": bad},
+        {"lines": [{"type": "invoice_line_item", "invoice_line_item": line.id, "amount": bad}]},
+        {"lines": [{"type": "custom_line_item", "description": "x", "unit_amount": bad}]},
+        {"amount": 5000 + bad, "refund_amount": bad},
+    ]
+    for params in refused:
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            client.v1.credit_notes.create(params={"invoice": invoice.id, **params})
+        assert info.value.code == code, params
+    assert fake.credit_notes == {}
+    note = client.v1.credit_notes.create(
+        params={"invoice": invoice.id, "amount": 5000 + good, "refund_amount": good}
+    )
+    assert (note.pre_payment_amount, note.post_payment_amount) == (5000, good)
 
 
 def test_only_finalized_invoices_and_valid_lines(fake: FakeStripe, client: StripeClient) -> None:
