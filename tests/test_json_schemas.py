@@ -3,7 +3,8 @@
 One scenario per database (SQLite, PostgreSQL) runs every command that has an --output option on
 the quickstart's month (sample plans, tenants and events, closed) plus what the other variants of
 the documents need: late usage and a bad line, a burst for the anomaly check, a voided and
-re-finalized invoice, a held one released, the Redis stream with a dead letter, and Stripe (FakeStripe).
+re-finalized invoice, a held one released, a push that fails then succeeds, the Redis stream with a
+dead letter, and Stripe (FakeStripe).
 The commands are enumerated from the Typer app, so a new `-o json` command without a schema, or
 missing from the scenario, fails here.
 """
@@ -89,6 +90,7 @@ def test_a_schema_catches_drift():
         "total": good,
         "credited": {"minor": 0, "currency": "USD", "decimal": "0.00"},
         "finalized_at": "2026-11-25T12:53:00+00:00",
+        "stripe_error": None,
     }
     assert problems("invoices-list", [doc]) == []
     assert problems("invoices-list", [{**doc, "total": 78.74}])
@@ -190,6 +192,10 @@ def run_scenario(cli: Any, tmp_path: Path, fake: Any, redis_url: str, stream: st
     j("stripe", "sync-customers", "--tenant", "acme", "--dry-run")
     j("stripe", "sync-customers", "--tenant", "acme")
     j("stripe", "push", "--period", "2026-10", "--tenant", "acme", "--dry-run")
+    fake.inject(method="POST", path_regex=r"/finalize$", status=400)  # the first push fails: stripe_error
+    j("stripe", "push", "--period", "2026-10", "--tenant", "acme", expect=6)
+    assert j("invoices", "show", "INV-2026-10-000001")["stripe_error"]
+    j("invoices", "list", "--tenant", "acme")
     j("stripe", "push", "--period", "2026-10", "--tenant", "acme")
     j("invoices", "credit", "INV-2026-10-000001", "--line", "2", "--reason", "outage", "--yes")  # in Stripe at once
     j("invoices", "credit", "INV-2026-10-000002", "--amount", "5", "--reason", "goodwill", "--dry-run")
