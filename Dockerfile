@@ -9,7 +9,7 @@
 # virtualenv onto the same slim base. `make lock` refreshes the lock. Every dependency ships manylinux wheels
 # (psycopg[binary], hiredis), so no compiler is needed in either stage.
 # No secret is baked in: the database URL and password, the Redis password and the Stripe key come
-# from the environment at run time (see the README, "Kubernetes").
+# from the environment at run time (see docs/how-to/kubernetes.md).
 # Runs as the fixed non-root UID/GID 10001 and works with a read-only root filesystem: the only
 # writable place it needs is /tmp (an emptyDir in Kubernetes, `--tmpfs /tmp` with docker run).
 

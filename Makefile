@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
 
-.PHONY: install quickstart test lint bench lock clean
+.PHONY: install quickstart test lint bench lock docs docs-serve docs-reference screens clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,26 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 install: $(STAMP)
 
-quickstart: $(STAMP)  ## install, then run a month end to end on SQLite with the sample data
-	BILLCTL=$(BIN)/billctl sh scripts/quickstart.sh
+quickstart: $(STAMP)  ## install, then close a month on SQLite with the sample data, in ./quickstart
+	$(BIN)/billctl quickstart quickstart --force
 
 test: $(STAMP)  ## every test: unit, SQLite, PostgreSQL, Redis (needs the local servers, see README)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check billctl tests benchmarks
+	$(BIN)/ruff check billctl tests benchmarks scripts
+
+docs-reference: $(STAMP)  ## rewrite the generated reference pages (commands, settings, exit codes, JSON output)
+	$(BIN)/python scripts/gen_reference.py
+
+screens: $(STAMP)  ## re-record the terminal screens the docs and the README show (runs the quickstart)
+	$(BIN)/python scripts/screens.py
+
+docs: $(STAMP)  ## build the documentation site into site/ (strict: a broken link or a missing page fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)  ## serve the documentation at http://127.0.0.1:8000 while you edit it
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: $(STAMP)  ## benchmarks against the local PostgreSQL (minutes)
 	$(BIN)/python -m benchmarks
@@ -35,4 +47,4 @@ lock: $(STAMP)  ## refresh the lock files from pyproject.toml, keeping current p
 		-o requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) quickstart.db* .pytest_cache .hypothesis
+	rm -rf $(VENV) quickstart site dist build .pytest_cache .hypothesis

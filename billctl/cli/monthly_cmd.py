@@ -278,12 +278,15 @@ def register_release(invoices_app: typer.Typer) -> None:
             )
         amount = f"{found.currency} {_money(found.total_minor, found.currency)}"
         if dry_run:
-            out.success(f"would release {found.number} ({tenant.key}, {amount}; held: {found.hold_reason})")
+            if out.fmt == "json":  # the same document, as the real run's starts: still held, nothing pushed
+                out.json({"number": found.number, "status": found.status, "pushed": None, "dry_run": True})
+            else:
+                out.success(f"would release {found.number} ({tenant.key}, {amount}; held: {found.hold_reason})")
             return
         confirm(out, f"Release {found.number} ({tenant.key}, {amount}) and push it to Stripe?", yes)
         gw = monthly.optional_gateway(st.app)  # a bad Stripe setting fails before the release, not after
         inv = monthly.release(st.app, invoice, reason)
-        document: dict[str, Any] = {"number": inv.number, "status": inv.status, "pushed": None}
+        document: dict[str, Any] = {"number": inv.number, "status": inv.status, "pushed": None, "dry_run": False}
         if gw is None:
             out.info("note: no Stripe key configured; the next `billctl stripe push` sends it")
         else:

@@ -256,16 +256,7 @@ def sync_status(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOp
                     }
                     for c in changed
                 ],
-                "attention": [
-                    {
-                        **{k: v for k, v in a.items() if k not in ("total_minor", "currency", "next_payment_attempt")},
-                        "next_payment_attempt": a["next_payment_attempt"].isoformat()
-                        if a["next_payment_attempt"]
-                        else None,
-                        "total": money(a["total_minor"], a["currency"]),
-                    }
-                    for a in report.attention
-                ],
+                "attention": [svc.attention_doc(a) for a in report.attention],
             }
         )
     else:

@@ -38,7 +38,7 @@ class CurrencyFacts:
     exponent: int  # billctl's stored minor unit (decimal places)
     stripe_exponent: int  # decimal places of Stripe's API amounts
     billing_decimals: int  # the finest amount Stripe charges: invoice lines round to this
-    rule: str = ""  # Stripe's special case, in words, for messages and the README
+    rule: str = ""  # Stripe's special case, in words, for messages and the docs
 
     @property
     def stripe_factor(self) -> int:

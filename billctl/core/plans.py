@@ -80,7 +80,7 @@ class _Checker:
             self.problems.append(
                 f"{field}: {shown} is above the limit for {what} of {limit:,f}"
                 + (f" {self.currency}" if self.currency else "")
-                + " (amounts must fit the invoice storage with a year of usage; see README 'Bounds')"
+                + " (amounts must fit the invoice storage with a year of usage; see docs/reference/bounds.md)"
             )
             return None
         if not payable and bounds.decimals(number) > bounds.MAX_DECIMALS:

@@ -375,7 +375,7 @@ def _price(
     except ArithmeticError:  # beyond Decimal's 28 digits: far outside the bounds a plan may hold
         raise TenantDataError(
             f"its charges are too large to compute exactly ({', '.join(sorted({s.plan.code for s in segments}))})",
-            hint="check the plan's prices and the usage; see README 'Bounds'",
+            hint="check the plan's prices and the usage; see docs/reference/bounds.md",
         ) from None
     _check_storable(draft, tenant)
     return Priced(tenant=tenant, period=period, draft=draft, inputs=inputs, fingerprint=fingerprint(inputs))
@@ -397,7 +397,7 @@ def _check_storable(draft: InvoiceDraft, tenant: Tenant) -> None:
             raise TenantDataError(
                 f"its {label} {format_money(amount, currency)} does not fit the invoice storage "
                 f"(at most {format_money(from_minor(limit, currency), currency)})",
-                hint="check the plan's prices and the usage; see README 'Bounds'",
+                hint="check the plan's prices and the usage; see docs/reference/bounds.md",
             )
 
 

@@ -198,6 +198,7 @@ class MonthlyReport:
 
     def as_dict(self) -> dict[str, Any]:
         from billctl.services.invoices import money
+        from billctl.services.stripe_sync import attention_doc
 
         return {
             "run_id": self.run_id,
@@ -208,7 +209,7 @@ class MonthlyReport:
             "usage": self.usage,
             "invoices": [
                 {
-                    **{k: v for k, v in inv.items() if not k.endswith("_minor")},
+                    **{k: v for k, v in inv.items() if not k.endswith("_minor") and not k.startswith("_")},
                     "total": None if inv["total_minor"] is None else money(inv["total_minor"], inv["currency"]),
                     "previous_total": None
                     if inv["previous_minor"] is None
@@ -224,13 +225,19 @@ class MonthlyReport:
                 }
                 for c, t in self.totals().items()
             },
-            "held": self.held,
+            "held": [
+                {
+                    **{k: v for k, v in h.items() if k not in ("total", "total_minor")},
+                    "total": money(h["total_minor"], h["currency"]),
+                }
+                for h in self.held
+            ],
             "not_over": self.not_over,
             "failed": self.failed,
             "zero_usage": self.zero_usage,
             "customers": self.customers,
             "pushed": self.pushed,
-            "attention": self.attention,
+            "attention": [attention_doc(a) for a in self.attention],
             "notices": self.notices,
             "interrupted": self.interrupted,
         }
@@ -445,6 +452,7 @@ class MonthlyRun:
             "number": inv["number"],
             "reason": reason or "",
             "total": str(from_minor(inv["total_minor"], inv["currency"])),
+            "total_minor": inv["total_minor"],
             "currency": inv["currency"],
         }
 

@@ -807,6 +807,18 @@ def attention(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+def attention_doc(item: dict[str, Any]) -> dict[str, Any]:
+    """One ``attention()`` entry as JSON: money as minor units + currency + decimal, times ISO 8601."""
+    from billctl.services.invoices import money
+
+    when = item["next_payment_attempt"]
+    return {
+        **{k: v for k, v in item.items() if k not in ("total_minor", "currency", "next_payment_attempt")},
+        "next_payment_attempt": when.isoformat() if when else None,
+        "total": money(item["total_minor"], item["currency"]),
+    }
+
+
 # ---------------------------------------------------------------- reconcile
 
 

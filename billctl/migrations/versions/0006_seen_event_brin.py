@@ -7,7 +7,7 @@ Create Date: 2026-11-26
 Ids are appended in seen_at order, so a BRIN index (the min and max seen_at of every 32 pages) is
 tiny and nearly free to keep up on ingest, unlike a B-tree. `usage prune` keeps its ranges exact
 after freed pages are reused (see ``prune_seen``). SQLite keeps no index: its full scan is cheap
-next to the deletes themselves, and a B-tree would slow every ingest (README, Benchmarks).
+next to the deletes themselves, and a B-tree would slow every ingest (docs/reference/benchmarks.md).
 """
 
 from alembic import op
