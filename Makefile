@@ -23,8 +23,10 @@ quickstart: $(STAMP)  ## install, then close a month on SQLite with the sample d
 test: $(STAMP)  ## every test: unit, SQLite, PostgreSQL, Redis (needs the local servers, see README)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, the layering contracts (import-linter) and the type check (mypy)
 	$(BIN)/ruff check billctl tests benchmarks scripts
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 docs-reference: $(STAMP)  ## rewrite the generated reference pages (commands, settings, exit codes, JSON output)
 	$(BIN)/python scripts/gen_reference.py

@@ -1,11 +1,20 @@
-"""Errors an operator can act on, each with a documented exit code.
+"""Every error billctl raises on purpose, in one module, each with its documented exit code.
 
-The CLI turns a ``BillctlError`` into one line on stderr (no traceback unless
-``--debug``) and exits with its ``exit_code``.
+Two families:
+
+* ``BillctlError`` and its subclasses: errors an operator can act on. The CLI turns one into a single
+  line on stderr (no traceback unless ``--debug``) and exits with its ``exit_code``; commands never
+  call ``sys.exit`` or ``typer.Exit`` with a code of their own, they raise one of these.
+* ``DomainError`` and its subclasses: what the pure core (money, periods, plans, events, credit notes)
+  refuses. They are ``ValueError``s with no knowledge of commands or flags; the services catch them and
+  re-raise a ``BillctlError`` naming the field or file at fault (``field=``).
+
+This module imports nothing from billctl, so every layer may import it.
 """
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -34,10 +43,11 @@ class ExitCode(IntEnum):
 class BillctlError(Exception):
     exit_code: ExitCode = ExitCode.ERROR
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.field = field  # the setting, column or input field at fault, when one is (for -o json and logs)
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -69,3 +79,94 @@ class Conflict(BillctlError):
 
 class LockHeld(BillctlError):
     exit_code = ExitCode.LOCKED
+
+
+class PartialFailure(BillctlError):
+    """The run finished, but some items failed, were held or are not due (listed in its report)."""
+
+    exit_code = ExitCode.PARTIAL
+
+
+class DriftFound(BillctlError):
+    """A check found something to report (drift between billctl and Stripe, anomalies)."""
+
+    exit_code = ExitCode.FOUND
+
+
+class Interrupted(BillctlError):
+    """Stopped by SIGTERM after leaving consistent state."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+class TenantDataError(BadInput):
+    """One tenant's data (its plan, its amounts) cannot be billed: that tenant fails, the others go on."""
+
+
+class NoStripeKey(ConfigError):
+    """No Stripe key configured at all (as opposed to a bad one): the monthly close runs without Stripe."""
+
+
+class StripeFailure(BillctlError):
+    """One Stripe request failed for good (after retries): the item fails, the run goes on. The message
+    is redacted: nothing key-shaped survives into it."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(redact(message))
+        self.status = status
+        self.code = code
+
+
+_KEY_RE = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]{4,}")
+_SECRET_RE = re.compile(r"\bwhsec_[A-Za-z0-9*]{4,}")
+
+
+def redact(text: object) -> str:
+    """``text`` with every Stripe key or webhook secret (even a partly masked one) replaced."""
+    return _SECRET_RE.sub("whsec_[redacted]", _KEY_RE.sub("[redacted key]", str(text)))
+
+
+# --- the pure core's refusals -------------------------------------------------------------------------
+
+
+class DomainError(ValueError):
+    """Something the pure core refuses (bad money, period, plan, event or credit). No exit code of its
+    own: the service that called the core turns it into a ``BillctlError`` naming what was at fault."""
+
+    def __init__(self, message: str = "", hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class MoneyError(DomainError):
+    """An amount or currency billctl cannot bill exactly."""
+
+
+class PeriodError(DomainError):
+    """A period, date or time zone that does not exist or cannot be billed."""
+
+
+class EventError(DomainError):
+    """Why an event cannot be counted; the text goes to the dead-letter stream or the report."""
+
+
+class CreditError(DomainError):
+    """A credit note that cannot be issued; ``hint`` says what to do instead."""
+
+
+class PlanError(DomainError):
+    """A plan file or plan that cannot be used: every problem found, not just the first."""
+
+    SHOWN = 20  # problems listed before "… and N more"
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems[: self.SHOWN]))
+        self.problems = problems
+
+    def report(self) -> str:
+        """The problems as a list, the first SHOWN of them and a count of the rest."""
+        lines = [f"  - {p}" for p in self.problems[: self.SHOWN]]
+        if len(self.problems) > self.SHOWN:
+            lines.append(f"  … and {len(self.problems) - self.SHOWN:,} more")
+        return "\n".join(lines)

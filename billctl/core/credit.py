@@ -25,16 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from billctl.errors import CreditError
+
 MODES = ("rest", "lines", "amount")
-
-
-class CreditError(ValueError):
-    """A credit that cannot be issued; ``hint`` says what to do instead."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from billctl.core.bounds import is_utf8
+from billctl.errors import EventError
 
 MAX_FIELD = 200  # longest tenant_id / endpoint / event_id accepted
 MAX_UNITS = 1_000_000_000
 _MS_RE = re.compile(r"\d{1,16}")
 DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class EventError(ValueError):
-    """Why an event cannot be counted; the text goes to the dead-letter stream or the report."""
 
 
 class Window(NamedTuple):

@@ -7,12 +7,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from billctl.core.bounds import quote
 from billctl.core.currencies import CURRENCIES, CurrencyFacts
+from billctl.errors import MoneyError
 
 CURRENCY_EXPONENTS: dict[str, int] = {code: f.exponent for code, f in CURRENCIES.items()}
-
-
-class MoneyError(ValueError):
-    pass
 
 
 def is_known_currency(currency: str) -> bool:

@@ -12,13 +12,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import pendulum
 
 from billctl.core.bounds import quote
+from billctl.errors import PeriodError
 
 _PERIOD_RE = re.compile(r"(\d{4})-(\d{2})")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class PeriodError(ValueError):
-    pass
 
 
 @functools.lru_cache(maxsize=1024)

@@ -10,6 +10,7 @@ from typing import Any
 from billctl.core import bounds
 from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.core.types import Plan, PriceModel, Tier
+from billctl.errors import PlanError
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MODELS = ("per_unit", "graduated", "volume", "package")
@@ -24,20 +25,7 @@ ALL_PRICE_KEYS = ("model", "unit_price", "tiers", "package_size", "package_price
 TIER_KEYS = ("up_to", "unit_price", "flat_fee")
 
 
-SHOWN_PROBLEMS = 20  # problems listed; the rest are counted ("... and N more")
-
-
-class PlanError(ValueError):
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems[:SHOWN_PROBLEMS]))
-        self.problems = problems
-
-    def report(self) -> str:
-        """The problems as a list, the first SHOWN_PROBLEMS of them and a count of the rest."""
-        lines = [f"  - {p}" for p in self.problems[:SHOWN_PROBLEMS]]
-        if len(self.problems) > SHOWN_PROBLEMS:
-            lines.append(f"  … and {len(self.problems) - SHOWN_PROBLEMS:,} more")
-        return "\n".join(lines)
+SHOWN_PROBLEMS = PlanError.SHOWN  # problems listed; the rest are counted ("... and N more")
 
 
 def _unknown(keys: Any, allowed: tuple[str, ...], where: str, problems: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,6 +15,7 @@ from sqlmodel import Session
 from billctl.config import Config
 from billctl.db.engine import create_db_engine, require_current
 from billctl.db.models import AuditLog, utcnow
+from billctl.db.uow import UnitOfWork, unit_of_work
 
 
 def default_actor() -> str:
@@ -54,9 +55,14 @@ class App:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends normally, rolled back otherwise."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        """One transaction: committed when the block ends normally, rolled back otherwise.
+        Prefer ``uow()`` in new code (it says whether the use case reads, writes or rehearses)."""
+        with self.uow() as uow:
+            yield uow.session
+
+    def uow(self, *, readonly: bool = False, dry_run: bool = False) -> AbstractContextManager[UnitOfWork]:
+        """One unit of work (one transaction) on a current schema: see ``billctl.db.uow``."""
+        return unit_of_work(self.engine, readonly=readonly, dry_run=dry_run)
 
     def now(self) -> datetime:
         return utcnow()

@@ -280,8 +280,8 @@ def issue(
     if gw is None:
         result.pending = _pending_reason(app, invoice)
         return result
+    from billctl.errors import StripeFailure
     from billctl.services.stripe_sync import _Store
-    from billctl.stripe.client import StripeFailure
 
     try:
         result.stripe = push_credit_note(app, gw, row, note_lines, invoice, tenant, _Store(app, dry_run))
@@ -299,8 +299,8 @@ def _resume_pending(
     waiting: list[tuple[CreditNote, list[CreditNoteLine]]],
 ) -> dict[int, Any]:
     """Push credit notes an earlier run left out of Stripe; their outcomes by credit note id."""
+    from billctl.errors import StripeFailure
     from billctl.services.stripe_sync import _Store
-    from billctl.stripe.client import StripeFailure
 
     done = {}
     for row, note_lines in waiting:
@@ -351,8 +351,8 @@ def _in_stripe(invoice: Invoice) -> bool:
 
 def _gateway(app: App, dry_run: bool, on_call: Callable[[str], None] | None):  # type: ignore[no-untyped-def]
     """The Stripe gateway, or None when no key is configured (a bad key still raises)."""
+    from billctl.errors import NoStripeKey
     from billctl.services.stripe_sync import gateway
-    from billctl.stripe.keys import NoStripeKey
 
     try:
         return gateway(app, dry_run=dry_run, on_call=on_call)
@@ -408,9 +408,9 @@ def push_credit_note(
 ) -> Any:
     """Put one local credit note into Stripe as a credit note on its invoice, resuming wherever an
     earlier run stopped; returns a stripe_sync.Outcome."""
+    from billctl.errors import StripeFailure
     from billctl.services.stripe_sync import Outcome, local_minor
     from billctl.stripe import credit_notes as cn
-    from billctl.stripe.client import StripeFailure
     from billctl.stripe.mapping import show_amount
 
     out = Outcome(
@@ -512,8 +512,8 @@ def push_pending(
     app: App, gw: Any, store: Any, ids: Sequence[int], on_outcome: Callable[[Any], None] | None = None
 ) -> list[Any]:
     """Push credit notes by id (``pending``); a failure on one is recorded and the others go on."""
+    from billctl.errors import StripeFailure
     from billctl.services.stripe_sync import failed_outcome
-    from billctl.stripe.client import StripeFailure
 
     outcomes = []
     for note_id in ids:
@@ -569,10 +569,10 @@ def void_in_stripe_first(
     paid: refused (Conflict, exit 9). Open or uncollectible: voided in Stripe now (a payment cannot
     come after). A draft (an interrupted push) cannot be paid. Not found: nothing there. Without a
     key billctl cannot know, so it refuses (ConfigError, exit 4). Returns what was done."""
+    from billctl.errors import StripeFailure
     from billctl.services.stripe_sync import _state_values, _Store
     from billctl.stripe import credit_notes as cn
     from billctl.stripe import mapping as m
-    from billctl.stripe.client import StripeFailure
 
     gw = _gateway(app, dry_run, on_call)
     if gw is None:

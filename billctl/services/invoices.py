@@ -31,7 +31,7 @@ from billctl.core.types import Adjustment, Discount, InvoiceDraft, Segment
 from billctl.core.types import Plan as PlanSpec
 from billctl.db.models import Discount as DiscountRow
 from billctl.db.models import Invoice, InvoiceLine, LateUsage, Plan, PlanAssignment, Tenant, UsageBucket
-from billctl.errors import BadInput, BillctlError, NotFound
+from billctl.errors import BadInput, BillctlError, NotFound, TenantDataError
 from billctl.services.context import App, audit
 from billctl.services.usage import lock_tenants, usage_totals
 
@@ -379,10 +379,6 @@ def _price(
         ) from None
     _check_storable(draft, tenant)
     return Priced(tenant=tenant, period=period, draft=draft, inputs=inputs, fingerprint=fingerprint(inputs))
-
-
-class TenantDataError(BadInput):
-    """One tenant's data (its plan, its amounts) cannot be billed: that tenant fails, the others go on."""
 
 
 def _check_storable(draft: InvoiceDraft, tenant: Tenant) -> None:

@@ -31,7 +31,7 @@ from billctl.core.guardrails import HoldRules, hold_reason, usage_dropped
 from billctl.core.money import from_minor
 from billctl.core.periods import Period, period_of
 from billctl.db.models import Invoice, RunLock, RunStep, Tenant, utcnow
-from billctl.errors import BillctlError, ExitCode, LockHeld
+from billctl.errors import ExitCode, Interrupted, LockHeld
 from billctl.logs import RunLog
 from billctl.services.context import App, audit, check_text
 from billctl.services.invoices import FinalizeResult, finalize, require_period_over
@@ -39,15 +39,11 @@ from billctl.services.invoices import FinalizeResult, finalize, require_period_o
 LOCK_NAME = "run-monthly"
 
 
-class Interrupted(BillctlError):
-    exit_code = ExitCode.INTERRUPTED
-
-
 def optional_gateway(app: App, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
     """The Stripe gateway, or None when no key is configured at all. A bad key still raises
     ConfigError: it is a configuration error, not a reason to skip billing."""
+    from billctl.errors import NoStripeKey
     from billctl.services.stripe_sync import gateway
-    from billctl.stripe.keys import NoStripeKey
 
     try:
         return gateway(app, dry_run=dry_run)

@@ -34,11 +34,11 @@ from sqlmodel import Session, select
 from billctl.core.money import MoneyError, minor_from_stripe, to_stripe_amount
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
-from billctl.errors import BillctlError, ExitCode
+from billctl.errors import StripeFailure, redact
 from billctl.services.context import App, audit
 from billctl.stripe import mapping as m
-from billctl.stripe.client import Gateway, StripeFailure
-from billctl.stripe.keys import redact, stripe_settings
+from billctl.stripe.client import Gateway
+from billctl.stripe.keys import stripe_settings
 
 EVENT_TYPES = [
     "invoice.finalized",
@@ -902,11 +902,3 @@ def reconcile(
             report.fixed.append(number)
         report.drifts = [d for d in drifts if d.number not in report.fixed or d.kind not in ("id", "status")]
     return report
-
-
-class PartialFailure(BillctlError):
-    exit_code = ExitCode.PARTIAL
-
-
-class DriftFound(BillctlError):
-    exit_code = ExitCode.FOUND

@@ -18,9 +18,9 @@ from typing import Any
 import stripe
 from sqlmodel import Session
 
+from billctl.errors import redact
 from billctl.services.context import App
 from billctl.services.stripe_sync import Change, apply_event
-from billctl.stripe.keys import redact
 
 MAX_BODY = 1 << 20
 TOLERANCE_SECONDS = 300

@@ -29,22 +29,13 @@ from typing import Any
 
 import stripe
 
-from billctl.errors import BillctlError, ConfigError, DependencyDown
-from billctl.stripe.keys import API_VERSION, StripeSettings, redact
+from billctl.errors import ConfigError, DependencyDown, StripeFailure, redact
+from billctl.stripe.keys import API_VERSION, StripeSettings
 from billctl.stripe.throttle import Throttle
 
 TIMEOUT_SECONDS = 30
 BACKOFF_INITIAL = 0.5  # seconds before the first retry; doubles per retry (with jitter)
 BACKOFF_MAX = 8.0
-
-
-class StripeFailure(BillctlError):
-    """One Stripe request failed for good (after retries): the item fails, the run goes on."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(redact(message))
-        self.status = status
-        self.code = code
 
 
 def _describe(exc: stripe.StripeError) -> str:

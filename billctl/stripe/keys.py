@@ -3,7 +3,7 @@
 The key is read from (first found) the ``stripe.api_key`` setting (``BILLCTL_STRIPE_API_KEY``,
 environment only), ``STRIPE_API_KEY``, or the file named by ``stripe.api_key_file``. A live key is
 refused unless ``stripe.api_base`` is Stripe's own address, so a rehearsal against a local server
-can never leak a live key to it. ``redact`` removes anything key-shaped from text we print.
+can never leak a live key to it. ``billctl.errors.redact`` removes anything key-shaped from text we print.
 """
 
 from __future__ import annotations
@@ -15,25 +15,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from billctl.config import Config
-from billctl.errors import ConfigError
+from billctl.errors import ConfigError, NoStripeKey
 
 STRIPE_API_HOSTS = frozenset({"api.stripe.com"})
 # The Stripe API version every request names (``Stripe-Version``), pinned so that a rebuilt image never
 # silently talks a newer API. It is the version the pinned SDK (requirements.lock) speaks; upgrading
 # the SDK is a deliberate change of both, and tests/test_stripe_config.py fails until they agree.
 API_VERSION = "2026-10-28.endive"
-_KEY_RE = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]{4,}")
-_SECRET_RE = re.compile(r"\bwhsec_[A-Za-z0-9*]{4,}")
 _VALID_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]{8,}")
-
-
-class NoStripeKey(ConfigError):
-    """No key configured at all (as opposed to a bad one): the monthly close runs without Stripe."""
-
-
-def redact(text: object) -> str:
-    """``text`` with every Stripe key or webhook secret (even a partly masked one) replaced."""
-    return _SECRET_RE.sub("whsec_[redacted]", _KEY_RE.sub("[redacted key]", str(text)))
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from tests.fakestripe.billctl_harness import (  # noqa: E402
+from tests.fakestripe.billctl_harness import (
     TEST_KEY,
     SimulatedCrash,
     assert_exactly_once,
@@ -32,7 +26,7 @@ from tests.fakestripe.billctl_harness import (  # noqa: E402
     stripe_invoices_for,
     stripe_items_for,
 )
-from tests.helpers import BASIC, write_plan  # noqa: E402
+from tests.helpers import BASIC, write_plan
 
 NUMBER = "INV-2026-10-000001"
 

@@ -22,7 +22,7 @@ from billctl.services.context import App
 from tests.conftest import Cli
 from tests.helpers import units_by_tenant
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wait_for_group(r: redis.Redis, stream: str, timeout: float = 30) -> None:

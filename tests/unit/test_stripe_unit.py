@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from benchmarks.common import max_in_window  # noqa: E402
-from billctl.stripe import mapping as m  # noqa: E402
-from billctl.stripe.throttle import Throttle  # noqa: E402
+from benchmarks.common import max_in_window
+from billctl.stripe import mapping as m
+from billctl.stripe.throttle import Throttle
 
 INV = m.InvoiceIn(
     number="INV-2026-10-000007",

@@ -28,7 +28,7 @@ from tests.helpers import (
     write_plan,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC)
 CURRENT = f"{NOW.year:04d}-{NOW.month:02d}"
 

@@ -22,7 +22,7 @@ import redis
 from tests.conftest import Cli
 from tests.helpers import units_by_tenant
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TENANTS = [f"t{i}" for i in range(8)]
 
 

@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import SAMPLES
 from tests.helpers import events_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "reference" / "schemas"
 
 pytestmark = pytest.mark.usefixtures("fast_stripe_backoff")

@@ -56,7 +56,7 @@ def test_secrets_never_from_file_and_redacted(tmp_path: Path):
 
 
 def test_example_file_is_the_starter_and_parses(tmp_path: Path):
-    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
     assert example.read_text() == starter_toml(), "regenerate config.example.toml from billctl.config.starter_toml()"
     cfg = load_config(str(example), env={})
     from billctl.config import BY_KEY

@@ -4,17 +4,10 @@ resend after an edit is never an idempotency_error, and a retry of the same requ
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from tests.fakestripe import FakeStripe  # noqa: E402
-from tests.fakestripe.billctl_harness import (  # noqa: E402
+from tests.fakestripe import FakeStripe
+from tests.fakestripe.billctl_harness import (
     TEST_KEY,
     assert_exactly_once,
     customers_for,

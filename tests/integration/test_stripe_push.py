@@ -3,17 +3,10 @@ and PostgreSQL: happy path, dry run, every crash point, key expiry, retries, par
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from tests.fakestripe import FakeStripe  # noqa: E402
-from tests.fakestripe.billctl_harness import (  # noqa: E402
+from tests.fakestripe import FakeStripe
+from tests.fakestripe.billctl_harness import (
     TEST_KEY,
     SimulatedCrash,
     assert_exactly_once,

@@ -28,7 +28,7 @@ from tests.fakestripe.billctl_harness import (
     table_counts,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ["acme", "globex", "initech"]
 UNITS = {"acme": 25_000, "globex": 8_000, "initech": 40_000}  # imported from a file
 STREAM_UNITS = {"acme": 1_000, "globex": 3_000, "initech": 0}  # still in the stream at close time

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.helpers import bulk, events_file, write_plan
-from tests.test_invoicing import _table_counts, setup_basic
+from tests.integration.test_invoicing import _table_counts, setup_basic
 
 CHEAPER = """
 name = "basic"

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from billctl.config import load_config  # noqa: E402
-from billctl.errors import ConfigError  # noqa: E402
-from billctl.stripe.keys import redact, resolve_api_key, stripe_settings  # noqa: E402
-from tests.fakestripe import FakeStripe  # noqa: E402
-from tests.fakestripe.billctl_harness import TEST_KEY, setup_tenants, stripe_env  # noqa: E402
+from billctl.config import load_config
+from billctl.errors import ConfigError, redact
+from billctl.stripe.keys import resolve_api_key, stripe_settings
+from tests.fakestripe import FakeStripe
+from tests.fakestripe.billctl_harness import TEST_KEY, setup_tenants, stripe_env
 
 LIVE = "sk_live_51HxLIVEkeyNEVERshown0000"
 
@@ -173,7 +168,7 @@ def test_lock_files_pin_what_is_installed_and_agree():
     runtime package exactly as the runtime lock does."""
     import stripe
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     runtime, dev = _locked(root / "requirements.lock"), _locked(root / "requirements-dev.lock")
     assert runtime["stripe"] == stripe.VERSION
     assert int(stripe.VERSION.split(".")[0]) == 16

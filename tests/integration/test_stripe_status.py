@@ -12,12 +12,8 @@ from pathlib import Path
 
 import pytest
 
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from tests.fakestripe import FakeStripe  # noqa: E402
-from tests.fakestripe.billctl_harness import (  # noqa: E402
+from tests.fakestripe import FakeStripe
+from tests.fakestripe.billctl_harness import (
     TEST_KEY,
     WEBHOOK_SECRET,
     local_invoice,
