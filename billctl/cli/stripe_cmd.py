@@ -12,6 +12,7 @@ import typer
 from billctl.cli.common import DryRunOpt, OutputOpt, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
+from billctl.errors import DriftFound, PartialFailure
 from billctl.services import stripe_sync as svc
 from billctl.services.invoices import money, parse_period
 
@@ -97,7 +98,7 @@ def _summary(out: Out, report: svc.RunReport, what: str) -> None:
 
 def _finish(report: svc.RunReport) -> None:
     if report.failures:
-        raise svc.PartialFailure(
+        raise PartialFailure(
             f"{len(report.failures)} of {len(report.outcomes)} item(s) failed",
             hint="the others are done; fix the cause and re-run (it resumes where it stopped)",
         )
@@ -340,7 +341,7 @@ def reconcile(
     if report.fixed:
         out.success(f"refreshed {len(report.fixed)} invoice(s) from Stripe: {', '.join(report.fixed)}")
     if report.drifts:
-        raise svc.DriftFound(f"{len(report.drifts)} difference(s) between billctl and Stripe")
+        raise DriftFound(f"{len(report.drifts)} difference(s) between billctl and Stripe")
     out.success("billctl and Stripe agree")
 
 
