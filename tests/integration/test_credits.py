@@ -240,3 +240,28 @@ def test_migration_matches_the_credit_models(db_url):
     finally:
         engine.dispose()
     assert [d for d in diff if "credit_" in str(d)] == []
+
+
+def test_credit_documents_match_their_schemas(cli, tmp_path):
+    """Each credits -o json document against its schema in docs/reference/schemas (the full scenario
+    in test_json_schemas runs them too, among every other command)."""
+    from tests.integration.test_json_schemas import problems
+
+    acme_october(cli, tmp_path)
+    grant = ["credits", "grant", "acme", "--kind", "promotional", "--reason", "r", "--effective", "2026-10-01"]
+    docs = {
+        "credits-grant": [
+            cli(*grant, "--amount", "20", "--expires", "2026-10-15", "-o", "json").json(),
+            cli(*grant, "--amount", "5", "--dry-run", "-o", "json").json(),
+        ],
+        "credits-expire": [cli("credits", "expire", "--period", "2026-10", "-o", "json").json()],
+    }
+    cli(*grant, "--amount", "7", "--expires", "2026-11-01")
+    docs["credits-expire"].append(cli("credits", "expire", "--period", "2026-10", "--dry-run", "-o", "json").json())
+    docs["credits-balance"] = [cli("credits", "balance", "-o", "json").json()]
+    docs["credits-ledger"] = [cli("credits", "ledger", "acme", "-o", "json").json()]
+    cli.env["BILLCTL_CREDITS_ALERT_BELOW"] = "USD=50"
+    docs["credits-alerts"] = [cli("credits", "alerts", "-o", "json", expect=10).json()]
+    assert docs["credits-expire"][0]["expired"] and docs["credits-expire"][1]["deferred"]
+    found = [p for name, documents in docs.items() for d in documents for p in problems(name, d)]
+    assert not found, "\n".join(found[:40])
