@@ -129,9 +129,9 @@ def validate_grant(
     """Refuse a grant that cannot be made, naming the field at fault; return its kind."""
     if currency.upper() != tenant_currency.upper():
         raise CreditsError(
-            f"credits in {currency.upper()} cannot be granted to a tenant billed in {tenant_currency.upper()}",
+            f"currency {currency.upper()} is not the tenant's: it is billed in {tenant_currency.upper()}",
             field="currency",
-            hint=f"grant {tenant_currency.upper()}, the tenant's currency",
+            hint=f"grant credits in {tenant_currency.upper()}",
         )
     if kind not in tuple(CreditKind):
         raise CreditsError(f"kind {quote(kind)} must be promotional or purchased", field="kind")
@@ -144,7 +144,7 @@ def validate_grant(
         raise CreditsError(f"amount {amount} is finer than {billing_rule(currency)}", field="amount")
     if expires_at is not None and expires_at <= effective_at:
         raise CreditsError(
-            f"expiry {expires_at:%Y-%m-%d %H:%M}Z is not after the effective date {effective_at:%Y-%m-%d %H:%M}Z",
+            f"expires: {expires_at:%Y-%m-%d %H:%M}Z is not after the effective date {effective_at:%Y-%m-%d %H:%M}Z",
             field="expires",
         )
     if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
