@@ -265,3 +265,46 @@ def test_credit_documents_match_their_schemas(cli, tmp_path):
     assert docs["credits-expire"][0]["expired"] and docs["credits-expire"][1]["deferred"]
     found = [p for name, documents in docs.items() for d in documents for p in problems(name, d)]
     assert not found, "\n".join(found[:40])
+
+
+def test_draws_roll_back_with_their_transaction_and_credit_notes_give_back_once(cli, tmp_path):
+    """A finalize killed before its commit leaves no draw (the draws ride in the invoice's
+    transaction); a credit note gives back its amount once per credit note, the last drawn first."""
+    from billctl.db.repositories import credits as repo
+    from billctl.services import credits as svc
+
+    acme_october(cli, tmp_path)
+    grant = ["credits", "grant", "acme", "--reason", "r", "--effective", "2026-10-01", "--amount"]
+    cli(*grant, "30", "--kind", "promotional")
+    cli(*grant, "10", "--kind", "purchased")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    app = app_for(cli.db_url)
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def draw(uow):  # type: ignore[no-untyped-def]
+        invoice = repo.invoice_by_number(uow.session, "INV-2026-10-000001")
+        tenant = repo.tenant_by_key(uow.session, "acme")
+        planned = svc.plan_draws(uow, tenant, period_end=end, charges=Decimal("44.00"), tax_rate=Decimal("10"))
+        svc.record_draws(uow, invoice, planned.application, at=end, actor="tester")
+        return invoice
+
+    try:
+        with pytest.raises(RuntimeError), app.uow() as uow:
+            draw(uow)
+            raise RuntimeError("killed before the commit")
+        assert sql_rows(cli.db_url, "SELECT COUNT(*) FROM credit_ledger WHERE kind = 'draw'") == [(0,)]
+        with app.uow() as uow:
+            draw(uow)
+        for _ in range(2):  # the same credit note, re-run: once
+            with app.uow() as uow:
+                invoice = repo.invoice_by_number(uow.session, "INV-2026-10-000001")
+                svc.return_credits(uow, invoice, source="credit_note:CN-1", at=end, actor="t", amount=Decimal("12"))
+        with app.uow() as uow:  # a second credit note: what is left, never more
+            invoice = repo.invoice_by_number(uow.session, "INV-2026-10-000001")
+            svc.return_credits(uow, invoice, source="credit_note:CN-2", at=end, actor="t", amount=Decimal("100"))
+    finally:
+        app.dispose()
+    query = "SELECT source, grant_id, amount_minor FROM credit_ledger WHERE kind = 'reversal' ORDER BY id"
+    back = sql_rows(cli.db_url, query)
+    assert back == [("credit_note:CN-1", 2, 1000), ("credit_note:CN-1", 1, 200), ("credit_note:CN-2", 1, 2800)]
+    assert cli("credits", "balance", "acme", "-o", "json").json()[0]["balance"]["minor"] == 4000
