@@ -1,3 +1,4 @@
+# Long because: one model (grants, ledger, draw-down, expiry, reversal, burn-down) whose rules refer to each other.
 """Prepaid credits, pure: grants, the ledger, the draw-down at finalize, expiry, burn-down, reversal.
 
 Money is ``Decimal`` in the currency's major unit, every amount a multiple of the currency's billing
