@@ -471,6 +471,20 @@ SETTINGS: tuple[Setting, ...] = (
         in_toml=False,
     ),
     Setting("stripe.webhook_secret_file", "", _text(4096), "Path of a file holding the webhook signing secret."),
+    # prepaid credits (issue 13)
+    Setting(
+        "credits.alert_below",
+        "",
+        _amounts,
+        "`credits alerts` lists a tenant whose available credits fall below this, per currency: "
+        "'USD=50,JPY=5000' ('' = only tenants projected to run out before their period ends).",
+    ),
+    Setting(
+        "credits.burn_window_days",
+        90,
+        _int_range(1, 3650),
+        "Days of draws the credit burn rate (and so the projected run-out date) is computed over.",
+    ),
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 

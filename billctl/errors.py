@@ -155,6 +155,16 @@ class CreditError(DomainError):
     """A credit note that cannot be issued; ``hint`` says what to do instead."""
 
 
+class CreditsError(DomainError):
+    """Prepaid credits (issue 13) the core refuses: a grant that cannot be made, a draw or a reversal
+    that would break the ledger. ``field`` names the input at fault (amount, currency, kind, effective,
+    expires, priority). Not to be confused with ``CreditError``, which is about credit notes."""
+
+    def __init__(self, message: str = "", hint: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.field = field
+
+
 class PlanError(DomainError):
     """A plan file or plan that cannot be used: every problem found, not just the first."""
 

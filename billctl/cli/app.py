@@ -151,6 +151,7 @@ def _register() -> None:
     app.add_typer(monthly_cmd.audit_app, name="audit")
     monthly_cmd.register_release(invoices_cmd.app)
     app.command("quickstart")(__import__("billctl.cli.quickstart_cmd", fromlist=["quickstart"]).quickstart)
+    app.add_typer(__import__("billctl.cli.credits_cmd", fromlist=["app"]).app, name="credits")
 
 
 _register()

@@ -311,3 +311,66 @@ class AuditLog(SQLModel, table=True):
     object_id: str = Field(max_length=64)
     reason: str = Field(default="", max_length=500)
     detail: dict = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+# --- prepaid credits (issue 13): grants, their ledger, purchases -------------------------------------
+
+
+class CreditPurchase(SQLModel, table=True):
+    """A top-up bought through Stripe: a one-off invoice; its grant is made once Stripe reports it
+    paid (``grant_id`` set in the same transaction, so it is made exactly once)."""
+
+    __tablename__ = "credit_purchase"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    currency: str = Field(max_length=3)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    priority: int = Field(default=50)  # of the grant it becomes
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # of the grant it becomes
+    reason: str = Field(default="", max_length=500)
+    status: str = Field(default="pending", max_length=16)  # pending | paid | void
+    created_at: datetime = _ts()
+    actor: str = Field(default="", max_length=200)
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stripe_push_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stripe_invoice_id: str | None = Field(default=None, max_length=64, unique=True)
+    stripe_status: str | None = Field(default=None, max_length=24)
+
+
+class CreditGrant(SQLModel, table=True):
+    """Credit granted to a tenant, usable over [effective_at, expires_at). Never edited: what happens
+    to it (draws, expiry, reversals) is in ``credit_ledger``."""
+
+    __tablename__ = "credit_grant"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    currency: str = Field(max_length=3)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    kind: str = Field(max_length=16)  # promotional | purchased
+    priority: int = Field(default=50)  # 0 is drawn first, 100 last
+    effective_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reason: str = Field(max_length=500)
+    purchase_id: int | None = Field(default=None, foreign_key="credit_purchase.id", unique=True)
+    created_at: datetime = _ts()
+    actor: str = Field(default="", max_length=200)
+
+
+class CreditLedgerEntry(SQLModel, table=True):
+    """One immutable entry of a grant's ledger (DESIGN.md invariant 14): grant (+), draw (-), expiry (-)
+    or reversal (+), in minor units. ``key`` is unique: a grant is recorded once, an invoice draws on
+    a grant once (``draw:<invoice>:<grant>``), a void or credit note gives back once."""
+
+    __tablename__ = "credit_ledger"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=120, unique=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    grant_id: int = Field(foreign_key="credit_grant.id", index=True)
+    kind: str = Field(max_length=16)  # grant | draw | expiry | reversal
+    amount_minor: int = Field(sa_type=sa.BigInteger)  # signed
+    currency: str = Field(max_length=3)
+    at: datetime = Field(sa_type=UTCDateTime)  # when it took effect
+    invoice_id: int | None = Field(default=None, foreign_key="invoice.id", index=True)
+    source: str = Field(default="", max_length=120)  # e.g. void, credit_note:CN-2026-000001, close:2026-10
+    created_at: datetime = _ts()
+    actor: str = Field(default="", max_length=200)

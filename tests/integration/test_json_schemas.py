@@ -162,6 +162,16 @@ def run_scenario(cli: Any, tmp_path: Path, fake: Any, redis_url: str, stream: st
     j("plans", "list", "--all")
     j("plans", "show", "pro")
     j("plans", "show", "business-eur")
+    j("credits", "grant", "acme", "--amount", "100", "--kind", "promotional", "--reason", "sign-up", "--expires",
+      "2027-01-01")  # fmt: skip
+    j("credits", "grant", "acme", "--amount", "5", "--kind", "purchased", "--reason", "top-up", "--dry-run")
+    j("credits", "balance")
+    j("credits", "ledger", "acme")
+    j("credits", "alerts")
+    cli.env["BILLCTL_CREDITS_ALERT_BELOW"] = "USD=1000"
+    j("credits", "alerts", expect=10)
+    del cli.env["BILLCTL_CREDITS_ALERT_BELOW"]
+    j("credits", "expire", "--period", "2026-10", "--dry-run")
     j("usage", "import", _late_and_bad(tmp_path))
     j("usage", "import", _burst(tmp_path), "--dry-run")
     j("usage", "import", _burst(tmp_path))
