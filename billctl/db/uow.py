@@ -59,6 +59,9 @@ def unit_of_work(engine: Engine, *, readonly: bool = False, dry_run: bool = Fals
             transaction.rollback()
             raise
         if readonly or dry_run:
+            # detach what was loaded first: a rollback expires every loaded object, and the caller
+            # still reads the ones the use case returned (they keep the values they were read with)
+            session.expunge_all()
             transaction.rollback()
         else:
             transaction.commit()
