@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from billctl.core import compare
@@ -95,12 +96,16 @@ def recompute(
             assert tenant.id is not None
             lines = repo.lines_of(session, invoice.id)
             adjustments = stored_adjustments(stored_lines(lines, invoice.currency))
+
+            def usage_of(s: datetime, e: datetime, tid: int = tenant.id) -> dict[str, int]:
+                return usage_totals(conn, tid, s, e)
+
             priced = price_period(
                 conn,
                 ctx,
                 tenant,
                 period,
-                lambda s, e, tid=tenant.id: usage_totals(conn, tid, s, e),
+                usage_of,
                 adjustments=(adjustments, list(invoice.inputs.get("adjustments", []))),
             )
             yield _compare(invoice, tenant, lines, priced)

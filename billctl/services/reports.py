@@ -30,16 +30,17 @@ def _summaries(session: Session, period: Period) -> list[InvoiceSummary]:
     rows = repo.with_tenants(session, period=str(period), live_only=True)
     credited = credit_notes.credited(session, _ids(rows))
     none = Credited()
+    took = {i.number: credited.get(i.id, none) if i.id is not None else none for i, _ in rows}
     return [
         InvoiceSummary(
             tenant=t.key,
             number=i.number,
             plan=plan_code_of(i.inputs),
             currency=i.currency,
-            subtotal_minor=i.subtotal_minor - credited.get(i.id, none).net,
-            tax_minor=i.tax_minor - credited.get(i.id, none).tax,
-            total_minor=i.total_minor - credited.get(i.id, none).total,
-            credited_minor=credited.get(i.id, none).net,
+            subtotal_minor=i.subtotal_minor - took[i.number].net,
+            tax_minor=i.tax_minor - took[i.number].tax,
+            total_minor=i.total_minor - took[i.number].total,
+            credited_minor=took[i.number].net,
         )
         for i, t in rows
     ]

@@ -121,10 +121,12 @@ def mark_plans_used(session: Session, plan_ids: set[int]) -> None:
 # ---------------------------------------------------------------- usage, as invoicing reads it
 
 
-def usage_by_tenant(conn: Connection, tenant_ids: Sequence[int], start: datetime, end: datetime) -> Result[Any]:
+def usage_by_tenant(
+    conn: Connection, tenant_ids: Sequence[int], start: datetime, end: datetime
+) -> Result[int, str, int]:
     """(tenant id, endpoint, units) over [start, end) for the tenants given."""
     return conn.execute(
-        sa.select(UsageBucket.tenant_id, UsageBucket.endpoint, sa.func.sum(UsageBucket.units))
+        sa.select(col(UsageBucket.tenant_id), col(UsageBucket.endpoint), sa.func.sum(col(UsageBucket.units)))
         .where(
             col(UsageBucket.tenant_id).in_(tenant_ids),
             col(UsageBucket.bucket_start) >= int(start.timestamp()),
@@ -134,7 +136,9 @@ def usage_by_tenant(conn: Connection, tenant_ids: Sequence[int], start: datetime
     )
 
 
-def stream_usage(conn: Connection, start: datetime, end: datetime, tenant_ids: list[int] | None) -> Result[Any]:
+def stream_usage(
+    conn: Connection, start: datetime, end: datetime, tenant_ids: list[int] | None
+) -> Result[int, str, int]:
     """(tenant id, endpoint, units) over [start, end), ascending tenant id, streamed in batches."""
     table = UsageBucket.__table__  # type: ignore[attr-defined]  # as above
     query = (
@@ -148,7 +152,7 @@ def stream_usage(conn: Connection, start: datetime, end: datetime, tenant_ids: l
     return conn.execution_options(stream_results=True, yield_per=10_000).execute(query)
 
 
-def activity(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> Result[Any]:
+def activity(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> Result[str, int, int, int, int, int]:
     """Per endpoint over [start, end): units, events, bucket count, first and last bucket start."""
     table = UsageBucket.__table__  # type: ignore[attr-defined]  # as above
     return conn.execute(

@@ -139,9 +139,10 @@ def issue(
     mode = "lines" if lines else ("amount" if minor is not None else "rest")
     show = _shower(invoice.currency)
     facts = _facts(invoice, invoice_lines)
+    invoice_id = _id(invoice.id)
 
     def plan(session: Session) -> tuple[core.Note, core.Credited]:
-        before = credited(session, [invoice.id]).get(invoice.id, core.Credited())
+        before = credited(session, [invoice_id]).get(invoice_id, core.Credited())
         try:
             return core.plan(facts, before, lines=list(lines), amount=minor, fmt=show), before
         except core.CreditError as exc:
@@ -151,14 +152,14 @@ def issue(
     if in_stripe(invoice):
         # credit notes of this invoice that an earlier run issued and did not get into Stripe (it
         # stopped): they go first; if one is this very request, re-running it resumes it
-        waiting = [(r, ls) for r, ls in notes_of(app, invoice.id) if r.stripe_credit_note_id is None]
+        waiting = [(r, ls) for r, ls in notes_of(app, invoice_id) if r.stripe_credit_note_id is None]
         same = next((p for p in waiting if _same_request(*p, mode, list(lines), minor, reason, settle_as)), None)
         outcomes = _resume_pending(app, gw, invoice, tenant, dry_run, waiting) if gw is not None else {}
         if same is not None:
             row, note_lines = same
-            credited_before = sum(n.total_minor for n, _ in notes_of(app, invoice.id) if n.id < row.id)
+            credited_before = sum(n.total_minor for n, _ in notes_of(app, invoice_id) if _id(n.id) < _id(row.id))
             result = Issued(row, note_lines, invoice, tenant, credited_before, dry_run, resumed=True)
-            result.stripe = outcomes.get(row.id)
+            result.stripe = outcomes.get(_id(row.id))
             if result.stripe is None and to_stripe:
                 result.pending = _pending_reason(app, invoice)
             return result
@@ -179,8 +180,8 @@ def issue(
         number = _number(app, session, dry_run)
         row = CreditNote(
             number=number,
-            invoice_id=invoice.id,
-            tenant_id=tenant.id,
+            invoice_id=invoice_id,
+            tenant_id=_id(tenant.id),
             currency=invoice.currency,
             subtotal_minor=note.net,
             tax_minor=note.tax,
@@ -192,7 +193,7 @@ def issue(
             created_at=app.now(),
         )
         note_lines = [
-            CreditNoteLine(
+            CreditNoteLine(  # type: ignore[call-arg]  # credit_note_id: set below, once the note has its id
                 position=i,
                 kind=x.kind,
                 invoice_line_position=x.position,
@@ -205,7 +206,7 @@ def issue(
             session.add(row)
             session.flush()
             for x in note_lines:
-                x.credit_note_id = row.id
+                x.credit_note_id = _id(row.id)
             session.add_all(note_lines)
             audit(
                 session,
@@ -254,7 +255,7 @@ def _resume_pending(
     done = {}
     for row, note_lines in waiting:
         try:
-            done[row.id] = push_credit_note(app, gw, row, note_lines, invoice, tenant, _Store(app, dry_run))
+            done[_id(row.id)] = push_credit_note(app, gw, row, note_lines, invoice, tenant, _Store(app, dry_run))
         except StripeFailure as exc:
             raise Conflict(
                 f"credit note {row.number} on {invoice.number}, issued earlier, is not in Stripe yet and could not "
@@ -276,7 +277,7 @@ def _same_request(
     if (row.mode, row.reason, row.settle) != (mode, reason, settle):
         return False
     if mode == "lines":
-        return sorted(x.invoice_line_position for x in lines if x.kind == "line") == sorted(positions)
+        return sorted(_id(x.invoice_line_position) for x in lines if x.kind == "line") == sorted(positions)
     return mode == "rest" or row.total_minor == amount
 
 

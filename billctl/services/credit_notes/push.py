@@ -40,7 +40,7 @@ def gateway_or_none(app: App, dry_run: bool, on_call: Callable[[str], None] | No
 def _store_note(store: Any, note: CreditNote, **values: Any) -> None:
     with store.tx() as s:
         if s is not None:
-            s.execute(sa.update(CreditNote).where(CreditNote.id == note.id).values(**values))
+            s.execute(sa.update(CreditNote).where(col(CreditNote.id) == note.id).values(**values))
 
 
 def push_credit_note(
@@ -91,7 +91,7 @@ def push_credit_note(
         )
         due = local_minor(stripe_invoice.get("amount_remaining") or 0, note.currency) or 0
         try:
-            params = cn.credit_note_params(note_in, invoice.stripe_invoice_id, ids, due)
+            params = cn.credit_note_params(note_in, str(invoice.stripe_invoice_id), ids, due)  # in Stripe: set
         except KeyError as exc:
             raise StripeFailure(
                 f"line {exc.args[0]} of {invoice.number} is not on Stripe invoice {invoice.stripe_invoice_id}; "
@@ -112,7 +112,7 @@ def push_credit_note(
     }
     with store.tx() as s:
         if s is not None:
-            s.execute(sa.update(CreditNote).where(CreditNote.id == note.id).values(**values))
+            s.execute(sa.update(CreditNote).where(col(CreditNote.id) == note.id).values(**values))
             audit(s, app, "stripe.credit_note.push", "credit_note", note.number, outcome=out.action, **values)
     out.stripe_id, out.stripe_number, out.status = remote["id"], remote.get("number"), remote.get("status")
     expected = to_stripe_amount(note.total_minor, note.currency, check=False)

@@ -76,11 +76,13 @@ def void_in_stripe_first(
         return "not in Stripe"
     store = _Store(app, dry_run)
     values = {"stripe_invoice_id": remote["id"], **_state_values(remote)}
-    store.invoice(invoice.id, **values)
+    invoice_id = invoice.id
+    assert invoice_id is not None
+    store.invoice(invoice_id, **values)
     if cn.paid_in_stripe(remote):
         raise _paid(invoice.number, remote.get("status"), values["stripe_amount_paid"], invoice.currency)
     if remote.get("status") in ("open", "uncollectible"):
         remote = gw.void_invoice(remote["id"], m.invoice_key(invoice.number, "void"), remote)
-        store.invoice(invoice.id, **_state_values(remote))
+        store.invoice(invoice_id, **_state_values(remote))
         return f"voided in Stripe ({remote['id']})"
     return f"{remote.get('status')} in Stripe ({remote['id']})"

@@ -146,9 +146,7 @@ def _discounts_for(ctx: PricingContext, tenant: Tenant, period: Period) -> list[
     ]
 
 
-def assemble_inputs(
-    ctx: PricingContext, tenant: Tenant, period: Period, usage_of: UsageOf
-) -> InvoiceInputs | None:
+def assemble_inputs(ctx: PricingContext, tenant: Tenant, period: Period, usage_of: UsageOf) -> InvoiceInputs | None:
     """The inputs of ``tenant``'s ``period`` (adjustments still empty); None when no plan covers it."""
     start, end = period.bounds(tenant.timezone)
     pieces = plan_segments(ctx, tenant, start, end)
