@@ -12,10 +12,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Result
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from billctl.core.invoice import BilledLine, InvoiceStatus
 from billctl.db.models import Invoice, InvoiceLine, Plan, Tenant, UsageBucket
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    """A model's Core table (for Core statements: rows, not objects, on the hot paths)."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
 def live_invoices(session: Session, period: str, tenant_ids: Sequence[int] | None) -> dict[int, Invoice]:
@@ -28,7 +33,7 @@ def live_invoices(session: Session, period: str, tenant_ids: Sequence[int] | Non
 
 def live_for_periods(conn: Connection, tenant_id: int, periods: Sequence[str]) -> dict[str, Any]:
     """Period -> the live invoice row (Core row: id, number, currency, inputs ...) of one tenant."""
-    table = Invoice.__table__  # type: ignore[attr-defined]  # SQLModel declares __table__ at runtime only
+    table = _table(Invoice)
     rows = conn.execute(
         sa.select(table).where(
             table.c.tenant_id == tenant_id, table.c.status != InvoiceStatus.VOID, table.c.period.in_(periods)
@@ -40,7 +45,7 @@ def live_for_periods(conn: Connection, tenant_id: int, periods: Sequence[str]) -
 def billed_lines(conn: Connection, tenant_id: int, period: str, invoice_id: int | None) -> list[BilledLine]:
     """The lines of the tenant's live invoices that bill ``period``: every line of ``invoice_id`` (the
     period's own invoice) and every line labelled for ``period`` (adjustments), in invoice and line order."""
-    lines, inv = InvoiceLine.__table__, Invoice.__table__  # type: ignore[attr-defined]  # as above
+    lines, inv = _table(InvoiceLine), _table(Invoice)
     rows = conn.execute(
         sa.select(inv.c.id, inv.c.number, lines.c.kind, lines.c.for_period, lines.c.amount_minor, lines.c.detail)
         .join(inv, inv.c.id == lines.c.invoice_id)
@@ -140,7 +145,7 @@ def stream_usage(
     conn: Connection, start: datetime, end: datetime, tenant_ids: list[int] | None
 ) -> Result[int, str, int]:
     """(tenant id, endpoint, units) over [start, end), ascending tenant id, streamed in batches."""
-    table = UsageBucket.__table__  # type: ignore[attr-defined]  # as above
+    table = _table(UsageBucket)
     query = (
         sa.select(table.c.tenant_id, table.c.endpoint, sa.func.sum(table.c.units))
         .where(table.c.bucket_start >= int(start.timestamp()), table.c.bucket_start < int(end.timestamp()))
@@ -154,7 +159,7 @@ def stream_usage(
 
 def activity(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> Result[str, int, int, int, int, int]:
     """Per endpoint over [start, end): units, events, bucket count, first and last bucket start."""
-    table = UsageBucket.__table__  # type: ignore[attr-defined]  # as above
+    table = _table(UsageBucket)
     return conn.execute(
         sa.select(
             table.c.endpoint,
