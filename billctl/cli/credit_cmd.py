@@ -9,7 +9,7 @@ import typer
 from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
-from billctl.errors import ExitCode
+from billctl.errors import BadInput, ExitCode
 from billctl.services import credit_notes as svc
 from billctl.services.invoices import money, parse_period
 
@@ -132,6 +132,10 @@ def credit(
     st = state(ctx)
     out = st.output(output)
     lines = list(line or [])
+    if not reason.strip():  # the service names the fields; the command names its flags
+        raise BadInput("--reason is required to credit an invoice", hint="say why, e.g. --reason 'outage 2026-10-14'")
+    if settle not in svc.SETTLE_CHOICES:
+        raise BadInput(f"--settle {settle!r} is not one of {', '.join(svc.SETTLE_CHOICES)}", field="settle")
     if not dry_run:
         preview = svc.issue(
             st.app, invoice, reason=reason, lines=lines, amount=amount, settle=settle, dry_run=True, to_stripe=False

@@ -12,7 +12,7 @@ from billctl.cli.common import AllowOpenPeriodOpt, DryRunOpt, OutputOpt, YesOpt,
 from billctl.cli.output import Out, clean
 from billctl.core.bounds import REASON
 from billctl.core.money import format_amount, format_money, from_minor, to_minor
-from billctl.errors import ExitCode
+from billctl.errors import BadInput, ExitCode
 from billctl.services import invoices as svc
 from billctl.services.context import check_text
 
@@ -524,6 +524,8 @@ def void(
     cannot be voided (exit 9): credit what is left instead."""
     st = state(ctx)
     check_text(reason, "--reason", REASON)
+    if not reason.strip():  # the service names the field; the command names its flag
+        raise BadInput("--reason is required to void an invoice", field="reason")
     if not dry_run:
         confirm(st.out, f"Void invoice {invoice}?", yes)
     row, in_stripe = svc.void_invoice(st.app, invoice, reason, dry_run=dry_run)

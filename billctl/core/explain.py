@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from billctl.core.money import exponent, format_amount, quantize
 
@@ -32,7 +33,7 @@ class StoredLine:
     unit_price: Decimal | None
     amount: Decimal  # rounded, major units
     unrounded: Decimal
-    detail: Mapping[str, object]
+    detail: Mapping[str, Any]  # the line's JSON detail as stored
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,13 @@ def minor_from_stripe(amount: int, currency: str) -> int:
     """An amount from Stripe's API in billctl's stored minor units (UGX ``500`` -> 5; USD ``1234`` ->
     1234). Raises MoneyError for one finer than billctl's minor unit (Stripe never sends one)."""
     return to_minor(from_stripe_amount(amount, currency), currency)
+
+
+def money_json(minor: int, currency: str) -> dict[str, object]:
+    """Money in JSON documents: integer minor units, currency, and a decimal string for humans."""
+    return {"minor": minor, "currency": currency, "decimal": str(from_minor(minor, currency))}
+
+
+def amount_json(amount: Decimal, currency: str) -> dict[str, object]:
+    """``money_json`` of an amount in major units (rounded once to the minor unit, half-up)."""
+    return money_json(to_minor(quantize(amount, currency), currency), currency)

@@ -172,6 +172,7 @@ def parse_plan(data: dict[str, Any]) -> Plan:
     if problems:
         raise PlanError(problems)
     assert model is not None and base_fee is not None and included is not None and currency is not None
+    assert name is not None
     return Plan(
         code=name,
         currency=currency,
@@ -266,8 +267,8 @@ def _tiers(raw: Any, check: _Checker) -> tuple[Tier, ...] | None:
     return tuple(tiers) if len(problems) == before else None
 
 
-def _s(value: Decimal) -> str:
-    return str(value)
+def _s(value: Decimal | None) -> str:
+    return str(value)  # a validated plan has the price its model needs
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

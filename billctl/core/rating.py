@@ -216,7 +216,3 @@ def rate(
             )
         )
     return InvoiceDraft(currency=currency, lines=tuple(lines), subtotal=subtotal, tax=tax, total=subtotal + tax)
-
-
-def charges_before_tax(draft: InvoiceDraft) -> Decimal:
-    return draft.subtotal

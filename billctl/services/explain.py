@@ -3,19 +3,21 @@ priced again by the same pure rating code, give the same lines and the stored fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session
+from sqlalchemy.engine import Connection
 
 from billctl.core.explain import Activity, ExplainedLine, StoredLine, check_totals, explain_lines
+from billctl.core.invoice import InputSegment, InvoiceInputs, fingerprint, rate_inputs
 from billctl.core.money import from_minor
 from billctl.core.types import Adjustment
-from billctl.db.models import Invoice, InvoiceLine, Tenant, UsageBucket
-from billctl.services import invoices as inv_svc
+from billctl.db.models import Invoice, InvoiceLine, Tenant
+from billctl.db.repositories import invoices as repo
 from billctl.services.context import App
+from billctl.services.invoices import get_invoice
 
 
 @dataclass
@@ -58,28 +60,12 @@ def stored_adjustments(lines: list[StoredLine]) -> list[Adjustment]:
     ]
 
 
-def activity(session: Session, tenant_id: int, inputs: dict) -> list[dict[str, Activity]]:
+def activity(conn: Connection, tenant_id: int, inputs: Mapping[str, Any]) -> list[dict[str, Activity]]:
     """Per input segment, endpoint → the buckets stored now (units, events, count, first and last)."""
-    table = UsageBucket.__table__
     result = []
-    for seg in inputs.get("segments", []):
-        start, end = datetime.fromisoformat(seg["start"]), datetime.fromisoformat(seg["end"])
-        rows = session.connection().execute(
-            sa.select(
-                table.c.endpoint,
-                sa.func.sum(table.c.units),
-                sa.func.sum(table.c.events),
-                sa.func.count(),
-                sa.func.min(table.c.bucket_start),
-                sa.func.max(table.c.bucket_start),
-            )
-            .where(
-                table.c.tenant_id == tenant_id,
-                table.c.bucket_start >= int(start.timestamp()),
-                table.c.bucket_start < int(end.timestamp()),
-            )
-            .group_by(table.c.endpoint)
-        )
+    for doc in inputs.get("segments", []):
+        seg = InputSegment.from_json(doc)
+        rows = repo.activity(conn, tenant_id, seg.start, seg.end)
         result.append(
             {
                 endpoint: Activity(int(units), int(events), int(count), int(first), int(last))
@@ -90,13 +76,14 @@ def activity(session: Session, tenant_id: int, inputs: dict) -> list[dict[str, A
 
 
 def explain(app: App, ref: str) -> Explanation:
-    invoice, tenant, rows = inv_svc.get_invoice(app, ref)
+    invoice, tenant, rows = get_invoice(app, ref)
+    assert tenant.id is not None
     currency = invoice.currency
     lines = stored_lines(rows, currency)
-    with Session(app.engine) as session:
-        now = activity(session, tenant.id, invoice.inputs)
+    with app.uow() as uow:
+        now = activity(uow.connection, tenant.id, invoice.inputs)
     explained = explain_lines(invoice.inputs, lines, currency, now)
-    fingerprint_matches = inv_svc.fingerprint(invoice.inputs) == invoice.fingerprint
+    fingerprint_matches = fingerprint(invoice.inputs) == invoice.fingerprint
     problems = check_totals(
         lines,
         from_minor(invoice.subtotal_minor, currency),
@@ -105,7 +92,7 @@ def explain(app: App, ref: str) -> Explanation:
         currency,
     )
     try:
-        draft = inv_svc._rate_inputs(invoice.inputs, stored_adjustments(lines))
+        draft = rate_inputs(InvoiceInputs.from_json(invoice.inputs), stored_adjustments(lines))
         repriced = [(x.kind, x.amount) for x in draft.lines]
         repriced_matches = repriced == [(x.kind, x.amount) for x in lines]
         if not repriced_matches:

@@ -1,7 +1,7 @@
 """Price a finalized period again from today's data and compare it with what was invoiced.
 
 Read-only: one read transaction, nothing written (like preview, DESIGN.md invariant 6). The same
-code prices it as finalize did (``invoices._price``), with the invoice's own adjustment lines
+code prices it as finalize did (``invoices.price_period``), with the invoice's own adjustment lines
 reused as settled history, so unchanged inputs give the same lines and the same fingerprint.
 """
 
@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-
-from sqlmodel import Session, select
+from datetime import datetime
+from typing import Any, cast
 
 from billctl.core import compare
+from billctl.core.invoice import jsonable
 from billctl.core.money import format_amount, from_minor, to_minor
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, Tenant
-from billctl.services import invoices as inv_svc
+from billctl.db.repositories import invoices as repo
 from billctl.services.context import App
 from billctl.services.explain import stored_adjustments, stored_lines
+from billctl.services.invoices import (
+    Priced,
+    billed_tenants,
+    load_context,
+    open_periods,
+    plan_segments,
+    price_period,
+    tenant_id_of,
+)
 from billctl.services.usage import usage_totals
 
 
@@ -70,39 +80,38 @@ def recompute(
     app: App, period: Period, tenant_key: str | None = None, *, progress: Callable[[int], None] | None = None
 ) -> Iterator[Recomputed]:
     """Each live invoice of ``period`` (or one tenant's), priced again now and compared."""
-    with Session(app.engine) as session:
-        query = (
-            select(Invoice, Tenant)
-            .join(Tenant, Tenant.id == Invoice.tenant_id)
-            .where(Invoice.period == str(period), Invoice.status != "void")
-            .order_by(Invoice.id)
+    with app.uow() as uow:  # reads only (readonly=True would expire the rows it yields)
+        session, conn = uow.session, uow.connection
+        pairs = repo.with_tenants(
+            session,
+            tenant_id=tenant_id_of(session, tenant_key) if tenant_key else None,
+            period=str(period),
+            live_only=True,
         )
-        if tenant_key:
-            query = query.where(Invoice.tenant_id == inv_svc.billed_tenants(session, tenant_key)[0].id)
-        pairs = list(session.exec(query))
         if progress:
             progress(len(pairs))
-        ctx = inv_svc._load_context(session, [t.id for _, t in pairs], app.config["billing.adjustment_lookback_months"])
-        conn = session.connection()
+        ids = [t.id for _, t in pairs if t.id is not None]
+        ctx = load_context(session, ids, app.config["billing.adjustment_lookback_months"])
         for invoice, tenant in pairs:
-            lines = list(
-                session.exec(
-                    select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.position)
-                )
-            )
+            assert tenant.id is not None
+            lines = repo.lines_of(session, invoice.id)
             adjustments = stored_adjustments(stored_lines(lines, invoice.currency))
-            priced = inv_svc._price(
+
+            def usage_of(s: datetime, e: datetime, tid: int = tenant.id) -> dict[str, int]:
+                return usage_totals(conn, tid, s, e)
+
+            priced = price_period(
                 conn,
                 ctx,
                 tenant,
                 period,
-                lambda s, e, tid=tenant.id: usage_totals(conn, tid, s, e),
+                usage_of,
                 adjustments=(adjustments, list(invoice.inputs.get("adjustments", []))),
             )
             yield _compare(invoice, tenant, lines, priced)
 
 
-def _compare(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine], priced: inv_svc.Priced) -> Recomputed:
+def _compare(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine], priced: Priced) -> Recomputed:
     currency = invoice.currency
     if priced.draft is None:  # no plan any more: everything would go
         result = Recomputed(invoice, tenant, "", 0, 0, 0)
@@ -113,7 +122,7 @@ def _compare(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine], priced:
         rows_now = compare.keyed(
             [
                 (
-                    compare.line_key(x.kind, inv_svc._jsonable(dict(x.detail))),  # type: ignore[arg-type]
+                    compare.line_key(x.kind, cast(dict[str, Any], jsonable(dict(x.detail)))),
                     x.kind,
                     x.description,
                     x.quantity,
@@ -143,17 +152,18 @@ def not_invoiced(app: App, period: Period, tenant_key: str | None = None) -> lis
     """Active tenants that have a plan for ``period`` today but no live invoice for it (a plan
     assigned after the period was finalized, say): ``invoices finalize`` would bill them. A tenant
     whose period is not over yet is not missing: finalize refuses it (the same rule, invariant 12)."""
-    with Session(app.engine) as session:
-        tenants = inv_svc.billed_tenants(session, tenant_key)
-        ids = [t.id for t in tenants]
-        live = inv_svc._live_invoices(session, period, ids)
-        ctx = inv_svc._load_context(session, ids, app.config["billing.adjustment_lookback_months"])
-        not_over = inv_svc.open_periods(period, tenants, app.now(), allow=True)
-        missing = []
-        for tenant in tenants:
-            if tenant.id in live or tenant.status != "active" or tenant.id in not_over:
-                continue
-            start, end = period.bounds(tenant.timezone)
-            if inv_svc._segments_plan(ctx, tenant, start, end):
-                missing.append(tenant.key)
-        return missing
+    with app.uow() as uow:  # reads only
+        session = uow.session
+        tenants = billed_tenants(session, tenant_key)
+        ids = [t.id for t in tenants if t.id is not None]
+        live = repo.live_invoices(session, str(period), ids)
+        ctx = load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+    not_over = open_periods(period, tenants, app.now(), allow=True)
+    missing = []
+    for tenant in tenants:
+        if tenant.id in live or tenant.status != "active" or tenant.id in not_over:
+            continue
+        start, end = period.bounds(tenant.timezone)
+        if plan_segments(ctx, tenant, start, end):
+            missing.append(tenant.key)
+    return missing

@@ -9,51 +9,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billctl.core.credit import Credited
+from billctl.core.invoice import InvoiceStatus, plan_code_of
 from billctl.core.periods import Period
 from billctl.core.revenue import InvoiceSummary, Revenue, revenue
 from billctl.db.models import Invoice, InvoiceLine, Tenant
+from billctl.db.repositories import invoices as repo
 from billctl.services import credit_notes
-from billctl.services import invoices as inv_svc
 from billctl.services.context import App
+from billctl.services.invoices import tenant_id_of
 
 
-def _plan_of(invoice: Invoice) -> str:
-    segments = (invoice.inputs or {}).get("segments") or []
-    return segments[-1]["plan"]["code"] if segments else "?"
+def _ids(rows: list[tuple[Invoice, Tenant]]) -> list[int]:
+    return [i.id for i, _ in rows if i.id is not None]
 
 
 def _summaries(session: Session, period: Period) -> list[InvoiceSummary]:
-    rows = session.exec(
-        select(Invoice, Tenant)
-        .join(Tenant, Tenant.id == Invoice.tenant_id)
-        .where(Invoice.period == str(period), Invoice.status != "void")
-        .order_by(Invoice.id)
-    )
-    rows = list(rows)
-    credited = credit_notes.credited(session, [i.id for i, _ in rows])
+    rows = repo.with_tenants(session, period=str(period), live_only=True)
+    credited = credit_notes.credited(session, _ids(rows))
     none = Credited()
+    took = {i.number: credited.get(i.id, none) if i.id is not None else none for i, _ in rows}
     return [
         InvoiceSummary(
             tenant=t.key,
             number=i.number,
-            plan=_plan_of(i),
+            plan=plan_code_of(i.inputs),
             currency=i.currency,
-            subtotal_minor=i.subtotal_minor - credited.get(i.id, none).net,
-            tax_minor=i.tax_minor - credited.get(i.id, none).tax,
-            total_minor=i.total_minor - credited.get(i.id, none).total,
-            credited_minor=credited.get(i.id, none).net,
+            subtotal_minor=i.subtotal_minor - took[i.number].net,
+            tax_minor=i.tax_minor - took[i.number].tax,
+            total_minor=i.total_minor - took[i.number].total,
+            credited_minor=took[i.number].net,
         )
         for i, t in rows
     ]
 
 
 def revenue_report(app: App, period: Period, top: int = 10) -> Revenue:
-    with Session(app.engine) as session:
-        now = _summaries(session, period)
-        before = _summaries(session, period.previous())
+    with app.uow() as uow:  # reads only
+        now = _summaries(uow.session, period)
+        before = _summaries(uow.session, period.previous())
     return revenue(str(period), str(period.previous()), now, before, top)
 
 
@@ -104,19 +100,21 @@ def _export_row(
 
 def export_lines(app: App, period: Period, tenant_key: str | None = None) -> list[ExportRow]:
     """Every line of every live invoice of ``period``, in invoice and line order."""
-    with Session(app.engine) as session:
+    with app.uow() as uow:  # reads only
+        session = uow.session
         query = (
             select(Invoice, Tenant, InvoiceLine)
-            .join(Tenant, Tenant.id == Invoice.tenant_id)
-            .join(InvoiceLine, InvoiceLine.invoice_id == Invoice.id)
-            .where(Invoice.period == str(period), Invoice.status != "void")
-            .order_by(Invoice.id, InvoiceLine.position)
+            .join(Tenant, col(Tenant.id) == col(Invoice.tenant_id))
+            .join(InvoiceLine, col(InvoiceLine.invoice_id) == col(Invoice.id))
+            .where(Invoice.period == str(period), Invoice.status != InvoiceStatus.VOID)
+            .order_by(col(Invoice.id), col(InvoiceLine.position))
         )
         if tenant_key:
-            query = query.where(Invoice.tenant_id == inv_svc.billed_tenants(session, tenant_key)[0].id)
+            query = query.where(Invoice.tenant_id == tenant_id_of(session, tenant_key))
         rows: list[ExportRow] = []
         invoices: dict[int, tuple[Invoice, Tenant]] = {}
         for i, t, x in session.exec(query):
+            assert i.id is not None
             invoices[i.id] = (i, t)
             rows.append(_export_row(i, t, x.position, x.kind, x.description, x.quantity, x.unit_price, x.amount_minor))
         notes = credit_notes.notes_by_invoice(session, list(invoices))

@@ -208,7 +208,7 @@ def test_a_database_error_for_one_tenant_is_still_that_tenants_only(
     cli("plans", "create", "--file", write_plan(tmp_path, "dear", dear))
     cli("tenants", "assign-plan", "globex", "dear", "--effective", "2026-10-01")
     _usage_beyond_a_year(cli.db_url, "globex", 10**16)
-    monkeypatch.setattr("billctl.services.invoices._check_storable", lambda draft, tenant: None)
+    monkeypatch.setattr("billctl.services.invoices.pricing.check_storable", lambda draft, tenant: None)
     result = cli("invoices", "finalize", "--period", "2026-10", "--yes", "-o", "json", expect=6).json()
     (failed,) = [d for d in result["invoices"] if d["status"] == "failed"]
     assert failed["tenant"] == "globex"

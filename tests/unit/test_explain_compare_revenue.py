@@ -28,7 +28,7 @@ def _plan(**kw) -> Plan:
 
 
 def _stored(draft) -> list[StoredLine]:
-    from billctl.services.invoices import _jsonable
+    from billctl.core.invoice import jsonable as _jsonable
 
     return [
         StoredLine(i, x.kind, x.description, x.quantity, x.unit_price, x.amount, x.unrounded, _jsonable(dict(x.detail)))
