@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import stripe
-from sqlmodel import Session
 
 from billctl.errors import redact
 from billctl.services.context import App
@@ -37,11 +36,12 @@ def handle(app: App, secret: str, payload: bytes, signature: str | None) -> tupl
         return 400, {"error": f"signature verification failed: {redact(exc)}"}, None
     try:
         event = json.loads(text)
-        assert isinstance(event, dict) and isinstance(event.get("id"), str)
-    except (ValueError, AssertionError):
+    except ValueError:
+        event = None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         return 400, {"error": "not a Stripe event"}, None
-    with Session(app.engine, expire_on_commit=False) as session, session.begin():
-        change = apply_event(session, app, event, "webhook")
+    with app.uow() as uow:
+        change = apply_event(uow.session, app, event, "webhook")
     duplicate = change.note == "duplicate event"
     return 200, {"received": True, "duplicate": duplicate, "applied": change.applied}, change
 
@@ -102,7 +102,7 @@ class WebhookServer(HTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def on_result(self, status: int, body: dict[str, Any], change: Change | None) -> None:
         if self._on_result is not None:

@@ -21,21 +21,30 @@ from __future__ import annotations
 
 import itertools
 import random
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import stripe
 
 from billctl.errors import ConfigError, DependencyDown, StripeFailure, redact
+from billctl.stripe.idempotency import resend_key
 from billctl.stripe.keys import API_VERSION, StripeSettings
+from billctl.stripe.status import StripeStatus
 from billctl.stripe.throttle import Throttle
 
 TIMEOUT_SECONDS = 30
 BACKOFF_INITIAL = 0.5  # seconds before the first retry; doubles per retry (with jitter)
 BACKOFF_MAX = 8.0
+
+
+def _sdk(params: Mapping[str, Any]) -> Any:
+    """Parameters as the SDK takes them. The SDK types each endpoint's parameters as its own TypedDict;
+    billctl builds them as plain dicts in the pure rules (``billctl.stripe.mapping``), checked by the
+    tests against the fake Stripe, so they pass through untyped here, in one place."""
+    return params
 
 
 def _describe(exc: stripe.StripeError) -> str:
@@ -158,7 +167,7 @@ class Gateway:
         return f"{prefix}dryrun{next(self._dry_ids):06d}"
 
     @staticmethod
-    def _options(key: str | None) -> dict[str, Any]:
+    def _options(key: str | None) -> stripe.RequestOptions:
         return {"idempotency_key": key} if key else {}
 
     # ------------------------------------------------------------------ customers
@@ -172,7 +181,7 @@ class Gateway:
             params: dict[str, Any] = {"query": query, "limit": 100}
             if page:
                 params["page"] = page
-            result = self._call("search customers", lambda p=params: self._client.v1.customers.search(params=p))
+            result = self._call("search customers", partial(self._client.v1.customers.search, params=_sdk(params)))
             found.extend(result["data"])
             if not result.get("has_more") or not result.get("next_page"):
                 return found
@@ -182,7 +191,7 @@ class Gateway:
         stand_in = {"id": self._dry_id("cus_"), "object": "customer", **params}
         return self._write(
             "create customer",
-            lambda: self._client.v1.customers.create(params=params, options=self._options(key)),
+            lambda: self._client.v1.customers.create(params=_sdk(params), options=self._options(key)),
             stand_in,
         )
 
@@ -194,18 +203,20 @@ class Gateway:
         def send(with_key: str, on_replay: Callable[[], Any] | None) -> Any:
             return self._call(
                 "update customer",
-                lambda: self._client.v1.customers.update(customer_id, params=params, options=self._options(with_key)),
+                lambda: self._client.v1.customers.update(
+                    customer_id, params=_sdk(params), options=self._options(with_key)
+                ),
                 on_replay,
             )
 
         if self.dry_run:
             return self._write("update customer", lambda: None, {"id": customer_id, "object": "customer", **params})
-        return send(key, lambda: send(f"{key}-again-{secrets.token_hex(6)}", None))
+        return send(key, lambda: send(resend_key(key), None))
 
     def list_customers(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every customer matching ``params`` (e.g. ``email``), newest first: the look-up where Stripe's
         search is unavailable."""
-        return self._listed("list customers", lambda p: self._client.v1.customers.list(params=p), params)
+        return self._listed("list customers", lambda p: self._client.v1.customers.list(params=_sdk(p)), params)
 
     # ------------------------------------------------------------------ invoices
     def _listed(
@@ -215,7 +226,7 @@ class Gateway:
         after: str | None = None
         while True:
             page = {**params, "limit": 100, **({"starting_after": after} if after else {})}
-            result = self._call(label, lambda p=page: fetch(p))
+            result = self._call(label, partial(fetch, page))
             yield from result["data"]
             if not result.get("has_more") or not result["data"]:
                 return
@@ -224,7 +235,7 @@ class Gateway:
     def list_invoices(self, customer_id: str) -> Iterator[dict[str, Any]]:
         """Every invoice of a customer, newest first (paging through)."""
         return self._listed(
-            "list invoices", lambda p: self._client.v1.invoices.list(params=p), {"customer": customer_id}
+            "list invoices", lambda p: self._client.v1.invoices.list(params=_sdk(p)), {"customer": customer_id}
         )
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
@@ -233,7 +244,7 @@ class Gateway:
         else:
             invoice = self._call("retrieve invoice", lambda: self._client.v1.invoices.retrieve(invoice_id))
         added = sum(int(i["amount"]) for i in self._dry_items.get(invoice_id, []))
-        if added and invoice.get("status") == "draft":  # what Stripe would show after the skipped writes
+        if added and invoice.get("status") == StripeStatus.DRAFT:  # what Stripe would show after the skipped writes
             for total in ("subtotal", "total", "amount_due"):
                 invoice[total] = int(invoice.get(total) or 0) + added
         return invoice
@@ -242,7 +253,7 @@ class Gateway:
         stand_in = {
             "id": self._dry_id("in_"),
             "object": "invoice",
-            "status": "draft",
+            "status": StripeStatus.DRAFT,
             "number": None,
             "hosted_invoice_url": None,
             **params,
@@ -254,7 +265,7 @@ class Gateway:
             self._dry_invoices[stand_in["id"]] = stand_in
         return self._write(
             "create invoice",
-            lambda: self._client.v1.invoices.create(params=params, options=self._options(key)),
+            lambda: self._client.v1.invoices.create(params=_sdk(params), options=self._options(key)),
             stand_in,
         )
 
@@ -265,7 +276,7 @@ class Gateway:
             else list(
                 self._listed(
                     "list invoice items",
-                    lambda p: self._client.v1.invoice_items.list(params=p),
+                    lambda p: self._client.v1.invoice_items.list(params=_sdk(p)),
                     {"invoice": invoice_id},
                 )
             )
@@ -278,15 +289,17 @@ class Gateway:
             self._dry_items.setdefault(params["invoice"], []).append(stand_in)
         return self._write(
             "create invoice item",
-            lambda: self._client.v1.invoice_items.create(params=params, options=self._options(key)),
+            lambda: self._client.v1.invoice_items.create(params=_sdk(params), options=self._options(key)),
             stand_in,
         )
 
     def finalize_invoice(self, invoice_id: str, params: dict[str, Any], key: str, stand_in: dict) -> dict[str, Any]:
         return self._write(
             "finalize invoice",
-            lambda: self._client.v1.invoices.finalize_invoice(invoice_id, params=params, options=self._options(key)),
-            {**stand_in, "status": "open"},
+            lambda: self._client.v1.invoices.finalize_invoice(
+                invoice_id, params=_sdk(params), options=self._options(key)
+            ),
+            {**stand_in, "status": StripeStatus.OPEN},
         )
 
     def delete_invoice(self, invoice_id: str) -> dict[str, Any]:
@@ -302,20 +315,22 @@ class Gateway:
         return self._write(
             "void invoice",
             lambda: self._client.v1.invoices.void_invoice(invoice_id, options=self._options(key)),
-            {**stand_in, "status": "void"},
+            {**stand_in, "status": StripeStatus.VOID},
         )
 
     # ------------------------------------------------------------------ credit notes (issue 9)
     def list_invoice_lines(self, invoice_id: str) -> list[dict[str, Any]]:
         return list(
             self._listed(
-                "list invoice lines", lambda p: self._client.v1.invoices.line_items.list(invoice_id, params=p), {}
+                "list invoice lines", lambda p: self._client.v1.invoices.line_items.list(invoice_id, params=_sdk(p)), {}
             )
         )
 
     def list_credit_notes(self, **filters: str) -> list[dict[str, Any]]:
         """Every credit note of one Stripe invoice (``invoice=``) or customer (``customer=``)."""
-        return list(self._listed("list credit notes", lambda p: self._client.v1.credit_notes.list(params=p), filters))
+        return list(
+            self._listed("list credit notes", lambda p: self._client.v1.credit_notes.list(params=_sdk(p)), filters)
+        )
 
     def create_credit_note(self, params: dict[str, Any], key: str) -> dict[str, Any]:
         total = sum(int(x.get("amount", x.get("unit_amount", 0))) for x in params.get("lines", []))
@@ -332,10 +347,10 @@ class Gateway:
         }
         return self._write(
             "create credit note",
-            lambda: self._client.v1.credit_notes.create(params=params, options=self._options(key)),
+            lambda: self._client.v1.credit_notes.create(params=_sdk(params), options=self._options(key)),
             stand_in,
         )
 
     # ------------------------------------------------------------------ events
     def list_events(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self._call("list events", lambda: self._client.v1.events.list(params=params))
+        return self._call("list events", lambda: self._client.v1.events.list(params=_sdk(params)))

@@ -1,4 +1,4 @@
-"""Pure rules for credit notes in Stripe: parameters, idempotency keys, how the credited amount is
+"""Pure rules for credit notes in Stripe: parameters, how the credited amount is
 settled, and the reconciliation diff. Plain data in, plain data out, no I/O.
 
 A credit note on a Stripe invoice first reduces what is still due on it (``amount_remaining``, the
@@ -13,15 +13,15 @@ units (``to_stripe_amount(..., check=False)``), as for invoices in ``billctl.str
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from billctl.core.money import to_stripe_amount
+from billctl.stripe.idempotency import credit_note_key as credit_note_key  # where callers have found it
 from billctl.stripe.mapping import META_INVOICE, META_LINE, META_TENANT, Drift, show_amount
+from billctl.stripe.status import StripeStatus
 
 META_CREDIT_NOTE = "billctl_credit_note"  # on Stripe credit notes: the local credit note number
 SETTLE = {"refund": "refund_amount", "balance": "credit_amount", "out_of_band": "out_of_band_amount"}
@@ -47,13 +47,6 @@ class CreditNoteIn:
     reason: str
     settle: str
     lines: tuple[NoteLineIn, ...]
-
-
-def credit_note_key(number: str, params: Mapping[str, Any]) -> str:
-    """The create key: local number, step, and a digest of the parameters (what is still due may
-    change between two tries; a retry with other amounts must not be refused as a key reuse)."""
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"billctl-cn-{number}-create-{digest}"[:255]
 
 
 def settlement(total_minor: int, amount_remaining: int, settle: str) -> tuple[int, dict[str, int]]:
@@ -132,7 +125,7 @@ def match_credit_notes(remote: Iterable[Mapping[str, Any]], number: str) -> list
 
 def paid_in_stripe(invoice: Mapping[str, Any]) -> bool:
     """Whether Stripe reports the invoice paid, or partly paid (a void would not give it back)."""
-    return invoice.get("status") == "paid" or (invoice.get("amount_paid") or 0) > 0
+    return invoice.get("status") == StripeStatus.PAID or (invoice.get("amount_paid") or 0) > 0
 
 
 @dataclass(frozen=True)
@@ -150,10 +143,10 @@ def reconcile(local: Iterable[LocalCreditNote], remote: Iterable[Mapping[str, An
     """Differences between local credit notes and the Stripe credit notes carrying billctl metadata:
     missing, duplicated, a different total, voided in Stripe, unknown locally (orphan)."""
     by_number: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for note in remote:
-        number = (note.get("metadata") or {}).get(META_CREDIT_NOTE)
+    for found in remote:
+        number = (found.get("metadata") or {}).get(META_CREDIT_NOTE)
         if number:
-            by_number[number].append(note)
+            by_number[number].append(found)
     drifts: list[Drift] = []
     seen: set[str] = set()
     for note in local:
@@ -184,7 +177,7 @@ def reconcile(local: Iterable[LocalCreditNote], remote: Iterable[Mapping[str, An
                     (remote_note["id"],),
                 )
             )
-        if remote_note.get("status") == "void":
+        if remote_note.get("status") == StripeStatus.VOID:
             drifts.append(
                 Drift(note.number, note.tenant_key, "status", "credit note voided in Stripe", (remote_note["id"],))
             )

@@ -1,0 +1,7 @@
+"""The metadata keys billctl puts on Stripe objects: how an object is found again by what it is here."""
+
+from __future__ import annotations
+
+META_INVOICE = "billctl_invoice"  # on Stripe invoices and invoice items: the local invoice number
+META_LINE = "billctl_line"  # on invoice items: the line's position on the local invoice
+META_TENANT = "tenant_id"  # on customers (and invoices): the tenant key gateways send
