@@ -231,10 +231,10 @@ def issue(
         result.pending = _pending_reason(app, invoice)
         return result
     from billctl.errors import StripeFailure
-    from billctl.services.stripe_sync import _Store
+    from billctl.services.stripe_sync import StripeStore
 
     try:
-        result.stripe = push_credit_note(app, gw, row, note_lines, invoice, tenant, _Store(app, dry_run))
+        result.stripe = push_credit_note(app, gw, row, note_lines, invoice, tenant, StripeStore(app, dry_run))
     except StripeFailure as exc:
         result.pending = f"Stripe refused or failed it ({exc}); `billctl stripe push` retries it"
     return result
@@ -250,12 +250,12 @@ def _resume_pending(
 ) -> dict[int, Any]:
     """Push credit notes an earlier run left out of Stripe; their outcomes by credit note id."""
     from billctl.errors import StripeFailure
-    from billctl.services.stripe_sync import _Store
+    from billctl.services.stripe_sync import StripeStore
 
     done = {}
     for row, note_lines in waiting:
         try:
-            done[_id(row.id)] = push_credit_note(app, gw, row, note_lines, invoice, tenant, _Store(app, dry_run))
+            done[_id(row.id)] = push_credit_note(app, gw, row, note_lines, invoice, tenant, StripeStore(app, dry_run))
         except StripeFailure as exc:
             raise Conflict(
                 f"credit note {row.number} on {invoice.number}, issued earlier, is not in Stripe yet and could not "

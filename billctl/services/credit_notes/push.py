@@ -28,13 +28,9 @@ def in_stripe(invoice: Invoice) -> bool:
 
 def gateway_or_none(app: App, dry_run: bool, on_call: Callable[[str], None] | None) -> Any:
     """The Stripe gateway, or None when no key is configured (a bad key still raises)."""
-    from billctl.errors import NoStripeKey
-    from billctl.services.stripe_sync import gateway
+    from billctl.services.stripe_sync import optional_gateway
 
-    try:
-        return gateway(app, dry_run=dry_run, on_call=on_call)
-    except NoStripeKey:
-        return None
+    return optional_gateway(app, dry_run=dry_run, on_call=on_call)
 
 
 def _store_note(store: Any, note: CreditNote, **values: Any) -> None:

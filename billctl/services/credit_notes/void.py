@@ -50,7 +50,7 @@ def void_in_stripe_first(
     come after). A draft (an interrupted push) cannot be paid. Not found: nothing there. Without a
     key billctl cannot know, so it refuses (ConfigError, exit 4). Returns what was done."""
     from billctl.errors import StripeFailure
-    from billctl.services.stripe_sync import _state_values, _Store
+    from billctl.services.stripe_sync import StripeStore, state_values
     from billctl.stripe import credit_notes as cn
     from billctl.stripe import mapping as m
 
@@ -74,8 +74,8 @@ def void_in_stripe_first(
         remote = dict(live[-1]) if live else None
     if remote is None or remote.get("deleted"):
         return "not in Stripe"
-    store = _Store(app, dry_run)
-    values = {"stripe_invoice_id": remote["id"], **_state_values(remote)}
+    store = StripeStore(app, dry_run)
+    values = {"stripe_invoice_id": remote["id"], **state_values(remote)}
     invoice_id = invoice.id
     assert invoice_id is not None
     store.invoice(invoice_id, **values)
@@ -83,6 +83,6 @@ def void_in_stripe_first(
         raise _paid(invoice.number, remote.get("status"), values["stripe_amount_paid"], invoice.currency)
     if remote.get("status") in ("open", "uncollectible"):
         remote = gw.void_invoice(remote["id"], m.invoice_key(invoice.number, "void"), remote)
-        store.invoice(invoice_id, **_state_values(remote))
+        store.invoice(invoice_id, **state_values(remote))
         return f"voided in Stripe ({remote['id']})"
     return f"{remote.get('status')} in Stripe ({remote['id']})"

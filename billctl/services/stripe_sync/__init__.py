@@ -50,10 +50,6 @@ from billctl.services.stripe_sync.status import (
 )
 from billctl.services.stripe_sync.void import void_in_stripe
 
-# the names billctl.services.credit_notes imported before the split (until it uses the public ones)
-_Store = StripeStore
-_state_values = state_values
-
 __all__ = [
     "CURSOR",
     "EVENT_TYPES",

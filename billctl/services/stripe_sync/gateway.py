@@ -38,9 +38,8 @@ def optional_gateway(app: App, *, dry_run: bool = False, **kwargs: Any) -> Gatew
 @contextmanager
 def reading(app: App) -> Iterator[Session]:
     """A read-only unit of work whose records stay readable (detached) after it ends."""
-    with app.uow(readonly=True) as uow:
+    with app.uow(readonly=True) as uow:  # the unit of work detaches what was loaded before its rollback
         yield uow.session
-        uow.session.expunge_all()
 
 
 class StripeStore:
