@@ -54,22 +54,22 @@ from billctl.stream.redis_stream import Entry, StreamClient
 
 
 def stream_names(app: App) -> list[str]:
-    name, shards = app.config["stream.name"], app.config["stream.shards"]
+    name, shards = app.config.stream.name, app.config.stream.shards
     return [name] if shards == 0 else [f"{name}:{i}" for i in range(shards)]
 
 
 def dead_letter_name(app: App) -> str:
-    return app.config["stream.dead_letter"] or f"{app.config['stream.name']}:dead"
+    return app.config.stream.dead_letter or f"{app.config.stream.name}:dead"
 
 
 def consumer_name(app: App) -> str:
-    return app.config["stream.consumer"] or f"{socket.gethostname()}-{os.getpid()}"
+    return app.config.stream.consumer or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def id_prefix(app: App, stream: str) -> str:
     """What a default event_id is made of: the entry id, qualified by the shard when sharded
     (two shards can hand out the same entry id for different events)."""
-    return "" if app.config["stream.shards"] == 0 else f"{stream}/"
+    return "" if app.config.stream.shards == 0 else f"{stream}/"
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Parser:
     def __init__(self, app: App, tenants: dict[str, TenantInfo]) -> None:
         self.prefixes = {s: id_prefix(app, s) for s in stream_names(app)}
         self.config = app.config
-        self.bucket_seconds = app.config["usage.bucket_seconds"]
+        self.bucket_seconds = app.config.usage.bucket_seconds
         self.set_tenants(tenants)
         self._endpoints: dict[bytes, str] = {}
 
@@ -145,7 +145,7 @@ class Parser:
         self.directory = {key.encode(): (info.id, info.person) for key, info in tenants.items()}
 
     def parse(self, chunk: _Chunk) -> None:
-        window = event_window(self.config)
+        window = event_window(self.config.usage)
         earliest, latest = window.earliest_ms, window.latest_ms
         bucket_ms = self.bucket_seconds * 1000
         directory, endpoints = self.directory, self._endpoints
@@ -200,7 +200,7 @@ class Parser:
 
     def parse_slow(self, chunk: _Chunk) -> tuple[list[tuple[tuple[str, bytes], Event]], list[tuple[str, str]]]:
         """The general path for the chunk's leftover entries: events, and (where, reason) for bad ones."""
-        window = event_window(self.config)
+        window = event_window(self.config.usage)
         prefix = self.prefixes.get(chunk.stream, "")
         events: list[tuple[tuple[str, bytes], Event]] = []
         dead: list[tuple[str, str]] = []
@@ -236,10 +236,10 @@ class _Reader(threading.Thread):
     ) -> None:
         super().__init__(name="billctl-stream-reader", daemon=True)
         self.client, self.streams, self.consumer, self.follow, self.stop = client, streams, consumer, follow, stop
-        self.group = app.config["stream.group"]
-        self.count = app.config["stream.read_count"]
-        self.block_ms = app.config["stream.block_ms"]
-        self.claim_idle_ms = app.config["stream.claim_idle_ms"]
+        self.group = app.config.stream.group
+        self.count = app.config.stream.read_count
+        self.block_ms = app.config.stream.block_ms
+        self.claim_idle_ms = app.config.stream.claim_idle_ms
         self.recovered = False  # this consumer's own pending entries (an earlier life) taken back yet?
         self.parser = parser
         # one batch read ahead while the writer commits the previous one
@@ -364,8 +364,8 @@ def _run(
     max_events: int | None,
 ) -> AggregateReport:
     streams = stream_names(app)
-    group, consumer = app.config["stream.group"], consumer_name(app)
-    batch_events = app.config["stream.batch_events"]
+    group, consumer = app.config.stream.group, consumer_name(app)
+    batch_events = app.config.stream.batch_events
     flush_after = check_claim_interval(app) / 1000
     for stream in streams:
         client.ensure_group(stream, group)
@@ -413,7 +413,7 @@ def _run(
             raise reader.error
         for stream in streams:
             client.delete_idle_consumers(
-                stream, group, idle_ms=max(app.config["stream.claim_idle_ms"], 86_400_000), keep=consumer
+                stream, group, idle_ms=max(app.config.stream.claim_idle_ms, 86_400_000), keep=consumer
             )
     finally:
         reader_stop.set()
@@ -428,7 +428,7 @@ def check_claim_interval(app: App) -> int:
     """``stream.flush_ms``, once ``stream.claim_idle_ms`` is known to be comfortably above it: a batch
     stays uncommitted for about flush_ms plus its commit (and, under a backlog, the commit before
     it); entries must not look abandoned to other consumers meanwhile."""
-    flush, claim = app.config["stream.flush_ms"], app.config["stream.claim_idle_ms"]
+    flush, claim = app.config.stream.flush_ms, app.config.stream.claim_idle_ms
     if claim < 10 * flush:
         raise ConfigError(
             f"stream.claim_idle_ms = {claim} is too short for stream.flush_ms = {flush}: other "
@@ -448,9 +448,9 @@ class _Writer:
 
     def __init__(self, app: App, client: StreamClient, report: AggregateReport) -> None:
         self.app, self.client, self.report = app, client, report
-        self.group = app.config["stream.group"]
+        self.group = app.config.stream.group
         self.dead_letter = dead_letter_name(app)
-        self.retention = app.config["stream.retention_seconds"]
+        self.retention = app.config.stream.retention_seconds
         self.tenants = _load_tenants(app)
         self.parser = Parser(app, self.tenants)
 
@@ -536,7 +536,7 @@ def count_chunks(
     if any(event.tenant not in tenants for _, event in events):
         tenants = _load_tenants(app)  # a tenant created since the run started
         parser.set_tenants(tenants)
-    counted = apply_events(conn, events, tenants, app.config["usage.bucket_seconds"], fresh=fresh)
+    counted = apply_events(conn, events, tenants, app.config.usage.bucket_seconds, fresh=fresh)
     report = AggregateReport()
     report.merge(counted)
     report.read += fast + len(dead)
@@ -551,7 +551,7 @@ def count_chunks(
 def _load_tenants(app: App) -> dict[str, TenantInfo]:
     with app.engine.connect() as conn:
         tenants = tenant_directory(conn)
-    _check_alignment(tenants, app.config["usage.bucket_seconds"])
+    _check_alignment(tenants, app.config.usage.bucket_seconds)
     return tenants
 
 
@@ -625,7 +625,7 @@ def _dry_run(
     back at the end (so a duplicate across batches is still seen as one)."""
     report = AggregateReport()
     started = time.monotonic()
-    group = app.config["stream.group"]
+    group = app.config.stream.group
     tenants = _load_tenants(app)
     parser = Parser(app, tenants)
     with app.engine.connect() as conn:
@@ -636,7 +636,7 @@ def _dry_run(
                 after = info.last_delivered if info else "0-0"
                 report.pending += info.pending if info else 0
                 while max_events is None or report.read < max_events:
-                    entries = client.range_after(stream, after, min(app.config["stream.batch_events"], 10_000))
+                    entries = client.range_after(stream, after, min(app.config.stream.batch_events, 10_000))
                     if not entries:
                         break
                     after = entries[-1][0].decode()

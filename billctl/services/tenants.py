@@ -94,11 +94,11 @@ def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
             hint="use 1-64 letters, digits and _ . : - (it is the tenant_id gateways send)",
         )
     fields.name = fields.name if fields.name is not None else key
-    fields.timezone = fields.timezone or app.config["billing.timezone"]
-    fields.currency = fields.currency or app.config["billing.currency"]
+    fields.timezone = fields.timezone or app.config.billing.timezone
+    fields.currency = fields.currency or app.config.billing.currency
     fields.tax_rate = fields.tax_rate if fields.tax_rate is not None else "0"
     fields.status = fields.status or "active"
-    values = _validate(fields, app.config["usage.bucket_seconds"])
+    values = _validate(fields, app.config.usage.bucket_seconds)
     with app.session() as session:
         if session.exec(select(Tenant).where(Tenant.key == key)).first():
             raise Conflict(f"tenant '{key}' already exists", hint=f"change it with `billctl tenants update {key}`")
@@ -110,7 +110,7 @@ def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
 
 
 def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
-    values = _validate(fields, app.config["usage.bucket_seconds"])
+    values = _validate(fields, app.config.usage.bucket_seconds)
     if not values:
         raise BadInput("nothing to update", hint="give at least one option, see --help")
     with app.session() as session:

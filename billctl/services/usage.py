@@ -13,14 +13,15 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from billctl.config import UsageSettings
 from billctl.core import periods
 from billctl.core.bounds import quote
 from billctl.core.events import Event, EventError, Window, parse_event
@@ -326,12 +327,12 @@ def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
-def event_window(config: Mapping[str, Any], now_ms: int | None = None) -> Window:
+def event_window(usage: UsageSettings, now_ms: int | None = None) -> Window:
     """The timestamps events may carry now (usage.max_past_days .. usage.max_future_seconds)."""
     return Window(
         now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
-        max_past_days=config["usage.max_past_days"],
-        max_future_seconds=config["usage.max_future_seconds"],
+        max_past_days=usage.max_past_days,
+        max_future_seconds=usage.max_future_seconds,
     )
 
 
@@ -484,7 +485,7 @@ def import_events(
 ) -> UsageReport:
     """Import a file (``-`` = stdin) in batches, one transaction per batch. ``fmt``: ``events``
     (the stream contract as NDJSON), ``envoy`` (Envoy/Istio JSON access logs) or ``auto``."""
-    bucket_seconds = app.config["usage.bucket_seconds"]
+    bucket_seconds = app.config.usage.bucket_seconds
     try:
         raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -492,7 +493,7 @@ def import_events(
         raise BadInput(f"cannot read {quote(path)}: {exc.strerror}", hint=hint) from None
     handle = io.BufferedReader(raw) if not hasattr(raw, "peek") else raw  # type: ignore[arg-type]
     report = UsageReport()
-    window = event_window(app.config)
+    window = event_window(app.config.usage)
     with handle:
         with app.engine.connect() as conn:
             tenants = tenant_directory(conn)
@@ -502,8 +503,8 @@ def import_events(
         if fmt == "auto":
             fmt = _detect_format(handle)
         if fmt == "envoy":
-            matcher = status_matcher(app.config["gateway.billable_statuses"])
-            items = parse_envoy(handle, source, app.config["gateway.tenant_field"], matcher, window)
+            matcher = status_matcher(app.config.gateway.billable_statuses)
+            items = parse_envoy(handle, source, app.config.gateway.tenant_field, matcher, window)
         else:
             items = parse_ndjson(handle, source, window)
         for where, item in items:

@@ -167,7 +167,7 @@ def list_dead_letters(app: App, limit: int = 100, check: bool = False) -> tuple[
         if check and letters:
             with app.engine.connect() as conn:
                 tenants = tenant_directory(conn)
-            window = event_window(app.config)
+            window = event_window(app.config.usage)
             for letter in letters:
                 flat = [x.encode() for kv in letter.fields.items() for x in kv]
                 try:
@@ -236,7 +236,7 @@ def prune_seen(app: App, *, dry_run: bool = False, now: float | None = None) -> 
     ``seen_at``: the cost follows what is removed, not the 45 days kept. SQLite scans the table:
     cheap next to deleting the ids themselves (measured: ``python -m benchmarks prune``)."""
     cutoff = int(
-        (time.time() if now is None else now) - timedelta(days=app.config["usage.dedupe_days"]).total_seconds()
+        (time.time() if now is None else now) - timedelta(days=app.config.usage.dedupe_days).total_seconds()
     )
     table = SeenEvent.__table__
     old = table.c.seen_at < cutoff
