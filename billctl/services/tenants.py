@@ -6,14 +6,17 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billctl.core import bounds, periods
 from billctl.core.bounds import quote
+from billctl.core.invoice import InvoiceStatus
 from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.db.models import Discount, Plan, PlanAssignment, Tenant, utcnow
+from billctl.db.tables import row_id
 from billctl.errors import BadInput, Conflict, NotFound
 from billctl.services.context import App, audit, check_text
 
@@ -32,9 +35,9 @@ class TenantFields:
     external_id: str | None = None
 
 
-def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
+def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, Any]:
     """Check every given field; raise BadInput naming the field and the fix."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     if fields.name is not None:
         check_text(fields.name.strip(), "--name", bounds.TENANT_NAME, required=True)
         out["name"] = fields.name.strip()
@@ -79,7 +82,6 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, object]:
     return out
 
 
-
 def get_tenant(session: Session, key: str) -> Tenant:
     tenant = session.exec(select(Tenant).where(Tenant.key == key)).first()
     if tenant is None:
@@ -99,7 +101,8 @@ def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
     fields.tax_rate = fields.tax_rate if fields.tax_rate is not None else "0"
     fields.status = fields.status or "active"
     values = _validate(fields, app.config.usage.bucket_seconds)
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         if session.exec(select(Tenant).where(Tenant.key == key)).first():
             raise Conflict(f"tenant '{key}' already exists", hint=f"change it with `billctl tenants update {key}`")
         tenant = Tenant(key=key, **values)
@@ -113,7 +116,8 @@ def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
     values = _validate(fields, app.config.usage.bucket_seconds)
     if not values:
         raise BadInput("nothing to update", hint="give at least one option, see --help")
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         tenant = get_tenant(session, key)
         if "currency" in values and values["currency"] != tenant.currency:
             from billctl.db.models import Invoice
@@ -135,8 +139,9 @@ def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
 def list_tenants(app: App, status: str | None = None) -> list[Tenant]:
     if status is not None and status not in STATUSES:
         raise BadInput(f"--status {quote(status)} must be one of {', '.join(STATUSES)}")
-    with app.session() as session:
-        query = select(Tenant).order_by(Tenant.key)
+    with app.uow() as uow:
+        session = uow.session
+        query = select(Tenant).order_by(col(Tenant.key))
         if status:
             query = query.where(Tenant.status == status)
         return list(session.exec(query))
@@ -147,7 +152,7 @@ def assignments(session: Session, tenant_id: int) -> list[PlanAssignment]:
         session.exec(
             select(PlanAssignment)
             .where(PlanAssignment.tenant_id == tenant_id)
-            .order_by(PlanAssignment.effective_at, PlanAssignment.id)
+            .order_by(col(PlanAssignment.effective_at), col(PlanAssignment.id))
         )
     )
 
@@ -159,9 +164,10 @@ def assign_plan(
     current period's start when the tenant has no plan yet. ``effective`` (YYYY-MM-DD) starts it
     at that day's midnight in the tenant's time zone; a date inside a period splits it into segments."""
     now = now or app.now()
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         tenant = get_tenant(session, key)
-        plan = session.exec(select(Plan).where(Plan.code == plan_code).order_by(Plan.version.desc())).first()
+        plan = session.exec(select(Plan).where(Plan.code == plan_code).order_by(col(Plan.version).desc())).first()
         if plan is None:
             raise NotFound(f"unknown plan {quote(plan_code)}", hint="see `billctl plans list`")
         if plan.archived:
@@ -171,7 +177,7 @@ def assign_plan(
                 f"plan '{plan_code}' is priced in {plan.currency} but tenant '{key}' pays in {tenant.currency}",
                 hint="assign a plan in the tenant's currency",
             )
-        history = assignments(session, tenant.id)
+        history = assignments(session, row_id(tenant))
         if effective:
             try:
                 effective_at = periods.day_start(effective, tenant.timezone)
@@ -182,7 +188,7 @@ def assign_plan(
         else:
             effective_at = periods.period_of(now, tenant.timezone).bounds(tenant.timezone)[0]
         _refuse_finalized(session, tenant, effective_at)
-        row = PlanAssignment(tenant_id=tenant.id, plan_code=plan.code, effective_at=effective_at, actor=app.actor)
+        row = PlanAssignment(tenant_id=row_id(tenant), plan_code=plan.code, effective_at=effective_at, actor=app.actor)
         session.add(row)
         session.flush()
         audit(session, app, "plan.assign", "tenant", key, plan=plan.code, effective_at=effective_at.isoformat())
@@ -194,7 +200,9 @@ def _refuse_finalized(session: Session, tenant: Tenant, effective_at: datetime) 
 
     live = session.exec(
         select(Invoice).where(
-            Invoice.tenant_id == tenant.id, Invoice.status != "void", Invoice.period_end > effective_at
+            Invoice.tenant_id == tenant.id,
+            Invoice.status != InvoiceStatus.VOID,
+            Invoice.period_end > effective_at,
         )
     ).first()
     if live is not None:
@@ -230,7 +238,8 @@ def add_discount(
                 periods.day_start(text, "UTC")
             except periods.PeriodError as exc:
                 raise BadInput(f"{flag}: {exc}") from None
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         tenant = get_tenant(session, key)
         if valid_from is None:
             valid_from = app.now().astimezone(ZoneInfo(tenant.timezone)).date().isoformat()
@@ -245,7 +254,7 @@ def add_discount(
                     f"--value {quote(value)} is finer than {tenant.currency} allows ({billing_rule(tenant.currency)})"
                 )
         row = Discount(
-            tenant_id=tenant.id,
+            tenant_id=row_id(tenant),
             kind=kind,
             value=str(amount),
             valid_from=valid_from,
@@ -269,11 +278,12 @@ def add_discount(
 
 
 def list_discounts(session: Session, tenant_id: int) -> list[Discount]:
-    return list(session.exec(select(Discount).where(Discount.tenant_id == tenant_id).order_by(Discount.id)))
+    return list(session.exec(select(Discount).where(Discount.tenant_id == tenant_id).order_by(col(Discount.id))))
 
 
 def remove_discount(app: App, key: str, discount_id: int) -> None:
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         tenant = get_tenant(session, key)
         row = session.get(Discount, discount_id)
         if row is None or row.tenant_id != tenant.id:

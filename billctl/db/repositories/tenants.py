@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlmodel import col
 
 from billctl.db.models import Tenant
+from billctl.db.tables import table_of
 
 
 @dataclass
@@ -24,7 +26,8 @@ class TenantInfo:
 
 def tenant_directory(conn: Connection) -> dict[str, TenantInfo]:
     """Every tenant by key: its id and billing time zone."""
-    rows = conn.execute(sa.select(Tenant.key, Tenant.id, Tenant.timezone))
+    table = table_of(Tenant)
+    rows = conn.execute(sa.select(table.c.key, table.c.id, table.c.timezone))
     return {key: TenantInfo(tid, tz) for key, tid, tz in rows}
 
 
@@ -36,9 +39,14 @@ def lock_tenants(conn: Connection, tenant_ids: Iterable[int], *, exclusive: bool
     ids = sorted(set(tenant_ids))
     if not ids:
         return
-    table = Tenant.__table__
+    table = table_of(Tenant)
     if conn.dialect.name == "postgresql":
         query = sa.select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id)
         conn.execute(query.with_for_update(read=not exclusive))
     else:
         conn.execute(sa.update(table).where(table.c.id == ids[0]).values(id=table.c.id))
+
+
+def time_zones(conn: Connection) -> list[str]:
+    """The billing time zones tenants use."""
+    return [tz for (tz,) in conn.execute(sa.select(col(Tenant.timezone)).distinct())]

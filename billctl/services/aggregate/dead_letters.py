@@ -34,8 +34,8 @@ def dead_letter_batch(
     written: list[tuple[str, str]] = []
     for stream, items in by_stream.items():
         added = client.dead_letter(stream, group, dead_letter, [(i[2], i[3]) for i in items])
-        for (where, reason, entry_id, _), new in zip(items, added, strict=True):
-            handled.add((stream, entry_id))
+        for (where, reason, entry_key, _), new in zip(items, added, strict=True):
+            handled.add((stream, entry_key))
             if new:
                 written.append((where, reason))
             else:

@@ -45,7 +45,10 @@ class Parser:
         self._endpoints: dict[bytes, str] = {}
 
     def set_tenants(self, tenants: dict[str, TenantInfo]) -> None:
-        self.directory = {key.encode(): (info.id, info.person) for key, info in tenants.items()}
+        # keyed by bytes | None: the fast path looks up a tenant_id field that may be missing
+        self.directory: dict[bytes | None, tuple[int, bytes]] = {
+            key.encode(): (info.id, info.person) for key, info in tenants.items()
+        }
 
     def parse(self, chunk: Chunk) -> None:
         window = event_window(self.config.usage)
@@ -64,7 +67,7 @@ class Parser:
                 slow.append(entry)
                 continue
             fields = {flat[0]: flat[1], flat[2]: flat[3], flat[4]: flat[5], flat[6]: flat[7], flat[8]: flat[9]}
-            tenant = directory.get(fields.get(b"tenant_id"))  # type: ignore[arg-type]
+            tenant = directory.get(fields.get(b"tenant_id"))
             endpoint = fields.get(b"endpoint")
             ts = fields.get(b"ts")
             units = fields.get(b"units")
@@ -101,15 +104,17 @@ class Parser:
             rows[key] = (tenant[0], ts_ms // bucket_ms * self.bucket_seconds, name, int(units))
         chunk.rows, chunk.duplicates, chunk.entries, chunk.parsed = rows, duplicates, None, True
 
-    def parse_slow(self, chunk: Chunk) -> tuple[list[tuple[tuple[str, bytes], Event]], list[tuple[str, str]]]:
-        """The general path for the chunk's leftover entries: events, and (where, reason) for bad ones."""
+    def parse_slow(self, chunk: Chunk) -> tuple[list[tuple[str, Event]], list[tuple[str, str]]]:
+        """The general path for the chunk's leftover entries: (where, event) for good ones and
+        (where, reason) for bad ones; ``where`` is "stream/entry-id"."""
         window = event_window(self.config.usage)
         prefix = self.prefixes.get(chunk.stream, "")
-        events: list[tuple[tuple[str, bytes], Event]] = []
+        events: list[tuple[str, Event]] = []
         dead: list[tuple[str, str]] = []
         for entry_id, flat in chunk.slow:
+            where = f"{chunk.stream}/{entry_id.decode()}"
             try:
-                events.append(((chunk.stream, entry_id), parse_flat(flat, entry_id, prefix, window)))
+                events.append((where, parse_flat(flat, entry_id, prefix, window)))
             except EventError as exc:
-                dead.append((f"{chunk.stream}/{entry_id.decode()}", str(exc)))
+                dead.append((where, str(exc)))
         return events, dead

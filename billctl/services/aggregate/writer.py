@@ -11,6 +11,7 @@ from billctl.core.events import Event
 from billctl.db.models import StreamOffset
 from billctl.db.repositories.tenants import tenant_directory
 from billctl.db.repositories.usage import dialect_insert
+from billctl.db.tables import table_of
 from billctl.services.aggregate.dead_letters import dead_letter_batch
 from billctl.services.aggregate.names import dead_letter_name
 from billctl.services.aggregate.parser import Chunk, Parser
@@ -65,7 +66,7 @@ def count_chunks(
     the tenant directory, reloaded when the batch names a tenant created since it was loaded."""
     fresh: dict[int, tuple[int, int, str, int]] = {}
     fast = duplicates = 0
-    events: list[tuple[tuple[str, bytes], Event]] = []
+    events: list[tuple[str, Event]] = []
     dead: list[tuple[str, str]] = []
     for chunk in chunks:
         if not chunk.parsed:
@@ -89,7 +90,7 @@ def count_chunks(
     report.read += fast + len(dead)
     report.duplicates += duplicates
     # unknown tenants are dead letters too (invariant 2)
-    report.rejected = dead + [(f"{stream}/{entry_id.decode()}", why) for (stream, entry_id), why in counted.rejected]
+    report.rejected = dead + counted.rejected
     for _, reason in report.rejected:
         report.dead_reasons[reason_kind(reason)] += 1
     return report, tenants
@@ -117,7 +118,7 @@ def record_offsets(conn: sa.Connection, chunks: list[Chunk], group: str) -> None
         counts[chunk.stream] += len(chunk.ids)
     if not newest:
         return
-    table = StreamOffset.__table__
+    table = table_of(StreamOffset)
     for stream, (_, _, last_id) in newest.items():
         statement = dialect_insert(conn, table).values(
             stream=stream, group=group, last_id=last_id, events=counts[stream], updated_at=sa.func.now()
@@ -137,10 +138,10 @@ def record_offsets(conn: sa.Connection, chunks: list[Chunk], group: str) -> None
         conn.execute(statement)
 
 
-def _id_greater(a, b):  # type: ignore[no-untyped-def]
+def _id_greater(a: sa.ColumnElement[str], b: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
     """SQL: stream id a > b, comparing "ms-seq" numerically (ids are at most 20+1+20 characters)."""
 
-    def key(col):  # type: ignore[no-untyped-def]
+    def key(col: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
         return sa.func.substr(sa.literal("00000000000000000000") + col, sa.func.length(col) + 1, 20)
 
     return key(a) > key(b)

@@ -11,7 +11,6 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -19,13 +18,14 @@ from billctl.core.bounds import quote
 from billctl.core.events import Event
 from billctl.db.models import SeenEvent, UsageBucket
 from billctl.db.repositories.usage import dialect_insert
+from billctl.db.tables import table_of
 from billctl.services.usage.events import TenantInfo, UsageReport
 from billctl.services.usage.late import note_late
 
 
 def apply_events(
     conn: Connection,
-    events: Iterable[tuple[Any, Event]],  # where: a file line (str) or a (stream, entry id) pair
+    events: Iterable[tuple[str, Event]],
     tenants: dict[str, TenantInfo],
     bucket_seconds: int,
     fresh: dict[int, tuple[int, int, str, int]] | None = None,
@@ -105,7 +105,9 @@ SELECT tenant_id, bucket_start, SUM(units), SUM(events) FROM counted GROUP BY te
 
 def _pg_copy(conn: Connection, table: str, columns: str, types: list[str], rows: Iterable[tuple]) -> None:
     conn.exec_driver_sql(_PG_TEMP[table.removeprefix("billctl_tmp_")])
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a live connection of the transaction
+    cursor = driver.cursor()
     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
         write = copy.write_row
@@ -136,7 +138,7 @@ def _count_new_generic(
     conn: Connection, fresh: dict[int, tuple[int, int, str, int]], now: int
 ) -> dict[tuple[int, int], list[int]]:
     """SQLite (one writer at a time): insert the ids, keep the new ones, upsert their buckets."""
-    seen = SeenEvent.__table__
+    seen = table_of(SeenEvent)
     statement = dialect_insert(conn, seen).on_conflict_do_nothing().returning(seen.c.id_hash)
     new_keys = conn.execute(statement, [{"id_hash": h, "seen_at": now} for h in sorted(fresh)])
     buckets: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -153,7 +155,7 @@ def _count_new_generic(
 def upsert_buckets(conn: Connection, buckets: dict[tuple[int, int, str], list[int]]) -> None:
     if not buckets:
         return
-    table = UsageBucket.__table__
+    table = table_of(UsageBucket)
     statement = dialect_insert(conn, table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.tenant_id, table.c.bucket_start, table.c.endpoint],

@@ -37,7 +37,9 @@ def import_events(
         hint = "give an NDJSON file, or - for stdin"
         raise BadInput(f"cannot read {quote(path)}: {exc.strerror}", hint=hint) from None
     # a file or stdin is buffered already; anything else (a test's BytesIO) is wrapped so it can peek
-    handle = cast(io.BufferedReader, raw) if hasattr(raw, "peek") else io.BufferedReader(cast(io.RawIOBase, raw))
+    handle: io.BufferedReader = (
+        cast(io.BufferedReader, raw) if hasattr(raw, "peek") else io.BufferedReader(cast(io.RawIOBase, raw))
+    )
     report = UsageReport()
     window = event_window(app.config.usage)
     with handle:

@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlmodel import col
 
 from billctl.core import periods
+from billctl.core.invoice import InvoiceStatus
 from billctl.db.models import Invoice, LateUsage
 from billctl.db.repositories.tenants import lock_tenants
 from billctl.db.repositories.usage import dialect_insert
+from billctl.db.tables import table_of
 from billctl.services.usage.events import UsageReport
 
 
@@ -35,10 +38,10 @@ def note_late(
     lock_tenants(conn, (tid for tid, _ in per_period))
     finalized = set(
         conn.execute(
-            sa.select(Invoice.tenant_id, Invoice.period).where(
-                Invoice.tenant_id.in_({tid for tid, _ in per_period}),
-                Invoice.status != "void",
-                Invoice.period.in_({p for _, p in per_period}),
+            sa.select(col(Invoice.tenant_id), col(Invoice.period)).where(
+                col(Invoice.tenant_id).in_({tid for tid, _ in per_period}),
+                col(Invoice.status) != InvoiceStatus.VOID,
+                col(Invoice.period).in_({p for _, p in per_period}),
             )
         ).all()
     )
@@ -50,7 +53,7 @@ def note_late(
                 {"tenant_id": tid, "period": period, "events": count, "units": units, "last_seen": datetime.now(UTC)}
             )
     if late_rows:
-        table = LateUsage.__table__
+        table = table_of(LateUsage)
         statement = dialect_insert(conn, table)
         statement = statement.on_conflict_do_update(
             index_elements=[table.c.tenant_id, table.c.period],

@@ -138,7 +138,8 @@ def parse_envoy(
         try:
             yield where, parse_event(fields, window=window)
         except EventError as exc:
-            yield where, EventError(str(exc).replace("ts ", "start_time ", 1) if str(exc).startswith("ts") else exc)
+            # the access log calls the timestamp start_time: name the field as the file does
+            yield where, EventError(str(exc).replace("ts ", "start_time ", 1)) if str(exc).startswith("ts") else exc
 
 
 def detect_format(handle: io.BufferedReader) -> str:
