@@ -30,11 +30,6 @@ def read_plan_file(path: str) -> PlanSpec:
         raise BadInput(f"plan file {path} has {len(exc.problems):,} problem(s):\n{exc.report()}") from None
 
 
-def spec_of(row: Plan) -> PlanSpec:
-    spec = parse_plan(row.definition)
-    return PlanSpec(**{**spec.__dict__, "version": row.version})
-
-
 def latest(session: Session, code: str) -> Plan | None:
     return session.exec(select(Plan).where(Plan.code == code).order_by(col(Plan.version).desc())).first()
 
