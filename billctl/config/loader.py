@@ -173,20 +173,54 @@ SUPPORTED_DATABASES = ("sqlite", "postgresql")  # drivers: pysqlite, psycopg (3)
 DATABASE_URL_HINT = "use sqlite:///PATH (e.g. sqlite:///billctl.db) or postgresql+psycopg://USER@HOST/DB"
 
 
-def _check_database_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
+# SQLAlchemy's own URL pattern (sqlalchemy.engine.url._parse_url), so that checking database.url at
+# start-up needs no SQLAlchemy import (tests/unit/test_config_sections.py compares the two).
+_SQLALCHEMY_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
 
-    try:
-        parsed = make_url(url)
-    except Exception:
+
+def database_driver(url: str) -> str | None:
+    """The driver name of a database URL ("postgresql+psycopg"), None when SQLAlchemy could not parse it."""
+    match = _SQLALCHEMY_URL.match(url)
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None:  # SQLAlchemy refuses an empty port too ("host:/db")
+        try:
+            int(port)
+        except ValueError:
+            return None
+    return match.group("name")
+
+
+def _check_database_url(url: str) -> None:
+    drivername = database_driver(url)
+    if drivername is None:
         raise ConfigError(
             f"database.url {quote(redact_url(url))} is not a database URL", hint=DATABASE_URL_HINT
         ) from None
-    backend, _, driver = parsed.drivername.partition("+")
+    backend, _, driver = drivername.partition("+")
     backend = "postgresql" if backend == "postgres" else backend
     ok = (backend == "sqlite" and driver in ("", "pysqlite")) or (backend == "postgresql" and driver in ("", "psycopg"))
     if not ok:
-        raise ConfigError(f"database.url: unsupported database {quote(parsed.drivername)}", hint=DATABASE_URL_HINT)
+        raise ConfigError(f"database.url: unsupported database {quote(drivername)}", hint=DATABASE_URL_HINT)
 
 
 def load_config(

@@ -8,6 +8,9 @@ import sys
 import typing
 from dataclasses import fields
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from billctl.config import SETTINGS, load_config
 from billctl.config.sections import SECTIONS
 
@@ -47,3 +50,42 @@ def test_secrets_stay_out_of_repr() -> None:
 def test_importing_the_settings_does_not_import_sqlalchemy() -> None:
     code = "import sys, billctl.config; assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_loading_the_settings_does_not_import_sqlalchemy() -> None:
+    """The CLI loads the settings before every command, `--help` of a group included."""
+    code = (
+        "import sys, billctl.config as c; c.load_config(env={'BILLCTL_DATABASE_URL': 'postgresql://u@h/db'});"
+        "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+URLS = [
+    "sqlite:///billctl.db",
+    "sqlite://",
+    "postgresql+psycopg://user@host:5432/db?sslmode=require",
+    "postgres://u:p@[::1]:5/x",
+    "postgresql://host:notaport/db",
+    "mysql://x",
+    "no url at all",
+    "://x",
+    "sqlite:/x",
+    "a+b+c://",
+    "postgresql://h:/db",
+    "x://u:p@h:٣/d",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.sampled_from(URLS), st.text(max_size=40), st.from_regex(r"[a-z+]{0,8}://[^\s]{0,30}")))
+def test_database_driver_parses_as_sqlalchemy_does(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from billctl.config.loader import database_driver
+
+    try:
+        expected: str | None = make_url(url).drivername
+    except Exception:
+        expected = None
+    assert database_driver(url) == expected
