@@ -15,10 +15,27 @@ from billctl.core import bounds, periods
 from billctl.core.bounds import quote
 from billctl.core.invoice import InvoiceStatus
 from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
-from billctl.db.models import Discount, Plan, PlanAssignment, Tenant, utcnow
+from billctl.db.models import Discount, PlanAssignment, Tenant, utcnow
+from billctl.db.repositories import tenants as tenants_repo
+from billctl.db.repositories.tenants import assignments, list_discounts
 from billctl.db.tables import row_id
 from billctl.errors import BadInput, Conflict, NotFound
 from billctl.services.context import App, audit, check_text
+from billctl.services.plans import latest as latest_plan
+
+__all__ = [
+    "STATUSES",
+    "TenantFields",
+    "add_discount",
+    "assign_plan",
+    "assignments",
+    "create_tenant",
+    "get_tenant",
+    "list_discounts",
+    "list_tenants",
+    "remove_discount",
+    "update_tenant",
+]
 
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 STATUSES = ("active", "suspended", "closed")
@@ -88,7 +105,7 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, Any]:
 
 
 def get_tenant(session: Session, key: str) -> Tenant:
-    tenant = session.exec(select(Tenant).where(Tenant.key == key)).first()
+    tenant = tenants_repo.find_tenant(session, key)
     if tenant is None:
         raise NotFound(f"unknown tenant {quote(key)}", hint="see `billctl tenants list`")
     return tenant
@@ -108,7 +125,7 @@ def create_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
     values = _validate(fields, app.config.usage.bucket_seconds)
     with app.uow() as uow:
         session = uow.session
-        if session.exec(select(Tenant).where(Tenant.key == key)).first():
+        if tenants_repo.find_tenant(session, key) is not None:
             raise Conflict(f"tenant '{key}' already exists", hint=f"change it with `billctl tenants update {key}`")
         tenant = Tenant(key=key, **values)
         session.add(tenant)
@@ -152,16 +169,6 @@ def list_tenants(app: App, status: str | None = None) -> list[Tenant]:
         return list(session.exec(query))
 
 
-def assignments(session: Session, tenant_id: int) -> list[PlanAssignment]:
-    return list(
-        session.exec(
-            select(PlanAssignment)
-            .where(PlanAssignment.tenant_id == tenant_id)
-            .order_by(col(PlanAssignment.effective_at), col(PlanAssignment.id))
-        )
-    )
-
-
 def assign_plan(
     app: App, key: str, plan_code: str, effective: str | None, now: datetime | None = None
 ) -> PlanAssignment:
@@ -172,7 +179,7 @@ def assign_plan(
     with app.uow() as uow:
         session = uow.session
         tenant = get_tenant(session, key)
-        plan = session.exec(select(Plan).where(Plan.code == plan_code).order_by(col(Plan.version).desc())).first()
+        plan = latest_plan(session, plan_code)
         if plan is None:
             raise NotFound(f"unknown plan {quote(plan_code)}", hint="see `billctl plans list`")
         if plan.archived:
@@ -284,10 +291,6 @@ def add_discount(
             valid_until=valid_until,
         )
     return row
-
-
-def list_discounts(session: Session, tenant_id: int) -> list[Discount]:
-    return list(session.exec(select(Discount).where(Discount.tenant_id == tenant_id).order_by(col(Discount.id))))
 
 
 def remove_discount(app: App, key: str, discount_id: int) -> None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlmodel import col
+from sqlmodel import Session, col, select
 
-from billctl.db.models import Tenant
+from billctl.db.models import Discount, PlanAssignment, Tenant
 from billctl.db.tables import table_of
 
 
@@ -50,3 +50,21 @@ def lock_tenants(conn: Connection, tenant_ids: Iterable[int], *, exclusive: bool
 def time_zones(conn: Connection) -> list[str]:
     """The billing time zones tenants use."""
     return [tz for (tz,) in conn.execute(sa.select(col(Tenant.timezone)).distinct())]
+
+
+def find_tenant(session: Session, key: str) -> Tenant | None:
+    return session.exec(select(Tenant).where(Tenant.key == key)).first()
+
+
+def assignments(session: Session, tenant_id: int) -> list[PlanAssignment]:
+    return list(
+        session.exec(
+            select(PlanAssignment)
+            .where(PlanAssignment.tenant_id == tenant_id)
+            .order_by(col(PlanAssignment.effective_at), col(PlanAssignment.id))
+        )
+    )
+
+
+def list_discounts(session: Session, tenant_id: int) -> list[Discount]:
+    return list(session.exec(select(Discount).where(Discount.tenant_id == tenant_id).order_by(col(Discount.id))))
