@@ -1,18 +1,25 @@
-"""Engine creation, schema migrations (Alembic) and the schema-is-current check."""
+"""Engine creation, schema migrations (Alembic) and the schema-is-current check.
+
+The schema check runs before every command that uses the database, so it reads the current revision
+with one query and the head from the migration scripts' ``revision`` lines: Alembic (and Mako,
+Pygments behind it) is imported only to migrate, or when the check has something to report.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 from billctl.config import redact_url
 from billctl.errors import ConfigError, DependencyDown, SchemaBehind
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -24,7 +31,7 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -135,19 +142,50 @@ def check_reachable(engine: Engine) -> None:
 
 
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
-def head_revision() -> str:
+def _alembic_head() -> str:
+    from alembic.script import ScriptDirectory
+
     heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
     assert len(heads) == 1, f"migrations have several heads: {heads}"
     return heads[0]
 
 
+_REVISION_LINE = re.compile(r"""^(revision|down_revision)\s*=\s*(?:None|"([^"]+)"|'([^']+)')\s*$""", re.M)
+
+
+def head_revision() -> str:
+    """The newest migration's revision. Read from the scripts' ``revision = "..."`` and
+    ``down_revision = "..."`` lines; anything unusual (a merge, several heads) is left to Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = {m.group(1): m.group(2) or m.group(3) for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
+        if "revision" not in found or "down_revision" not in found:
+            return _alembic_head()
+        revisions.add(found["revision"])
+        if found["down_revision"]:
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else _alembic_head()
+
+
 def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None: no billctl schema yet)."""
     with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        from alembic.runtime.migration import MigrationContext  # several heads: Alembic says what is wrong
+
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -173,6 +211,8 @@ def require_current(engine: Engine) -> None:
         return
     if current is None:
         raise SchemaBehind("the database has no billctl schema yet", hint="run `billctl db upgrade`")
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config())
     known = {rev.revision for rev in script.walk_revisions()}
     if current not in known:

@@ -1,8 +1,8 @@
 """Tables. Money is integer minor units; decimals that are not money (quantities, unit prices,
 tax rates) are stored as exact decimal strings; instants are UTC.
 
-The schema itself is created by the Alembic migrations in ``billctl/migrations``; a test
-checks that these declarations and the migrations agree.
+The schema itself is created by the Alembic migrations in ``billctl/migrations``;
+tests/integration/test_models_migrations.py checks that these declarations and the migrations agree.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from billctl.core.anomaly import DAY, Finding, Settings, detect
 from billctl.db.models import Tenant, UsageBucket
+from billctl.db.tables import table_of
 from billctl.errors import BadInput
 from billctl.services.context import App
 
@@ -55,19 +55,20 @@ def find_anomalies(
     days: int = 28,
     settings: Settings = Settings(),
 ) -> AnomalyReport:
-    bucket = int(app.config["usage.bucket_seconds"])
+    bucket = int(app.config.usage.bucket_seconds)
     if window % bucket:
         raise BadInput(
-            f"--window {window}s is not a whole number of usage buckets ({bucket}s)",
+            f"window: {window}s is not a whole number of usage buckets ({bucket}s)",
             hint="use a multiple of usage.bucket_seconds",
+            field="window",
         )
     if days < 1:
-        raise BadInput("--days must be at least 1")
+        raise BadInput("days: must be at least 1", field="days")
     start = window_start(at, window, app.now())
     at_epoch = int(start.timestamp())
     low = at_epoch - days * DAY
     report = AnomalyReport(at=start, window=window, days=days, settings=settings)
-    table = UsageBucket.__table__
+    table = table_of(UsageBucket)
     offset = table.c.bucket_start - low
     slot = (offset // DAY).label("slot")  # integer (floor) division on both SQLite and PostgreSQL
     in_windows = sa.and_(
@@ -75,8 +76,8 @@ def find_anomalies(
         table.c.bucket_start < at_epoch + window,
         offset % DAY < window,
     )
-    with Session(app.engine) as session:
-        conn = session.connection()
+    with app.uow(readonly=True) as uow:
+        conn = uow.connection
         current = {
             tenant_id
             for (tenant_id,) in conn.execute(
@@ -88,7 +89,10 @@ def find_anomalies(
         report.checked = len(current)
         if not current:
             return report
-        keys = dict(conn.execute(sa.select(Tenant.id, Tenant.key).where(Tenant.id.in_(current))).all())
+        tenants = table_of(Tenant)
+        keys: dict[int, str] = dict(
+            conn.execute(sa.select(tenants.c.id, tenants.c.key).where(tenants.c.id.in_(current))).all()
+        )
         series: dict[str, dict[int, float]] = {keys[t]: {} for t in current}
         rows = conn.execute(
             sa.select(table.c.tenant_id, slot, sa.func.sum(table.c.units))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from billctl.core.bounds import quote
 from billctl.core.plans import PlanError, parse_plan, plan_to_dict
@@ -30,13 +30,8 @@ def read_plan_file(path: str) -> PlanSpec:
         raise BadInput(f"plan file {path} has {len(exc.problems):,} problem(s):\n{exc.report()}") from None
 
 
-def spec_of(row: Plan) -> PlanSpec:
-    spec = parse_plan(row.definition)
-    return PlanSpec(**{**spec.__dict__, "version": row.version})
-
-
 def latest(session: Session, code: str) -> Plan | None:
-    return session.exec(select(Plan).where(Plan.code == code).order_by(Plan.version.desc())).first()
+    return session.exec(select(Plan).where(Plan.code == code).order_by(col(Plan.version).desc())).first()
 
 
 def get_plan(session: Session, code: str, version: int | None = None) -> Plan:
@@ -52,7 +47,8 @@ def get_plan(session: Session, code: str, version: int | None = None) -> Plan:
 
 
 def create_plan(app: App, spec: PlanSpec) -> Plan:
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         if latest(session, spec.code) is not None:
             raise Conflict(
                 f"plan '{spec.code}' already exists",
@@ -75,7 +71,8 @@ def update_plan(app: App, spec: PlanSpec) -> tuple[Plan, str]:
     """Edit a plan. Unused latest version: changed in place. Used by an invoice: a new version,
     so finalized invoices keep the version they were priced with. Returns (row, what happened)."""
     definition = plan_to_dict(spec)
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         current = latest(session, spec.code)
         if current is None:
             raise NotFound(f"unknown plan '{spec.code}'", hint="create it with `billctl plans create --file ...`")
@@ -108,8 +105,9 @@ def update_plan(app: App, spec: PlanSpec) -> tuple[Plan, str]:
 
 
 def list_plans(app: App, include_archived: bool = False) -> list[Plan]:
-    with app.session() as session:
-        rows = session.exec(select(Plan).order_by(Plan.code, Plan.version.desc())).all()
+    with app.uow() as uow:
+        session = uow.session
+        rows = session.exec(select(Plan).order_by(col(Plan.code), col(Plan.version).desc())).all()
     newest: dict[str, Plan] = {}
     for row in rows:
         newest.setdefault(row.code, row)
@@ -117,11 +115,12 @@ def list_plans(app: App, include_archived: bool = False) -> list[Plan]:
 
 
 def versions(session: Session, code: str) -> list[Plan]:
-    return list(session.exec(select(Plan).where(Plan.code == code).order_by(Plan.version)))
+    return list(session.exec(select(Plan).where(Plan.code == code).order_by(col(Plan.version))))
 
 
 def archive_plan(app: App, code: str) -> Plan:
-    with app.session() as session:
+    with app.uow() as uow:
+        session = uow.session
         row = get_plan(session, code)
         if row.archived:
             return row

@@ -14,11 +14,15 @@ import sqlalchemy as sa
 from billctl.core.bounds import quote
 from billctl.core.events import EventError, parse_flat
 from billctl.core.periods import Period
-from billctl.db.models import SeenEvent, Tenant, UsageBucket
+from billctl.db.models import SeenEvent
+from billctl.db.repositories import tenants as tenants_repo
+from billctl.db.repositories import usage as usage_repo
+from billctl.db.repositories.tenants import tenant_directory
+from billctl.db.tables import table_of
 from billctl.services.aggregate import dead_letter_name, id_prefix, stream_names
 from billctl.services.context import App
 from billctl.services.tenants import get_tenant
-from billctl.services.usage import event_window, tenant_directory
+from billctl.services.usage import event_window
 from billctl.stream.redis_stream import StreamClient, id_ms
 
 
@@ -40,52 +44,33 @@ class TenantUsage:
 
 
 def tenant_usage(app: App, tenant_key: str, period: Period) -> TenantUsage:
-    with app.session() as session:
-        tenant = get_tenant(session, tenant_key)
-        start, end = period.bounds(tenant.timezone)
-        s, e = int(start.timestamp()), int(end.timestamp())
-        where = (UsageBucket.tenant_id == tenant.id, UsageBucket.bucket_start >= s, UsageBucket.bucket_start < e)
-        endpoints = session.execute(
-            sa.select(UsageBucket.endpoint, sa.func.sum(UsageBucket.events), sa.func.sum(UsageBucket.units))
-            .where(*where)
-            .group_by(UsageBucket.endpoint)
-        ).all()
-        per_bucket = session.execute(
-            sa.select(UsageBucket.bucket_start, sa.func.sum(UsageBucket.units))
-            .where(*where)
-            .group_by(UsageBucket.bucket_start)
-        ).all()
-    tz = pendulum.timezone(tenant.timezone)
+    with app.uow(readonly=True) as uow:
+        tenant = get_tenant(uow.session, tenant_key)
+        assert tenant.id is not None  # a stored tenant
+        key, zone = tenant.key, tenant.timezone
+        start, end = period.bounds(zone)
+        endpoints = usage_repo.endpoint_totals(uow.connection, tenant.id, start, end)
+        per_bucket = usage_repo.bucket_totals(uow.connection, tenant.id, start, end)
+    tz = pendulum.timezone(zone)
     days: dict[str, int] = {}
     day = pendulum.instance(start).in_timezone(tz)
     while day < end:
         days[day.format("YYYY-MM-DD")] = 0
         day = day.add(days=1)
     for bucket, units in per_bucket:
-        key = pendulum.from_timestamp(bucket, tz=tz).format("YYYY-MM-DD")
-        days[key] = days.get(key, 0) + int(units)
-    rows = sorted(((ep, int(n), int(u)) for ep, n, u in endpoints), key=lambda r: (-r[2], r[0]))
-    return TenantUsage(tenant.key, str(period), tenant.timezone, rows, list(days.items()))
+        day_key = pendulum.from_timestamp(bucket, tz=tz).format("YYYY-MM-DD")
+        days[day_key] = days.get(day_key, 0) + units
+    rows = sorted(endpoints, key=lambda r: (-r[2], r[0]))
+    return TenantUsage(key, str(period), zone, rows, list(days.items()))
 
 
 def top_tenants(app: App, period: Period, limit: int = 10) -> list[tuple[str, str, int, int]]:
     """(tenant, name, events, units) with the most units in the period (each in its own time zone)."""
-    with app.engine.connect() as conn:
-        zones = [tz for (tz,) in conn.execute(sa.select(Tenant.timezone).distinct())]
-        totals: list[tuple[str, str, int, int]] = []
-        for tz in zones:
+    totals: list[tuple[str, str, int, int]] = []
+    with app.uow(readonly=True) as uow:
+        for tz in tenants_repo.time_zones(uow.connection):
             start, end = period.bounds(tz)
-            rows = conn.execute(
-                sa.select(Tenant.key, Tenant.name, sa.func.sum(UsageBucket.events), sa.func.sum(UsageBucket.units))
-                .join(Tenant, Tenant.id == UsageBucket.tenant_id)
-                .where(
-                    Tenant.timezone == tz,
-                    UsageBucket.bucket_start >= int(start.timestamp()),
-                    UsageBucket.bucket_start < int(end.timestamp()),
-                )
-                .group_by(Tenant.key, Tenant.name)
-            )
-            totals.extend((key, name, int(n), int(u)) for key, name, n, u in rows)
+            totals.extend(usage_repo.tenant_totals(uow.connection, tz, start, end))
     totals.sort(key=lambda r: (-r[3], r[0]))
     return totals[:limit]
 
@@ -165,9 +150,9 @@ def list_dead_letters(app: App, limit: int = 100, check: bool = False) -> tuple[
                 )
             )
         if check and letters:
-            with app.engine.connect() as conn:
-                tenants = tenant_directory(conn)
-            window = event_window(app.config)
+            with app.uow(readonly=True) as uow:
+                tenants = tenant_directory(uow.connection)
+            window = event_window(app.config.usage)
             for letter in letters:
                 flat = [x.encode() for kv in letter.fields.items() for x in kv]
                 try:
@@ -203,7 +188,7 @@ def replay_dead_letters(
         for letter in go:
             by_stream[letter.source or stream_names(app)[0]].append(letter)
         for stream, group in by_stream.items():
-            items = []
+            items: list[dict[str, str]] = []
             for letter in group:
                 fields = dict(letter.fields)
                 fields.setdefault("event_id", id_prefix(app, letter.source) + letter.source_id)
@@ -235,12 +220,11 @@ def prune_seen(app: App, *, dry_run: bool = False, now: float | None = None) -> 
     PostgreSQL reads only the block ranges that can hold old ids, through the BRIN index on
     ``seen_at``: the cost follows what is removed, not the 45 days kept. SQLite scans the table:
     cheap next to deleting the ids themselves (measured: ``python -m benchmarks prune``)."""
-    cutoff = int(
-        (time.time() if now is None else now) - timedelta(days=app.config["usage.dedupe_days"]).total_seconds()
-    )
-    table = SeenEvent.__table__
+    cutoff = int((time.time() if now is None else now) - timedelta(days=app.config.usage.dedupe_days).total_seconds())
+    table = table_of(SeenEvent)
     old = table.c.seen_at < cutoff
-    with app.engine.begin() as conn:
+    with app.uow(dry_run=dry_run) as uow:
+        conn = uow.connection
         if conn.dialect.name == "postgresql":
             # The planner underrates the BRIN index once freed pages have been reused (the table is
             # then in day order only range by range) and would scan all of it.

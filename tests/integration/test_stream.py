@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from billctl.config import load_config
 from billctl.services import aggregate as agg
+from billctl.services.aggregate import writer as agg_writer
 from billctl.services.context import App
 from tests.conftest import Cli
 from tests.helpers import units_by_tenant
@@ -203,7 +204,7 @@ def test_crash_before_commit_loses_nothing(tenants: Cli, r, stream: str, monkeyp
     def crash(*args, **kwargs):
         raise RuntimeError("killed inside the transaction")
 
-    monkeypatch.setattr(agg, "record_offsets", crash)
+    monkeypatch.setattr(agg_writer, "record_offsets", crash)
     with pytest.raises(RuntimeError):
         agg.aggregate(app)
     monkeypatch.undo()

@@ -97,13 +97,13 @@ def test_a_follower_never_claims_its_own_entries_in_flight(scli: Cli, stream: st
     scli("tenants", "create", "acme", "--name", "Acme")
     settings = {"database.url": scli.db_url, "stream.flush_ms": "50", "stream.claim_idle_ms": "500"}
     app = App(config=load_config(None, {**settings, "stream.block_ms": "100"}, env=scli.env))
-    write = agg._Writer.write
+    write = agg.Writer.write
 
     def slow_write(self, chunks):  # type: ignore[no-untyped-def]
         time.sleep(1.2)
         write(self, chunks)
 
-    monkeypatch.setattr(agg._Writer, "write", slow_write)
+    monkeypatch.setattr(agg.Writer, "write", slow_write)
     r = redis.Redis.from_url(redis_url)
     stop = threading.Event()
     done: list = []

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billctl.config import load_config
-from billctl.services.aggregate import Parser, _Chunk
+from billctl.services.aggregate import Chunk as _Chunk
+from billctl.services.aggregate import Parser
 from billctl.services.context import App
 from billctl.services.usage import TenantInfo, event_key
 
