@@ -89,7 +89,6 @@ class Config:
         return CreditsSettings(**of_section(self.values, "credits"))
 
     @property
-    @property
     def database_url(self) -> str:
         """The URL to connect with, password filled in from the environment or the password file."""
         from sqlalchemy.engine import make_url
