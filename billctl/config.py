@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from billctl.core.bounds import is_utf8, quote
 from billctl.errors import ConfigError
 from billctl.files import read_text
@@ -488,6 +486,8 @@ class Config:
     @property
     def database_url(self) -> str:
         """The URL to connect with, password filled in from the environment or the password file."""
+        from sqlalchemy.engine import make_url  # imported when a URL is read, not for --help
+
         url = make_url(self["database.url"])
         password = self["database.password"]
         if not password and self["database.password_file"]:
@@ -520,6 +520,8 @@ class Config:
 
 
 def redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL we can parse: hide everything after the scheme
@@ -571,6 +573,8 @@ DATABASE_URL_HINT = "use sqlite:///PATH (e.g. sqlite:///billctl.db) or postgresq
 
 
 def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(url)
     except Exception:

@@ -97,9 +97,7 @@ class Out:
         footer: Sequence[Sequence[Any]] = (),
     ) -> None:
         """Cells are data, never markup (a description may contain [brackets]); ``footer`` rows are bold."""
-        table = Table(
-            title=clean(title) if title else None, caption=caption, title_justify="left", header_style="bold"
-        )
+        table = Table(title=clean(title) if title else None, caption=caption, title_justify="left", header_style="bold")
         for column in columns:
             table.add_column(column, justify="right" if column in right else "left", overflow="fold")
         for row in rows:

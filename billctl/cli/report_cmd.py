@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from billctl.cli.common import OutputOpt, state
+from billctl.cli.common import OutputOpt, lazy_module, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
 from billctl.core.revenue import Group, InvoiceSummary, Revenue, bar
-from billctl.services import invoices as inv_svc
-from billctl.services import reports as svc
+
+if TYPE_CHECKING:
+    from billctl.services import invoices as inv_svc
+    from billctl.services import reports as svc
+else:
+    inv_svc = lazy_module("billctl.services.invoices")
+    svc = lazy_module("billctl.services.reports")
+
 
 app = typer.Typer(help="Reports over finalized invoices.", no_args_is_help=True)
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, state
+from billctl.cli import anomalies_cmd
+from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, lazy_module, state
 from billctl.cli.output import Out
 from billctl.core.bounds import quote
-from billctl.errors import BadInput, ExitCode
-from billctl.services import usage as svc
+from billctl.errors import BadInput, Interrupted, PartialFailure
 
 app = typer.Typer(help="Usage: events in (stream, files), usage out (show, top, lag).", no_args_is_help=True)
 dead_app = typer.Typer(help="Entries the aggregator could not count, with the reason.", no_args_is_help=True)
 app.add_typer(dead_app, name="dead-letters")
+app.command("anomalies")(anomalies_cmd.anomalies)
 
 
 @app.command("import")
@@ -59,7 +60,7 @@ def import_(
             + (f", {report.not_billable:,} not billable (status)" if report.not_billable else "")
         )
     if strict and report.rejected_count:
-        raise typer.Exit(int(ExitCode.PARTIAL))
+        raise PartialFailure(f"{report.rejected_count:,} line(s) rejected (--strict)")
 
 
 def _line_number(rejection: tuple[str, str]) -> int:
@@ -141,8 +142,7 @@ def aggregate(
     )
     _render_aggregate(out, report, dry_run, st.app)
     if interrupted:
-        out.warn(f"stopped by {stopped_by[0]} before the stream was drained; the rest stays for the next run")
-        raise typer.Exit(int(ExitCode.INTERRUPTED))
+        raise Interrupted(f"stopped by {stopped_by[0]} before the stream was drained; the rest stays for the next run")
 
 
 class _Progress:
@@ -431,5 +431,11 @@ def dead_replay(
 
 
 from billctl.cli import anomalies_cmd  # noqa: E402
+
+if TYPE_CHECKING:
+    from billctl.services import usage as svc
+else:
+    svc = lazy_module("billctl.services.usage")
+
 
 anomalies_cmd.register(app)
