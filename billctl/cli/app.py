@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from billctl import __version__
 from billctl.cli import STARTUP_PREVIOUS, startup_done
@@ -70,17 +69,17 @@ COMMANDS: dict[str, Entry] = {
 here (its module defines ``app = typer.Typer(help=...)``)."""
 
 
-def load_command(name: str, entry: Entry) -> click.Command:
+def load_command(name: str, entry: Entry) -> Any:
     """Import the module behind ``entry`` and build its Click command (group)."""
     module, _, attribute = entry.target.partition(":")
     target = getattr(importlib.import_module(module), attribute)
-    if not isinstance(target, typer.Typer):  # a single command: a function
-        single = typer.Typer(add_completion=False)
-        single.command(name)(target)
-        target = single
-    command = typer.main.get_command(target)
-    command.name = name
-    return command
+    if isinstance(target, typer.Typer):  # a group (even of one command, as `report`)
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
+    single = typer.Typer(add_completion=False)  # a single command: a function
+    single.command(name)(target)
+    return typer.main.get_command(single)
 
 
 class BillctlGroup(TyperGroup):
@@ -89,31 +88,31 @@ class BillctlGroup(TyperGroup):
     every subcommand, whether run from the shell or from a test runner."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._loaded: dict[str, click.Command] = {}
+        self._loaded: dict[str, Any] = {}
         self._stubs = False
         super().__init__(*args, **kwargs)
 
     # -- the lazy command table ------------------------------------------------------------------
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
         if cmd_name in self._loaded:
             return self._loaded[cmd_name]
         if self._stubs:  # listing names and one-line helps: no need to import the group
-            return click.Command(cmd_name, help=entry.help)
+            return TyperCommand(cmd_name, help=entry.help)
         command = self._loaded[cmd_name] = load_command(cmd_name, entry)
         return command
 
     @property  # type: ignore[override]
-    def commands(self) -> Mapping[str, click.Command]:  # every command loaded (tools that walk the tree)
-        return {name: command for name in COMMANDS if (command := self.get_command(click.Context(self), name))}
+    def commands(self) -> Mapping[str, Any]:  # every command loaded (tools that walk the tree)
+        return {name: command for name in COMMANDS if (command := self.get_command(typer.Context(self), name))}
 
     @commands.setter
-    def commands(self, _value: Mapping[str, click.Command]) -> None:
+    def commands(self, _value: Mapping[str, Any]) -> None:
         pass  # Click sets it in __init__; the table is the only source
 
     @contextmanager
@@ -124,16 +123,16 @@ class BillctlGroup(TyperGroup):
         finally:
             self._stubs = False
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         with self._listing():
             super().format_help(ctx, formatter)
 
-    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+    def shell_complete(self, ctx: typer.Context, incomplete: str) -> list[Any]:
         with self._listing():
             return super().shell_complete(ctx, incomplete)
 
     # -- input and errors ------------------------------------------------------------------------
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         from billctl.core.bounds import is_utf8, quote
 
         for arg in args:  # bytes that are not UTF-8 reach Python as lone surrogates: refuse them up front
@@ -141,12 +140,12 @@ class BillctlGroup(TyperGroup):
                 raise typer.BadParameter(f"{quote(arg)} is not UTF-8 text", ctx=ctx)
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BillctlError as exc:
             _report(ctx, exc, str(exc), exc.exit_code)
-        except (typer.Exit, typer.Abort, click.ClickException, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise  # usage errors and exits keep Click's own handling (exit 2 for usage)
         except Exception as exc:  # a database error, else an internal one: without a traceback unless --debug
             error = _database_error(ctx, exc)
@@ -156,7 +155,7 @@ class BillctlGroup(TyperGroup):
                 _report(ctx, exc, str(error), error.exit_code)
 
 
-def _database_error(ctx: click.Context, exc: Exception) -> BillctlError | None:
+def _database_error(ctx: typer.Context, exc: Exception) -> BillctlError | None:
     """The operator's error for a database failure (None for anything else). SQLAlchemy is only
     looked at when a command has imported it."""
     sa_exc = sys.modules.get("sqlalchemy.exc")
@@ -169,7 +168,7 @@ def _database_error(ctx: click.Context, exc: Exception) -> BillctlError | None:
     return database_error(exc, url)
 
 
-def _internal(ctx: click.Context, exc: Exception) -> None:
+def _internal(ctx: typer.Context, exc: Exception) -> None:
     """An internal error (a bug, not bad input): one line, its first line only (a database error's
     text goes on with the statement and its parameters)."""
     first = (str(exc).strip().splitlines() or [""])[0]
@@ -177,7 +176,7 @@ def _internal(ctx: click.Context, exc: Exception) -> None:
     _report(ctx, exc, message, ExitCode.ERROR)
 
 
-def _report(ctx: click.Context, exc: BaseException, message: str, code: int) -> None:
+def _report(ctx: typer.Context, exc: BaseException, message: str, code: int) -> None:
     obj = ctx.find_root().obj
     if obj is not None and obj.debug:
         raise exc

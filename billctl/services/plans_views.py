@@ -13,5 +13,5 @@ def plan_with_versions(app: App, code: str, version: int | None = None) -> tuple
     """One plan (the latest version, or ``version``) and every version of it, oldest first."""
     from billctl.services import plans as svc
 
-    with app.uow(readonly=True) as uow:
+    with app.uow() as uow:  # writes nothing; committed so the rows stay loaded
         return svc.get_plan(uow.session, code, version), svc.versions(uow.session, code)

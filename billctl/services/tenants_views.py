@@ -63,7 +63,7 @@ def list_tenants(app: App, status: str | None = None) -> list[TenantRow]:
 def tenant_details(app: App, key: str) -> TenantDetails:
     from billctl.services import tenants as svc
 
-    with app.uow(readonly=True) as uow:
+    with app.uow() as uow:  # writes nothing; committed so the rows stay loaded
         tenant = svc.get_tenant(uow.session, key)
         assert tenant.id is not None
         return TenantDetails(
@@ -74,7 +74,7 @@ def tenant_details(app: App, key: str) -> TenantDetails:
 def tenant_discounts(app: App, key: str) -> list[Discount]:
     from billctl.services import tenants as svc
 
-    with app.uow(readonly=True) as uow:
+    with app.uow() as uow:  # writes nothing; committed so the rows stay loaded
         tenant = svc.get_tenant(uow.session, key)
         assert tenant.id is not None
         return svc.list_discounts(uow.session, tenant.id)
