@@ -573,6 +573,8 @@ DATABASE_URL_HINT = "use sqlite:///PATH (e.g. sqlite:///billctl.db) or postgresq
 
 
 def _check_database_url(url: str) -> None:
+    if re.match(r"sqlite(\+pysqlite)?:///", url):  # a SQLite file: nothing more to check (nor SQLAlchemy to import)
+        return
     from sqlalchemy.engine import make_url
 
     try:

@@ -73,6 +73,7 @@ def load_command(name: str, entry: Entry) -> Any:
     """Import the module behind ``entry`` and build its Click command (group)."""
     module, _, attribute = entry.target.partition(":")
     target = getattr(importlib.import_module(module), attribute)
+    command: Any
     if isinstance(target, typer.Typer):  # a group (even of one command, as `report`)
         command = typer.main.get_group(target)
         command.name = name
@@ -133,10 +134,10 @@ class BillctlGroup(TyperGroup):
         super().__init__(*args, **kwargs)
 
     # -- the lazy command table ------------------------------------------------------------------
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
@@ -163,22 +164,22 @@ class BillctlGroup(TyperGroup):
         finally:
             self._stubs = False
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         with self._listing():
             super().format_help(ctx, formatter)
 
-    def shell_complete(self, ctx: typer.Context, incomplete: str) -> list[Any]:
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
         with self._listing():
             return super().shell_complete(ctx, incomplete)
 
     # -- input and errors ------------------------------------------------------------------------
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # with --help and the completion options Typer adds
         for param in params:
             _skip_unset(param)
         return params
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from billctl.core.bounds import is_utf8, quote
 
         for arg in args:  # bytes that are not UTF-8 reach Python as lone surrogates: refuse them up front
@@ -186,7 +187,7 @@ class BillctlGroup(TyperGroup):
                 raise typer.BadParameter(f"{quote(arg)} is not UTF-8 text", ctx=ctx)
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except BillctlError as exc:

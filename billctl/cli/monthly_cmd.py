@@ -43,7 +43,7 @@ def run_monthly(
     stop = threading.Event()
     signals: list[str] = []
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+    def on_signal(signum, _frame):
         signals.append(signal.Signals(signum).name)
         if stop.is_set():
             raise KeyboardInterrupt

@@ -102,16 +102,14 @@ class Out:
             table.add_column(column, justify="right" if column in right else "left", overflow="fold")
         for row in rows:
             table.add_row(*[clean("" if v is None else str(v)) for v in row])
-        for index, row in enumerate(footer):
-            table.add_row(
-                *[clean("" if v is None else str(v)) for v in row], style="bold", end_section=False if index else None
-            )
+        for row in footer:
+            table.add_row(*[clean("" if v is None else str(v)) for v in row], style="bold")
         self.console.print(table)
 
     def rows(
         self,
         columns: Sequence[str],
-        rows: list[Sequence[Any]],
+        rows: Sequence[Sequence[Any]],
         *,
         documents: list[dict] | None = None,
         title: str | None = None,

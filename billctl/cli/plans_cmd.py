@@ -20,7 +20,7 @@ app = typer.Typer(help="Price plans (TOML files), versioned once invoices use th
 FileOpt = Annotated[str, typer.Option("--file", "-f", help="Plan TOML file (- for stdin).")]
 
 
-def _summary(row) -> dict:  # type: ignore[no-untyped-def]
+def _summary(row) -> dict:
     d = row.definition
     price = d["price"]
     return {
@@ -130,7 +130,7 @@ def show(
     )
 
 
-def _tiers(out, row) -> None:  # type: ignore[no-untyped-def]
+def _tiers(out, row) -> None:
     price = row.definition["price"]
     if price["model"] not in ("graduated", "volume"):
         return

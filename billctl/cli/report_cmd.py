@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -115,7 +116,7 @@ def _csv_rows(r: Revenue) -> list[list]:
 
 
 def _table(
-    out: Out, title: str, columns: list[str], rows: list[tuple], right: set[str], footer: list[tuple] = ()
+    out: Out, title: str, columns: list[str], rows: list[tuple], right: set[str], footer: Sequence[tuple] = ()
 ) -> None:
     """Like ``Out.table``, with the bar column (the last, unnamed one) never wrapped."""
     table = Table(title=escape(title), title_justify="left", header_style="bold")

@@ -27,7 +27,7 @@ Status = Annotated[str | None, typer.Option("--status", help="active, suspended 
 External = Annotated[str | None, typer.Option("--external-id", help="Your CRM or account id.")]
 
 
-def tenant_doc(t) -> dict:  # type: ignore[no-untyped-def]
+def tenant_doc(t) -> dict:
     return {
         "id": t.key,
         "name": t.name,

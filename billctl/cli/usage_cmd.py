@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -114,7 +114,7 @@ def aggregate(
     stop = threading.Event()
     stopped_by: list[str] = []
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+    def on_signal(signum, _frame):
         stopped_by.append(signal.Signals(signum).name)
         if stop.is_set():  # a second signal: stop now (entries stay pending; nothing is lost)
             raise KeyboardInterrupt
@@ -139,9 +139,10 @@ def aggregate(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     interrupted = bool(stopped_by) and not follow
+    summary: dict[str, Any] = {k: v for k, v in report.as_dict().items() if k not in ("rejections",)}
     log.event(
         "done",
-        **{k: v for k, v in report.as_dict().items() if k not in ("rejections",)},
+        **summary,
         stopped_by=stopped_by[0] if stopped_by else None,
     )
     _render_aggregate(out, report, dry_run, st.app)
@@ -152,9 +153,9 @@ def aggregate(
 class _Progress:
     """A live line at a terminal; a JSON log line per batch otherwise (at most one every 5 s)."""
 
-    def __init__(self, out: Out, log, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, out: Out, log, dry_run: bool) -> None:
         self.out, self.log, self.dry_run = out, log, dry_run
-        self.live = None
+        self.live: Any = None
         self.last_log = 0.0
 
     def __enter__(self) -> _Progress:
@@ -165,11 +166,11 @@ class _Progress:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(self, *exc) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
 
-    def update(self, report) -> None:  # type: ignore[no-untyped-def]
+    def update(self, report) -> None:
         import time
 
         rate = report.read / report.seconds if report.seconds else 0
@@ -192,7 +193,7 @@ class _Progress:
             )
 
 
-def _render_aggregate(out: Out, report, dry_run: bool, billing_app) -> None:  # type: ignore[no-untyped-def]
+def _render_aggregate(out: Out, report, dry_run: bool, billing_app) -> None:
     from billctl.services.aggregate import dead_letter_name
 
     if out.fmt == "json":
@@ -314,7 +315,7 @@ def lag(ctx: typer.Context, output: OutputOpt = None) -> None:
     if out.fmt == "json":
         out.json([{"stream": s.stream, "length": s.length, "groups": s.groups} for s in streams])
         return
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for s in streams:
         if not s.groups:
             rows.append((s.stream, f"{s.length:,}", "-", "", "", "", "", ""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from billctl.config import redact_url
-from billctl.errors import ConfigError, DependencyDown, SchemaBehind
+from billctl.db.sqlite_files import SQLITE_HEADER, check_sqlite_file  # noqa: F401 (light: the read path uses them)
+from billctl.errors import DependencyDown, SchemaBehind
 
 if TYPE_CHECKING:  # Alembic (and Mako) only for `db upgrade` / `db status`
     from alembic.config import Config as AlembicConfig
@@ -50,9 +50,6 @@ def create_db_engine(url: str, *, create: bool = False) -> Engine:
     return engine
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for an in-memory database). ``sqlite:///file:PATH?mode=ro&uri=true``
     names PATH."""
@@ -63,37 +60,6 @@ def sqlite_path(url: str) -> Path | None:
     if database.startswith("file:"):
         database = database[len("file:") :].split("?", 1)[0]
     return Path(database)
-
-
-def check_sqlite_file(path: Path, *, create: bool) -> None:
-    """Refuse a SQLite path that cannot be billctl's database, naming what is wrong with it."""
-    where = f"database.url: {path}"
-    if not path.parent.is_dir():
-        raise ConfigError(f"{where}: the directory {path.parent} does not exist", hint="create it, or fix the path")
-    if not path.exists():
-        if create:
-            if not os.access(path.parent, os.W_OK):
-                raise ConfigError(
-                    f"{where}: cannot create the database: the directory {path.parent} is not writable",
-                    hint="fix its permissions, or choose another path",
-                )
-            return
-        raise SchemaBehind(
-            f"{where}: there is no database at this path",
-            hint="check the path; to create a new database there, run `billctl db upgrade`",
-        )
-    if path.is_dir():
-        raise ConfigError(f"{where} is a directory, not a database file", hint="name a file, e.g. sqlite:///billctl.db")
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file: {exc.strerror}", hint="fix its permissions") from None
-    if header and header != SQLITE_HEADER:
-        raise ConfigError(
-            f"{where} is not a SQLite database (the file starts with {header[:8]!r})",
-            hint="fix database.url; a new database is created with `billctl db upgrade`",
-        )
 
 
 READ_ONLY_HINT = {

@@ -26,15 +26,16 @@ def sqlite_reader(config: Config) -> sqlite3.Connection | None:
     database is not a plain SQLite file (PostgreSQL, in-memory, a URI with options): then use the
     normal path."""
     url = str(config["database.url"])
-    if not url.startswith("sqlite:///") or "?" in url or url.startswith("sqlite:///file:"):
+    if not url.startswith("sqlite:///") or "?" in url or url.startswith("sqlite:///file:"):  # plain files only
         return None
     from pathlib import Path
 
-    from billctl.db.engine import check_sqlite_file, sqlite_path
+    from billctl.db.sqlite_files import check_sqlite_file
 
-    path = sqlite_path(url)
-    if path is None:
+    database = url[len("sqlite:///") :]
+    if database in ("", ":memory:"):
         return None
+    path = Path(database)
     check_sqlite_file(path, create=False)  # the same refusals as the normal path
     try:
         conn = sqlite3.connect(f"file:{url_quote(str(Path(path).resolve()))}?mode=ro", uri=True, timeout=30)

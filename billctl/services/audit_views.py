@@ -21,9 +21,9 @@ def audit_entries(
     if action:
         query = query.where(col(AuditLog.action).like(action.replace("*", "%")))
     if object_id:
-        query = query.where(AuditLog.object_id == object_id)
+        query = query.where(col(AuditLog.object_id) == object_id)
     if actor:
-        query = query.where(AuditLog.actor == actor)
+        query = query.where(col(AuditLog.actor) == actor)
     with app.uow(readonly=True) as uow:
         return [
             {

@@ -81,14 +81,14 @@ def finalize(
 
     def show(result: svc.FinalizeResult) -> None:
         counts[result.outcome] += 1
-        p = result.priced
-        if result.outcome in ("finalized", "would finalize"):
-            summary.add(p, result.invoice.total_minor)
+        p, invoice = result.priced, result.invoice
+        if result.outcome in ("finalized", "would finalize") and invoice is not None:
+            summary.add(p, invoice.total_minor)
             status = "finalized" if result.outcome == "finalized" else "dry run"
             if out.fmt == "json":
-                docs.append(priced_doc(p, result.invoice.number, status))
+                docs.append(priced_doc(p, invoice.number, status))
             elif out.fmt == "table":
-                render_priced(out, p, result.invoice.number + (" (dry run)" if dry_run else ""))
+                render_priced(out, p, invoice.number + (" (dry run)" if dry_run else ""))
         else:
             summary.add(p, None)
             if result.invoice is not None:

@@ -11,7 +11,6 @@ from billctl.cli.output import Out
 from billctl.core.bounds import REASON
 from billctl.core.money import format_amount, from_minor
 from billctl.errors import PartialFailure
-from billctl.services.context import check_text
 
 if TYPE_CHECKING:
     from billctl.services import credit_notes as notes_svc
@@ -34,6 +33,8 @@ def void(
     Stripe at once, a draft left by an interrupted push is deleted by the next `stripe push`;
     without a Stripe key billctl cannot know, and refuses (exit 4). An invoice with credit notes
     cannot be voided (exit 9): credit what is left instead."""
+    from billctl.services.context import check_text
+
     st = state(ctx)
     check_text(reason, "--reason", REASON)
     if not dry_run:
@@ -49,7 +50,7 @@ def _amount(minor: int, currency: str) -> str:
     return f"{format_amount(from_minor(minor, currency), currency)} {currency}"
 
 
-def note_doc(note, invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
+def note_doc(note, invoice, tenant, lines) -> dict:
     c = note.currency
     return {
         "number": note.number,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -47,7 +47,7 @@ def list_(
     st = state(ctx)
     out = st.output(output)
     rows = svc.list_invoices(st.app, tenant, svc.parse_period(period) if period else None, status)
-    credited = credited_totals(st.app, [i.id for i, _ in rows])
+    credited = credited_totals(st.app, [i.id for i, _ in rows if i.id is not None])
     docs = [
         {
             "number": i.number,
@@ -56,14 +56,14 @@ def list_(
             "status": i.status,
             "currency": i.currency,
             "total": svc.money(i.total_minor, i.currency),
-            "credited": svc.money(credited.get(i.id, 0), i.currency),
+            "credited": svc.money(credited.get(i.id or 0, 0), i.currency),
             "finalized_at": i.finalized_at.isoformat(),
             "stripe_error": i.stripe_error,
         }
         for i, t in rows
     ]
     columns = ["number", "tenant", "period", "status", "total", "credited", "currency", "finalized"]
-    cells = [
+    cells: list[tuple[Any, ...]] = [
         (
             i.number,
             t.key,
@@ -97,6 +97,7 @@ def show(
     inv, tenant, lines = svc.get_invoice(st.app, invoice)
     out = st.output(output)
     doc = invoice_doc(inv, tenant, lines)
+    assert inv.id is not None
     notes = notes_of(st.app, inv.id)
     credited = sum(n.total_minor for n, _ in notes)
     doc["credit_notes"] = [note_doc(n, inv, tenant, ls) for n, ls in notes]

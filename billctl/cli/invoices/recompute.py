@@ -176,7 +176,7 @@ def recompute(
                         r.invoice.period,
                         d.status,
                         d.kind,
-                        (d.now or d.then).description,  # type: ignore[union-attr]
+                        (d.now or d.then).description,
                         "" if d.then is None else d.then.quantity,
                         "" if d.now is None else d.now.quantity,
                         "" if d.then is None else from_minor(d.then.amount_minor, r.invoice.currency),

@@ -25,7 +25,7 @@ PeriodOpt = Annotated[str, typer.Option("--period", "-p", help="Billing month, Y
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")]
 
 
-def _line_doc(kind, description, quantity, unit_price, amount_minor, unrounded, detail, currency) -> dict:  # type: ignore[no-untyped-def]
+def _line_doc(kind, description, quantity, unit_price, amount_minor, unrounded, detail, currency) -> dict:
     return {
         "kind": kind,
         "description": description,
@@ -228,12 +228,12 @@ def _csv_rows(doc: dict) -> list[list]:
     ]
 
 
-def _push_failed(invoice) -> str:  # type: ignore[no-untyped-def]
+def _push_failed(invoice) -> str:
     """The invoice's last push failure, for stderr (``Out.warn`` never reads it as markup)."""
     return f"{invoice.number}: the last Stripe push failed: {invoice.stripe_error}"
 
 
-def invoice_doc(invoice, tenant, lines) -> dict:  # type: ignore[no-untyped-def]
+def invoice_doc(invoice, tenant, lines) -> dict:
     c = invoice.currency
     return {
         "number": invoice.number,
@@ -288,7 +288,7 @@ def _signed(minor: int, currency: str) -> str:
     return ("+" if minor > 0 else "") + format_amount(from_minor(minor, currency), currency)
 
 
-def _with_progress(out: Out, what: str, func, *args):  # type: ignore[no-untyped-def]
+def _with_progress(out: Out, what: str, func, *args):
     """Run a generator service with a progress bar on stderr at a terminal (never when quiet,
     redirected or NO_COLOR-dumb); the service reports its total through ``progress``."""
     if out.quiet or not out.err.is_terminal:
