@@ -44,7 +44,7 @@ COMMANDS: dict[str, Entry] = {
     "discounts": Entry(
         "billctl.cli.discounts_cmd:app", "Per-tenant discounts: percentage or fixed amount, with a validity window."
     ),
-    "usage": Entry("billctl.cli.usage_cmd:app", "Usage: events in (stream, files), usage out (show, top, lag)."),
+    "usage": Entry("billctl.cli.usage:app", "Usage: events in (stream, files), usage out (show, top, lag)."),
     "invoices": Entry(
         "billctl.cli.invoices:app",
         "Preview, finalize, inspect and correct invoices (void, credit notes: see `invoices credit --help`).",

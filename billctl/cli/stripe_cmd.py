@@ -367,7 +367,9 @@ def serve(
     st = state(ctx)
     out = st.out
     secret = webhook_secret(st.app.config)
-    _ = st.app.engine  # schema check before listening
+    from billctl.services.schema_views import require_current_schema
+
+    require_current_schema(st.app)  # before listening
 
     def log(status: int, body: dict, change: svc.Change | None) -> None:
         if change is None:

@@ -22,3 +22,8 @@ def schema_status(app: App) -> tuple[str | None, str]:
     engine = app.raw_engine()
     db.check_reachable(engine)
     return db.current_revision(engine), db.head_revision()
+
+
+def require_current_schema(app: App) -> None:
+    """Fail now (naming `billctl db upgrade`) unless the database is reachable and its schema current."""
+    _ = app.engine  # the App checks the schema when it first builds the engine

@@ -1,4 +1,4 @@
-"""billctl usage: import, aggregate (the Redis stream), show, top, lag, dead-letters, prune"""
+"""billctl usage import|aggregate: events in, from files and from the Redis stream, counted exactly once."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from billctl.cli import anomalies_cmd
-from billctl.cli.common import DryRunOpt, OutputOpt, YesOpt, confirm, lazy_module, state
+from billctl.cli.common import DryRunOpt, OutputOpt, lazy_module, state
 from billctl.cli.output import Out
 from billctl.core.bounds import quote
 from billctl.errors import BadInput, Interrupted, PartialFailure
@@ -17,12 +16,7 @@ if TYPE_CHECKING:
 else:
     svc = lazy_module("billctl.services.usage")
 
-app = typer.Typer(help="Usage: events in (stream, files), usage out (show, top, lag).", no_args_is_help=True)
-dead_app = typer.Typer(help="Entries the aggregator could not count, with the reason.", no_args_is_help=True)
-app.add_typer(dead_app, name="dead-letters")
 
-
-@app.command("import")
 def import_(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="Newline-delimited JSON events, - for stdin.")],
@@ -73,8 +67,6 @@ def _line_number(rejection: tuple[str, str]) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-# -- usage aggregate ------------------------------------------------------------------------------
-@app.command("aggregate")
 def aggregate(
     ctx: typer.Context,
     drain: Annotated[
@@ -221,218 +213,3 @@ def _render_aggregate(out: Out, report, dry_run: bool, billing_app) -> None:
         f"{report.read:,} entries read{rate}, {verb} {report.counted:,} ({report.units:,} units), "
         f"{report.duplicates:,} duplicates skipped, {len(report.rejected):,} dead-lettered{extra}"
     )
-
-
-# -- usage show / top / lag -----------------------------------------------------------------------
-def _bar(value: int, peak: int, width: int = 40) -> str:
-    if peak <= 0 or value <= 0:
-        return ""
-    eighths = round(value / peak * width * 8)
-    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
-
-
-@app.command("show")
-def show(
-    ctx: typer.Context,
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant key.")],
-    period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
-    output: OutputOpt = None,
-) -> None:
-    """One tenant's usage in a period: totals per endpoint and a per-day bar chart (tenant's time zone)."""
-    from billctl.services.invoices import parse_period
-    from billctl.services.usage_views import tenant_usage
-
-    st = state(ctx)
-    out = st.output(output)
-    usage = tenant_usage(st.app, tenant, parse_period(period))
-    if out.fmt == "json":
-        out.json(
-            {
-                "tenant": usage.tenant,
-                "period": usage.period,
-                "timezone": usage.timezone,
-                "events": usage.events,
-                "units": usage.units,
-                "endpoints": [{"endpoint": e, "events": n, "units": u} for e, n, u in usage.endpoints],
-                "days": [{"date": d, "units": u} for d, u in usage.days],
-            }
-        )
-        return
-    if out.fmt == "csv":
-        out.csv(["endpoint", "events", "units"], usage.endpoints)
-        return
-    out.table(
-        ["endpoint", "events", "units"],
-        [(e, f"{n:,}", f"{u:,}") for e, n, u in usage.endpoints],
-        title=f"{usage.tenant} · {usage.period} ({usage.timezone})",
-        right=["events", "units"],
-        footer=[("total", f"{usage.events:,}", f"{usage.units:,}")],
-    )
-    peak = max((u for _, u in usage.days), default=0)
-    out.table(
-        ["day", "units", ""],
-        [(d, f"{u:,}", _bar(u, peak)) for d, u in usage.days],
-        title="units per day",
-        right=["units"],
-    )
-
-
-@app.command("top")
-def top(
-    ctx: typer.Context,
-    period: Annotated[str, typer.Option("--period", "-p", help="Billing month, YYYY-MM.")],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="How many tenants.")] = 10,
-    output: OutputOpt = None,
-) -> None:
-    """Tenants ranked by units used in a period."""
-    from billctl.services.invoices import parse_period
-    from billctl.services.usage_views import top_tenants
-
-    st = state(ctx)
-    out = st.output(output)
-    rows = top_tenants(st.app, parse_period(period), limit)
-    peak = rows[0][3] if rows else 0
-    if out.fmt == "table":
-        out.table(
-            ["#", "tenant", "name", "events", "units", ""],
-            [(i, k, name, f"{n:,}", f"{u:,}", _bar(u, peak, 30)) for i, (k, name, n, u) in enumerate(rows, 1)],
-            title=f"top tenants · {period}",
-            right=["#", "events", "units"],
-        )
-    else:
-        out.rows(["rank", "tenant", "name", "events", "units"], [(i, *r) for i, r in enumerate(rows, 1)])
-
-
-@app.command("lag")
-def lag(ctx: typer.Context, output: OutputOpt = None) -> None:
-    """Each stream's length and each consumer group's backlog (lag), pending entries and the age of
-    the oldest pending one: what a monitor should alert on."""
-    from billctl.services.usage_views import stream_lag
-
-    st = state(ctx)
-    out = st.output(output)
-    streams = stream_lag(st.app)
-    if out.fmt == "json":
-        out.json([{"stream": s.stream, "length": s.length, "groups": s.groups} for s in streams])
-        return
-    rows: list[tuple[Any, ...]] = []
-    for s in streams:
-        if not s.groups:
-            rows.append((s.stream, f"{s.length:,}", "-", "", "", "", "", ""))
-        for g in s.groups:
-            age = g["oldest_pending_age_s"]
-            rows.append(
-                (
-                    s.stream,
-                    f"{s.length:,}",
-                    g["group"],
-                    g["consumers"],
-                    "?" if g["lag"] is None else f"{g['lag']:,}",
-                    f"{g['pending']:,}",
-                    "" if age is None else f"{age:,} s",
-                    g["last_delivered"],
-                )
-            )
-    out.rows(
-        ["stream", "length", "group", "consumers", "lag", "pending", "oldest pending", "last delivered"],
-        rows,
-        right=["length", "consumers", "lag", "pending", "oldest pending"],
-    )
-
-
-@app.command("prune")
-def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = None) -> None:
-    """Forget event ids counted longer ago than usage.dedupe_days (the dedupe window)."""
-    from billctl.services.usage_views import prune_seen
-
-    st = state(ctx)
-    out = st.output(output)
-    result = prune_seen(st.app, dry_run=dry_run)
-    if result.warning:
-        out.warn(result.warning)
-    if out.fmt == "json":
-        out.json({"dropped": result.dropped, "cutoff_epoch": result.cutoff, "dry_run": dry_run})
-    else:
-        out.success(
-            f"{'would forget' if dry_run else 'forgot'} {result.dropped:,} event ids older than "
-            f"{st.app.config['usage.dedupe_days']} days"
-        )
-
-
-# -- dead letters ---------------------------------------------------------------------------------
-@dead_app.command("list")
-def dead_list(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="How many (oldest first).")] = 100,
-    output: OutputOpt = None,
-) -> None:
-    """Dead letters with their reason, and whether each would be counted if replayed now."""
-    from billctl.services.usage_views import list_dead_letters
-
-    st = state(ctx)
-    out = st.output(output)
-    total, letters = list_dead_letters(st.app, limit=limit, check=True)
-    docs = [
-        {
-            "id": x.id,
-            "source": x.source,
-            "source_id": x.source_id,
-            "reason": x.reason,
-            "fields": x.fields,
-            "replayable": x.problem is None,
-            "problem_now": x.problem,
-        }
-        for x in letters
-    ]
-    if out.fmt == "json":
-        out.json({"total": total, "shown": len(letters), "dead_letters": docs})
-        return
-    rows = [
-        (
-            x.id,
-            f"{x.source}/{x.source_id}",
-            x.reason,
-            " ".join(f"{k}={v}" for k, v in x.fields.items()),
-            "yes" if x.problem is None else f"no: {x.problem}",
-        )
-        for x in letters
-    ]
-    out.rows(["id", "source entry", "reason", "fields", "replayable now"], rows)
-    if out.fmt == "table" and total > len(letters):
-        out.info(f"{len(letters)} of {total:,} shown (--limit)")
-
-
-@dead_app.command("replay")
-def dead_replay(
-    ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids (or source entry ids); none = all.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replay also those that would fail again.")] = False,
-    dry_run: DryRunOpt = False,
-    yes: YesOpt = False,
-    output: OutputOpt = None,
-) -> None:
-    """Re-feed dead letters to their stream (after fixing the cause, e.g. creating the tenant).
-    Each keeps its original event id, so replaying twice still counts once."""
-    from billctl.services.usage_views import replay_dead_letters
-
-    st = state(ctx)
-    out = st.output(output)
-    go, kept = replay_dead_letters(st.app, ids, force=force, dry_run=True)
-    if not dry_run and go:
-        confirm(out, f"Replay {len(go):,} dead letter(s) into the stream?", yes)
-        go, kept = replay_dead_letters(st.app, ids, force=force)
-    if out.fmt == "json":
-        out.json(
-            {
-                "dry_run": dry_run,
-                "replayed": [x.id for x in go],
-                "kept": [{"id": x.id, "problem": x.problem} for x in kept],
-            }
-        )
-        return
-    for x in kept[:20]:
-        out.warn(f"kept {x.id}: {x.problem} (fix it, or --force)")
-    out.success(f"{'would replay' if dry_run else 'replayed'} {len(go):,} dead letter(s); {len(kept):,} kept")
-
-
-app.command("anomalies")(anomalies_cmd.anomalies)  # registered last: listed last, as before

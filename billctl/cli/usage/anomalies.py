@@ -1,4 +1,4 @@
-"""billctl usage anomalies (a command of the ``usage`` group, registered there)."""
+"""billctl usage anomalies: tenants whose usage departs sharply from their own history."""
 
 from __future__ import annotations
 
