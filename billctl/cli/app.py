@@ -239,6 +239,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # never print locals (they can hold secrets)
     rich_markup_mode=None,  # plain help: see _tune
+    context_settings={"max_content_width": 120},  # plain help up to 120 columns (Click's own cap is 80)
 )
 
 
