@@ -148,7 +148,7 @@ class BillctlGroup(TyperGroup):
         command = self._loaded[cmd_name] = load_command(cmd_name, entry)
         return command
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override]  # Click declares a plain attribute; here a view of the table
     def commands(self) -> Mapping[str, Any]:  # every command loaded (tools that walk the tree)
         return {name: command for name in COMMANDS if (command := self.get_command(typer.Context(self), name))}
 
