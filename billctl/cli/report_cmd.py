@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from billctl.cli.common import OutputOpt, lazy_module, state
-from billctl.cli.output import Out
+from billctl.cli.output import Out, escape
 from billctl.core.money import format_amount, from_minor
 from billctl.core.revenue import Group, InvoiceSummary, Revenue, bar
 
@@ -119,6 +117,8 @@ def _table(
     out: Out, title: str, columns: list[str], rows: list[tuple], right: set[str], footer: Sequence[tuple] = ()
 ) -> None:
     """Like ``Out.table``, with the bar column (the last, unnamed one) never wrapped."""
+    from rich.table import Table
+
     table = Table(title=escape(title), title_justify="left", header_style="bold")
     for name in columns:
         if name == "":

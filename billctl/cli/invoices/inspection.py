@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from billctl.cli.common import OutputOpt, lazy_module, state
 from billctl.cli.invoices.render import (
@@ -21,7 +20,7 @@ from billctl.cli.invoices.render import (
     _render_lines,
     invoice_doc,
 )
-from billctl.cli.output import Format, Out, clean
+from billctl.cli.output import Format, Out, clean, escape
 from billctl.core.money import format_amount, from_minor, to_minor
 
 if TYPE_CHECKING:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from billctl.cli.common import OutputOpt, lazy_module, state
 from billctl.cli.invoices.render import (
@@ -16,7 +15,7 @@ from billctl.cli.invoices.render import (
     _signed,
     _with_progress,
 )
-from billctl.cli.output import Out
+from billctl.cli.output import Out, escape
 from billctl.core.money import from_minor
 from billctl.errors import DriftFound
 

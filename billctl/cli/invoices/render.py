@@ -7,10 +7,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from billctl.cli.common import lazy_module
-from billctl.cli.output import Out
+from billctl.cli.output import Out, escape
 from billctl.core.money import format_amount, format_money, from_minor, to_minor
 
 if TYPE_CHECKING:
