@@ -18,6 +18,7 @@ from billctl.cli.invoices.render import (
     priced_doc,
     render_priced,
 )
+from billctl.core.invoice import InvoiceStatus
 from billctl.core.money import from_minor, to_minor
 from billctl.errors import PartialFailure
 
@@ -153,7 +154,7 @@ def release(
     st = state(ctx)
     out = st.output(output)
     found, tenant, _ = get_invoice(st.app, invoice)
-    if found.status != "held":
+    if found.status != InvoiceStatus.HELD:
         from billctl.errors import Conflict, PartialFailure
 
         raise Conflict(f"invoice {found.number} is {found.status}, not held", hint="only held invoices are released")

@@ -21,6 +21,7 @@ from billctl.cli.invoices.render import (
     invoice_doc,
 )
 from billctl.cli.output import Format, Out, clean, escape
+from billctl.core.invoice import InvoiceStatus
 from billctl.core.money import format_amount, from_minor, to_minor
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ def show(
     credited = sum(n.total_minor for n, _ in notes)
     doc["credit_notes"] = [note_doc(n, inv, tenant, ls) for n, ls in notes]
     doc["credited"] = svc.money(credited, inv.currency)
-    doc["left_to_credit"] = svc.money(0 if inv.status == "void" else inv.total_minor - credited, inv.currency)
+    left = 0 if inv.status == InvoiceStatus.VOID else inv.total_minor - credited
+    doc["left_to_credit"] = svc.money(left, inv.currency)
     if out.fmt == "json":
         out.json(doc)
         return
@@ -124,7 +126,7 @@ def show(
         out.info(f"  {position}. {line.description}")
         for key, value in _explain(line.detail):
             out.info(f"       {key}: {value}")
-    if inv.status == "void":
+    if inv.status == InvoiceStatus.VOID:
         out.info(f"[red]void[/red] {inv.voided_at:%Y-%m-%d %H:%M}: {clean(inv.void_reason or '')}", markup=True)
     if inv.stripe_error:
         out.warn(_push_failed(inv))
