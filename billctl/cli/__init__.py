@@ -1,6 +1,6 @@
 """The command line.
 
-Importing the command tree is most of billctl's start-up (about 0.6 s). A SIGTERM in that window
+Importing the command line takes a moment (a tenth of a second or so). A SIGTERM in that window
 (a Job or a Deployment stopped just as it started) must still end the process with the documented
 exit 143 rather than die by the signal, so a handler is in place from here on: ``billctl.cli.app``
 puts the previous one back once its imports are done, and ``main()`` installs the handler for the

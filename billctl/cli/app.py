@@ -1,55 +1,224 @@
-"""The ``billctl`` command: global options, error handling, and the command groups."""
+"""The ``billctl`` command: global options, error handling, and the one table of command groups.
+
+Start-up is part of the interface (shell completion runs billctl on every Tab), so this module and
+what it imports stay light: a command group's module is imported only when that group is invoked,
+`billctl --help` and completion of a group name are drawn from ``COMMANDS`` alone, settings are read
+the first time a command asks for them (``State.app``), and the database, Stripe and Redis libraries
+are imported by the services that use them. ``tests/integration/test_startup.py`` holds this.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from billctl import __version__
 from billctl.cli import STARTUP_PREVIOUS, startup_done
 from billctl.cli.common import State
 from billctl.cli.output import Out
-from billctl.config import load_config, redact_url
-from billctl.core.bounds import ACTOR, is_utf8, quote, text_problem
 from billctl.errors import BadInput, BillctlError, ExitCode
-from billctl.services.context import App
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One top-level command: where it lives (``module:attribute``, a ``typer.Typer`` for a group or
+    a function for a single command) and its one-line help (shown by `billctl --help` without
+    importing the module; a test checks it matches the module's own)."""
+
+    target: str
+    help: str
+
+
+COMMANDS: dict[str, Entry] = {
+    "config": Entry("billctl.cli.config_cmd:app", "Write and inspect settings."),
+    "db": Entry("billctl.cli.db_cmd:app", "Database schema (Alembic migrations)."),
+    "tenants": Entry("billctl.cli.tenants_cmd:app", "Tenants: who is billed, in which currency, time zone and plan."),
+    "plans": Entry("billctl.cli.plans_cmd:app", "Price plans (TOML files), versioned once invoices use them."),
+    "discounts": Entry(
+        "billctl.cli.discounts_cmd:app", "Per-tenant discounts: percentage or fixed amount, with a validity window."
+    ),
+    "usage": Entry("billctl.cli.usage:app", "Usage: events in (stream, files), usage out (show, top, lag)."),
+    "invoices": Entry(
+        "billctl.cli.invoices:app",
+        "Preview, finalize, inspect and correct invoices (void, credit notes: see `invoices credit --help`).",
+    ),
+    "report": Entry("billctl.cli.report_cmd:app", "Reports over finalized invoices."),
+    "stripe": Entry(
+        "billctl.cli.stripe_cmd:app",
+        "Stripe: customers, invoice push, payment outcomes, reconciliation. Safe to re-run at any point.",
+    ),
+    "run-monthly": Entry(
+        "billctl.cli.monthly_cmd:run_monthly",
+        "Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, Stripe customers, "
+        "push, payment status, summary. Safe to re-run after a crash at any point.",
+    ),
+    "credits": Entry(
+        "billctl.cli.credits_cmd:app", "Prepaid credits: grants, balances, the ledger, burn-down alerts and expiry."
+    ),
+    "audit": Entry("billctl.cli.audit_cmd:app", "The audit trail: every state change, who made it and why."),
+    "quickstart": Entry(
+        "billctl.cli.quickstart_cmd:quickstart",
+        "Close a sample month on SQLite in DIR, step by step, from the data shipped with billctl.",
+    ),
+}
+"""Every top-level command, in the order `billctl --help` lists them. A new command group is one line
+here (its module defines ``app = typer.Typer(help=...)``)."""
+
+
+def load_command(name: str, entry: Entry) -> Any:
+    """Import the module behind ``entry`` and build its Click command (group)."""
+    module, _, attribute = entry.target.partition(":")
+    target = getattr(importlib.import_module(module), attribute)
+    command: Any
+    if isinstance(target, typer.Typer):  # a group (even of one command, as `report`)
+        command = typer.main.get_group(target)
+        command.name = name
+    else:  # a single command: a function
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    _tune(command)
+    return command
+
+
+def _tune(command: Any) -> None:
+    """Two start-up savings, for a whole command tree:
+
+    * help as plain text (Click's own layout): Rich's help renderer (its Markdown and markup
+      parsers) costs more start-up than the rest of `billctl GROUP --help` together;
+    * an option left unset is not coerced: Typer coerces every value through a Pydantic adapter,
+      and importing Pydantic for a ``None`` costs about as much as Typer itself."""
+    command.rich_markup_mode = None
+    get_params = command.get_params
+
+    def tuned_params(ctx: typer.Context) -> list[Any]:
+        params = get_params(ctx)  # with --help, which Typer adds here
+        for param in params:
+            _skip_unset(param)
+        return params
+
+    command.get_params = tuned_params
+    for sub in getattr(command, "commands", {}).values():
+        _tune(sub)
+
+
+def _skip_unset(param: Any) -> None:
+    if "process_value" in vars(param) or not hasattr(param, "get_runtime_param"):
+        return  # done already, or not a Typer parameter
+
+    original = param.process_value
+
+    def process_value(ctx: typer.Context, value: Any) -> Any:
+        unset = param.default is None and (value is None or (param.multiple and value == ()))
+        flag = getattr(param, "is_flag", False) and isinstance(value, bool)  # a bool needs no coercion
+        if param.required or not (unset or flag):
+            return original(ctx, value)
+        value = None if unset else value
+        return value if param.callback is None else param.callback(ctx, param, value)
+
+    param.process_value = process_value
 
 
 class BillctlGroup(TyperGroup):
-    """Turns known errors into one line on stderr and a documented exit code (traceback only
-    with --debug), for every subcommand, whether run from the shell or from a test runner."""
+    """The root group. Its subcommands come from ``COMMANDS``, imported on first use; it turns known
+    errors into one line on stderr and a documented exit code (traceback only with --debug), for
+    every subcommand, whether run from the shell or from a test runner."""
 
-    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._loaded: dict[str, Any] = {}
+        self._stubs = False
+        super().__init__(*args, **kwargs)
+
+    # -- the lazy command table ------------------------------------------------------------------
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if cmd_name in self._loaded:
+            return self._loaded[cmd_name]
+        if self._stubs:  # listing names and one-line helps: no need to import the group
+            return TyperCommand(cmd_name, help=entry.help)
+        command = self._loaded[cmd_name] = load_command(cmd_name, entry)
+        return command
+
+    @property  # type: ignore[override]  # Click declares a plain attribute; here a view of the table
+    def commands(self) -> Mapping[str, Any]:  # every command loaded (tools that walk the tree)
+        return {name: command for name in COMMANDS if (command := self.get_command(typer.Context(self), name))}
+
+    @commands.setter
+    def commands(self, _value: Mapping[str, Any]) -> None:
+        pass  # Click sets it in __init__; the table is the only source
+
+    @contextmanager
+    def _listing(self) -> Iterator[None]:
+        self._stubs = True
+        try:
+            yield
+        finally:
+            self._stubs = False
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with self._listing():
+            super().format_help(ctx, formatter)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        with self._listing():
+            return super().shell_complete(ctx, incomplete)
+
+    # -- input and errors ------------------------------------------------------------------------
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # with --help and the completion options Typer adds
+        for param in params:
+            _skip_unset(param)
+        return params
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from billctl.core.bounds import is_utf8, quote
+
         for arg in args:  # bytes that are not UTF-8 reach Python as lone surrogates: refuse them up front
             if not is_utf8(arg):
                 raise typer.BadParameter(f"{quote(arg)} is not UTF-8 text", ctx=ctx)
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except BillctlError as exc:
             _report(ctx, exc, str(exc), exc.exit_code)
-        except sa.exc.DBAPIError as exc:
-            from billctl.db.engine import database_error
-
-            obj = ctx.find_root().obj
-            url = obj.app.config["database.url"] if obj is not None and obj.app is not None else ""
-            error = database_error(exc, url)
-            if error is None:
-                _internal(ctx, exc)
-            _report(ctx, exc, str(error), error.exit_code)
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise  # usage errors and exits keep Click's own handling (exit 2 for usage)
-        except Exception as exc:  # an internal error: say so, without a traceback unless --debug
-            _internal(ctx, exc)
+        except Exception as exc:  # a database error, else an internal one: without a traceback unless --debug
+            error = _database_error(ctx, exc)
+            if error is None:
+                _internal(ctx, exc)
+            else:
+                _report(ctx, exc, str(error), error.exit_code)
 
 
-def _internal(ctx, exc: Exception) -> None:  # type: ignore[no-untyped-def]
+def _database_error(ctx: typer.Context, exc: Exception) -> BillctlError | None:
+    """The operator's error for a database failure (None for anything else). SQLAlchemy is only
+    looked at when a command has imported it."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    from billctl.db.engine import database_error
+
+    obj = ctx.find_root().obj
+    url = obj.loaded.config["database.url"] if obj is not None and obj.loaded is not None else ""
+    return database_error(exc, url)
+
+
+def _internal(ctx: typer.Context, exc: Exception) -> None:
     """An internal error (a bug, not bad input): one line, its first line only (a database error's
     text goes on with the statement and its parameters)."""
     first = (str(exc).strip().splitlines() or [""])[0]
@@ -57,7 +226,7 @@ def _internal(ctx, exc: Exception) -> None:  # type: ignore[no-untyped-def]
     _report(ctx, exc, message, ExitCode.ERROR)
 
 
-def _report(ctx, exc: BaseException, message: str, code: int) -> None:  # type: ignore[no-untyped-def]
+def _report(ctx: typer.Context, exc: BaseException, message: str, code: int) -> None:
     obj = ctx.find_root().obj
     if obj is not None and obj.debug:
         raise exc
@@ -72,7 +241,8 @@ app = typer.Typer(
     help="Billing operations for SaaS: metered API usage to exact invoices and Stripe.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # never print locals (they can hold secrets)
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: see _tune
+    context_settings={"max_content_width": 120},  # plain help up to 120 columns (Click's own cap is 80)
 )
 
 
@@ -106,8 +276,10 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    out = Out(quiet=quiet)
-    ctx.obj = State(app=None, out=out, debug=debug)  # type: ignore[arg-type]
+    from billctl.core.bounds import ACTOR, quote, text_problem
+
+    st = State(out=Out(quiet=quiet), debug=debug)
+    ctx.obj = st
     overrides: dict[str, str] = {}
     for item in setting or []:
         if "=" not in item:
@@ -116,45 +288,20 @@ def root(
         overrides[key.strip()] = value.strip()
     if database_url is not None:
         overrides["database.url"] = database_url
-    try:
-        cfg = load_config(config, overrides)
-        if actor and (problem := text_problem(actor, "--actor", ACTOR)):
-            raise BadInput(problem, hint="the audit trail records it with every change")
-    except BillctlError as exc:
-        _report(ctx, exc, str(exc), exc.exit_code)
-    billing_app = App(config=cfg)
-    if actor:
-        billing_app.actor = actor
-    ctx.obj.app = billing_app
-    ctx.call_on_close(billing_app.dispose)
+    if actor and (problem := text_problem(actor, "--actor", ACTOR)):
+        raise BadInput(problem, hint="the audit trail records it with every change")
 
+    def load() -> Any:  # the settings and the App, the first time a command needs them
+        from billctl.config import load_config
+        from billctl.services.context import App
 
-def _register() -> None:
-    from billctl.cli import config_cmd, db_cmd, discounts_cmd, invoices_cmd, plans_cmd, tenants_cmd, usage_cmd
+        billing_app = App(config=load_config(config, overrides))
+        if actor:
+            billing_app.actor = actor
+        return billing_app
 
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(db_cmd.app, name="db")
-    app.add_typer(tenants_cmd.app, name="tenants")
-    app.add_typer(plans_cmd.app, name="plans")
-    app.add_typer(discounts_cmd.app, name="discounts")
-    app.add_typer(usage_cmd.app, name="usage")
-    app.add_typer(invoices_cmd.app, name="invoices")
-    from billctl.cli import report_cmd
-
-    app.add_typer(report_cmd.app, name="report")
-    from billctl.cli import stripe_cmd
-
-    app.add_typer(stripe_cmd.app, name="stripe")
-    from billctl.cli import monthly_cmd
-
-    app.command("run-monthly")(monthly_cmd.run_monthly)
-    app.add_typer(monthly_cmd.audit_app, name="audit")
-    monthly_cmd.register_release(invoices_cmd.app)
-    app.command("quickstart")(__import__("billctl.cli.quickstart_cmd", fromlist=["quickstart"]).quickstart)
-    app.add_typer(__import__("billctl.cli.credits_cmd", fromlist=["app"]).app, name="credits")
-
-
-_register()
+    st.load = load
+    ctx.call_on_close(st.close)
 
 
 def main() -> None:
@@ -175,4 +322,4 @@ def main() -> None:
 startup_done(STARTUP_PREVIOUS)  # the imports are done: importing this module leaves SIGTERM as it was
 
 
-__all__ = ["app", "main", "redact_url"]
+__all__ = ["COMMANDS", "app", "main"]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, state
+from billctl.cli.common import DryRunOpt, OutputOpt, lazy_module, state
 from billctl.core.credits import PRIORITY_DEFAULT
 from billctl.core.money import format_amount, minor_unit, quantize, to_minor
 from billctl.errors import DriftFound
-from billctl.services import credits as svc
+
+if TYPE_CHECKING:
+    from billctl.services import credits as svc
+else:
+    svc = lazy_module("billctl.services.credits")  # imported when a command runs, not for --help
 
 app = typer.Typer(
     help="Prepaid credits: grants, balances, the ledger, burn-down alerts and expiry.", no_args_is_help=True

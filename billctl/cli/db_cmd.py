@@ -6,7 +6,7 @@ import typer
 
 from billctl.cli.common import OutputOpt, state
 from billctl.config import redact_url
-from billctl.db import engine as db
+from billctl.errors import SchemaBehind
 
 app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
@@ -14,9 +14,10 @@ app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=
 @app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Create or upgrade the schema to this billctl's version (SQLite or PostgreSQL)."""
+    from billctl.services.schema_views import upgrade_schema
+
     st = state(ctx)
-    engine = st.app.raw_engine(create=True)
-    before, after = db.upgrade(engine)
+    before, after = upgrade_schema(st.app)
     where = redact_url(st.app.config["database.url"])
     if before == after:
         st.out.success(f"schema already current ({after}) at {where}")
@@ -27,10 +28,10 @@ def upgrade(ctx: typer.Context) -> None:
 @app.command("status")
 def status(ctx: typer.Context, output: OutputOpt = None) -> None:
     """Show the schema revision in the database and the one this billctl needs."""
+    from billctl.services.schema_views import schema_status
+
     st = state(ctx)
-    engine = st.app.raw_engine()
-    db.check_reachable(engine)
-    current, head = db.current_revision(engine), db.head_revision()
+    current, head = schema_status(st.app)
     out = st.output(output)
     doc = {
         "database": redact_url(st.app.config["database.url"]),
@@ -40,4 +41,6 @@ def status(ctx: typer.Context, output: OutputOpt = None) -> None:
     }
     out.rows(["database", "current", "head", "up_to_date"], [tuple(doc.values())], documents=[doc])
     if current != head:
-        raise typer.Exit(8)
+        raise SchemaBehind(
+            f"the schema is at {current or 'nothing'}, this billctl needs {head}", hint="run `billctl db upgrade`"
+        )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlmodel import Session
 
-from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, state
-from billctl.services import tenants as svc
+from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, lazy_module, state
+
+if TYPE_CHECKING:
+    from billctl.services import tenants as svc
+else:
+    svc = lazy_module("billctl.services.tenants")
+
 
 app = typer.Typer(
     help="Per-tenant discounts: percentage or fixed amount, with a validity window.", no_args_is_help=True
@@ -42,9 +46,10 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context, tenant_id: str, output: OutputOpt = None) -> None:
     """List a tenant's discounts."""
+    from billctl.services.tenants_views import tenant_discounts
+
     st = state(ctx)
-    with Session(st.app.engine) as session:
-        rows = svc.list_discounts(session, svc.get_tenant(session, tenant_id).id)
+    rows = tenant_discounts(st.app, tenant_id)
     st.output(output).rows(
         ["id", "kind", "value", "from", "until", "description"],
         [(d.id, d.kind, d.value, d.valid_from, d.valid_until, d.description) for d in rows],

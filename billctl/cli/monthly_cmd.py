@@ -1,4 +1,4 @@
-"""billctl run-monthly, billctl audit list, billctl invoices release"""
+"""billctl run-monthly"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from billctl.cli.common import AllowOpenPeriodOpt, DryRunOpt, OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import AllowOpenPeriodOpt, DryRunOpt, OutputOpt, YesOpt, confirm, failure, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
 from billctl.errors import ExitCode
@@ -43,7 +43,7 @@ def run_monthly(
     stop = threading.Event()
     signals: list[str] = []
 
-    def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
+    def on_signal(signum, _frame):
         signals.append(signal.Signals(signum).name)
         if stop.is_set():
             raise KeyboardInterrupt
@@ -86,7 +86,7 @@ def run_monthly(
     else:
         _render(out, report)
     if report.exit_code != ExitCode.OK:
-        raise typer.Exit(int(report.exit_code))
+        raise failure(report.exit_code, f"run-monthly {report.period} did not complete (see above)")
 
 
 def _money(minor: int | None, currency: str) -> str:
@@ -175,8 +175,8 @@ def _render(out: Out, report: Any) -> None:
         out.table(
             list(report.attention[0].keys()), [list(a.values()) for a in report.attention], title="needs attention"
         )
-    for failure in report.failed:
-        out.warn(f"failed ({failure['step']}): {failure.get('invoice') or failure['tenant']}: {failure['reason']}")
+    for failed in report.failed:
+        out.warn(f"failed ({failed['step']}): {failed.get('invoice') or failed['tenant']}: {failed['reason']}")
     for notice in report.notices:
         out.info(f"note: {notice}")
     if report.interrupted:
@@ -190,119 +190,3 @@ def _render(out: Out, report: Any) -> None:
         )
     else:
         out.success(f"closed {report.period}")
-
-
-# -- audit ----------------------------------------------------------------------------------------
-audit_app = typer.Typer(help="The audit trail: every state change, who made it and why.", no_args_is_help=True)
-
-
-@audit_app.command("list")
-def audit_list(
-    ctx: typer.Context,
-    action: Annotated[str | None, typer.Option("--action", help="e.g. invoice.finalize, invoice.void")] = None,
-    object_id: Annotated[str | None, typer.Option("--object", help="An invoice number, tenant key, plan...")] = None,
-    actor: Annotated[str | None, typer.Option("--actor-is", help="Only this actor.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="Newest first.")] = 50,
-    output: OutputOpt = None,
-) -> None:
-    """Recorded state changes (finalize, void, hold, release, push, payment status, plan and tenant
-    changes), newest first."""
-    import sqlalchemy as sa
-
-    from billctl.db.models import AuditLog
-
-    st = state(ctx)
-    out = st.output(output)
-    query = sa.select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
-    if action:
-        query = query.where(AuditLog.action.like(action.replace("*", "%")))
-    if object_id:
-        query = query.where(AuditLog.object_id == object_id)
-    if actor:
-        query = query.where(AuditLog.actor == actor)
-    with st.app.session() as session:
-        rows = [row for (row,) in session.execute(query)]
-        docs = [
-            {
-                "id": r.id,
-                "at": r.at.isoformat(),
-                "actor": r.actor,
-                "action": r.action,
-                "object_type": r.object_type,
-                "object": r.object_id,
-                "reason": r.reason,
-                "detail": r.detail,
-            }
-            for r in rows
-        ]
-    out.rows(
-        ["at", "actor", "action", "object", "reason", "detail"],
-        [
-            (
-                d["at"][:19].replace("T", " "),
-                d["actor"],
-                d["action"],
-                f"{d['object_type']} {d['object']}",
-                d["reason"],
-                " ".join(f"{k}={v}" for k, v in (d["detail"] or {}).items()),
-            )
-            for d in docs
-        ],
-        documents=docs,
-    )
-
-
-# -- invoices release -----------------------------------------------------------------------------
-def register_release(invoices_app: typer.Typer) -> None:
-    @invoices_app.command("release")
-    def release(
-        ctx: typer.Context,
-        invoice: Annotated[str, typer.Argument(help="Invoice number or id.")],
-        reason: Annotated[str, typer.Option("--reason", help="Why it is fine (recorded).")] = "reviewed",
-        dry_run: DryRunOpt = False,
-        yes: YesOpt = False,
-        output: OutputOpt = None,
-    ) -> None:
-        """Release an invoice that run-monthly held back, and push it to Stripe (when a key is set)."""
-        from billctl.services import monthly
-        from billctl.services.invoices import get_invoice
-
-        st = state(ctx)
-        out = st.output(output)
-        found, tenant, _ = get_invoice(st.app, invoice)
-        if found.status != "held":
-            from billctl.errors import Conflict
-
-            raise Conflict(
-                f"invoice {found.number} is {found.status}, not held", hint="only held invoices are released"
-            )
-        amount = f"{found.currency} {_money(found.total_minor, found.currency)}"
-        if dry_run:
-            if out.fmt == "json":  # the same document, as the real run's starts: still held, nothing pushed
-                out.json({"number": found.number, "status": found.status, "pushed": None, "dry_run": True})
-            else:
-                out.success(f"would release {found.number} ({tenant.key}, {amount}; held: {found.hold_reason})")
-            return
-        confirm(out, f"Release {found.number} ({tenant.key}, {amount}) and push it to Stripe?", yes)
-        gw = monthly.optional_gateway(st.app)  # a bad Stripe setting fails before the release, not after
-        inv = monthly.release(st.app, invoice, reason)
-        document: dict[str, Any] = {"number": inv.number, "status": inv.status, "pushed": None, "dry_run": False}
-        if gw is None:
-            out.info("note: no Stripe key configured; the next `billctl stripe push` sends it")
-        else:
-            from billctl.services.stripe_sync import push
-
-            result = push(st.app, gw, None, tenant.key)
-            outcome = next((o for o in result.outcomes if o.ref == inv.number), None)
-            document["pushed"] = (
-                None
-                if outcome is None
-                else {"action": outcome.action, "stripe_id": outcome.stripe_id, "note": outcome.note}
-            )
-        if out.fmt == "json":
-            out.json(document)
-        else:
-            pushed = document["pushed"]
-            out.success(f"released {inv.number}" + (f"; Stripe: {pushed['action']}" if pushed else ""))
-        if document["pushed"] and document["pushed"]["action"] == "failed":
-            raise typer.Exit(int(ExitCode.PARTIAL))

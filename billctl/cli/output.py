@@ -11,13 +11,12 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:  # Rich is imported when something is printed (not for --help or completion)
+    from rich.console import Console
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
 MAX_LINE = 2000  # characters of one message line; the rest is cut (input echoed back stays readable)
@@ -36,6 +35,13 @@ def clean(text: str, *, markup: bool = False) -> str:
     return text if markup else escape(text)
 
 
+def escape(text: str) -> str:
+    """Rich's markup escape (square brackets print as themselves), importing Rich only when used."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _utf8(text: str) -> str:
     """Lone surrogates (bytes that were not UTF-8, in an argument or a file) as \\udcff, so printing
     never fails; in JSON that is the same escape a JSON parser reads back."""
@@ -52,10 +58,26 @@ class Format(StrEnum):
 class Out:
     fmt: str = "table"
     quiet: bool = False
-    console: Console = field(
-        default_factory=lambda: Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False)
-    )
-    err: Console = field(default_factory=lambda: Console(file=sys.stderr, highlight=False, emoji=False))
+    _console: Console | None = None
+    _err: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """Data: stdout (created, and Rich imported, when first used)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=sys.stdout, highlight=False, soft_wrap=False, emoji=False)
+        return self._console
+
+    @property
+    def err(self) -> Console:
+        """Messages: stderr."""
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(file=sys.stderr, highlight=False, emoji=False)
+        return self._err
 
     # -- messages (stderr): plain text unless ``markup=True`` (then escape the data in it) --
     def info(self, message: str, *, markup: bool = False) -> None:
@@ -97,23 +119,21 @@ class Out:
         footer: Sequence[Sequence[Any]] = (),
     ) -> None:
         """Cells are data, never markup (a description may contain [brackets]); ``footer`` rows are bold."""
-        table = Table(
-            title=clean(title) if title else None, caption=caption, title_justify="left", header_style="bold"
-        )
+        from rich.table import Table
+
+        table = Table(title=clean(title) if title else None, caption=caption, title_justify="left", header_style="bold")
         for column in columns:
             table.add_column(column, justify="right" if column in right else "left", overflow="fold")
         for row in rows:
             table.add_row(*[clean("" if v is None else str(v)) for v in row])
-        for index, row in enumerate(footer):
-            table.add_row(
-                *[clean("" if v is None else str(v)) for v in row], style="bold", end_section=False if index else None
-            )
+        for row in footer:
+            table.add_row(*[clean("" if v is None else str(v)) for v in row], style="bold")
         self.console.print(table)
 
     def rows(
         self,
         columns: Sequence[str],
-        rows: list[Sequence[Any]],
+        rows: Sequence[Sequence[Any]],
         *,
         documents: list[dict] | None = None,
         title: str | None = None,

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import tomli_w
 import typer
-from sqlmodel import Session
 
-from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, state
+from billctl.cli.common import MAX_ID, OutputOpt, YesOpt, confirm, lazy_module, state
 from billctl.core.money import format_amount
-from billctl.services import plans as svc
+
+if TYPE_CHECKING:
+    from billctl.services import plans as svc
+else:
+    svc = lazy_module("billctl.services.plans")
+
 
 app = typer.Typer(help="Price plans (TOML files), versioned once invoices use them.", no_args_is_help=True)
 FileOpt = Annotated[str, typer.Option("--file", "-f", help="Plan TOML file (- for stdin).")]
 
 
-def _summary(row) -> dict:  # type: ignore[no-untyped-def]
+def _summary(row) -> dict:
     d = row.definition
     price = d["price"]
     return {
@@ -92,10 +96,10 @@ def show(
     output: OutputOpt = None,
 ) -> None:
     """Show a plan: its definition (as TOML) and its versions."""
+    from billctl.services.plans_views import plan_with_versions
+
     st = state(ctx)
-    with Session(st.app.engine) as session:
-        row = svc.get_plan(session, name, version)
-        history = svc.versions(session, name)
+    row, history = plan_with_versions(st.app, name, version)
     out = st.output(output)
     if out.fmt == "json":
         out.json(
@@ -126,7 +130,7 @@ def show(
     )
 
 
-def _tiers(out, row) -> None:  # type: ignore[no-untyped-def]
+def _tiers(out, row) -> None:
     price = row.definition["price"]
     if price["model"] not in ("graduated", "volume"):
         return

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from billctl.cli.common import DryRunOpt, state
+from billctl.cli.common import DryRunOpt, failure, state
 
 PLANS = ("basic", "pro", "business-eur", "starter-krw")
 EVENTS = "events-2026-10.ndjson"
@@ -148,7 +148,6 @@ def quickstart(
             out.err.print(f"\n[bold]$ {escape(command_line(args))}[/bold]{comment}", soft_wrap=True, highlight=False)
             code = command.main(args=list(args), prog_name="billctl", standalone_mode=False)
             if code:
-                out.error(f"quickstart stopped: `{command_line(args)}` exited {code}")
-                raise typer.Exit(int(code))
+                raise failure(int(code), f"quickstart stopped: `{command_line(args)}` exited {code}")
     out.success(f"October 2026 closed in {escape(shown)}")
     out.info(f"explore it: cd {escape(shown)} && billctl invoices explain INV-2026-10-000001")

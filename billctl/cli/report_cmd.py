@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from billctl.cli.common import OutputOpt, state
-from billctl.cli.output import Out
+from billctl.cli.common import OutputOpt, lazy_module, state
+from billctl.cli.output import Out, escape
 from billctl.core.money import format_amount, from_minor
 from billctl.core.revenue import Group, InvoiceSummary, Revenue, bar
-from billctl.services import invoices as inv_svc
-from billctl.services import reports as svc
+
+if TYPE_CHECKING:
+    from billctl.services import invoices as inv_svc
+    from billctl.services import reports as svc
+else:
+    inv_svc = lazy_module("billctl.services.invoices")
+    svc = lazy_module("billctl.services.reports")
+
 
 app = typer.Typer(help="Reports over finalized invoices.", no_args_is_help=True)
 
@@ -109,9 +114,11 @@ def _csv_rows(r: Revenue) -> list[list]:
 
 
 def _table(
-    out: Out, title: str, columns: list[str], rows: list[tuple], right: set[str], footer: list[tuple] = ()
+    out: Out, title: str, columns: list[str], rows: list[tuple], right: set[str], footer: Sequence[tuple] = ()
 ) -> None:
     """Like ``Out.table``, with the bar column (the last, unnamed one) never wrapped."""
+    from rich.table import Table
+
     table = Table(title=escape(title), title_justify="left", header_style="bold")
     for name in columns:
         if name == "":

@@ -5,16 +5,22 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from billctl.cli.common import DryRunOpt, OutputOpt, state
+from billctl.cli.common import DryRunOpt, OutputOpt, lazy_module, state
 from billctl.cli.output import Out
 from billctl.core.money import format_amount, from_minor
 from billctl.errors import DriftFound, PartialFailure
-from billctl.services import stripe_sync as svc
-from billctl.services.invoices import money, parse_period
+
+if TYPE_CHECKING:
+    from billctl.services import invoices as inv_svc
+    from billctl.services import stripe_sync as svc
+else:
+    inv_svc = lazy_module("billctl.services.invoices")
+    svc = lazy_module("billctl.services.stripe_sync")
+
 
 app = typer.Typer(
     help="Stripe: customers, invoice push, payment outcomes, reconciliation. Safe to re-run at any point.",
@@ -66,9 +72,9 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
                 "status": o.status,
                 "stripe_number": o.stripe_number,
                 "hosted_url": o.hosted_url,
-                "total": money(o.total_minor, o.currency) if o.total_minor is not None and o.currency else None,
+                "total": inv_svc.money(o.total_minor, o.currency) if o.total_minor is not None and o.currency else None,
                 # what Stripe collects: the total plus any customer balance Stripe applied
-                "amount_due": money(o.amount_due_minor, o.currency)
+                "amount_due": inv_svc.money(o.amount_due_minor, o.currency)
                 if o.amount_due_minor is not None and o.currency
                 else None,
             }
@@ -180,7 +186,7 @@ def push(
         report = svc.push(
             st.app,
             gw,
-            parse_period(period) if period else None,
+            inv_svc.parse_period(period) if period else None,
             tenant,
             workers=workers,
             on_outcome=progress,
@@ -316,7 +322,7 @@ def reconcile(
     st = state(ctx)
     out = st.output(output)
     gw = svc.gateway(st.app)
-    report = svc.reconcile(st.app, gw, parse_period(period) if period else None, tenant, fix=fix)
+    report = svc.reconcile(st.app, gw, inv_svc.parse_period(period) if period else None, tenant, fix=fix)
     docs = [
         {
             "invoice": d.number,
@@ -361,7 +367,9 @@ def serve(
     st = state(ctx)
     out = st.out
     secret = webhook_secret(st.app.config)
-    _ = st.app.engine  # schema check before listening
+    from billctl.services.schema_views import require_current_schema
+
+    require_current_schema(st.app)  # before listening
 
     def log(status: int, body: dict, change: svc.Change | None) -> None:
         if change is None:

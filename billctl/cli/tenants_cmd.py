@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlmodel import Session
 
-from billctl.cli.common import OutputOpt, state
-from billctl.services import tenants as svc
+from billctl.cli.common import OutputOpt, lazy_module, state
+
+if TYPE_CHECKING:
+    from billctl.services import tenants as svc
+else:
+    svc = lazy_module("billctl.services.tenants")
+
 
 app = typer.Typer(help="Tenants: who is billed, in which currency, time zone and plan.", no_args_is_help=True)
 
@@ -23,7 +27,7 @@ Status = Annotated[str | None, typer.Option("--status", help="active, suspended 
 External = Annotated[str | None, typer.Option("--external-id", help="Your CRM or account id.")]
 
 
-def tenant_doc(t) -> dict:  # type: ignore[no-untyped-def]
+def tenant_doc(t) -> dict:
     return {
         "id": t.key,
         "name": t.name,
@@ -85,8 +89,10 @@ def update(
 @app.command("list")
 def list_(ctx: typer.Context, status: Status = None, output: OutputOpt = None) -> None:
     """List tenants."""
+    from billctl.services.tenants_views import list_tenants
+
     st = state(ctx)
-    rows = svc.list_tenants(st.app, status)
+    rows = list_tenants(st.app, status)
     out = st.output(output)
     out.rows(
         ["id", "name", "email", "timezone", "currency", "tax_rate", "status"],
@@ -99,11 +105,11 @@ def list_(ctx: typer.Context, status: Status = None, output: OutputOpt = None) -
 @app.command("show")
 def show(ctx: typer.Context, tenant_id: str, output: OutputOpt = None) -> None:
     """Show a tenant with its plan assignment history and discounts."""
+    from billctl.services.tenants_views import tenant_details
+
     st = state(ctx)
-    with Session(st.app.engine) as session:
-        tenant = svc.get_tenant(session, tenant_id)
-        history = svc.assignments(session, tenant.id)
-        discounts = svc.list_discounts(session, tenant.id)
+    details = tenant_details(st.app, tenant_id)
+    tenant, history, discounts = details.tenant, details.history, details.discounts
     out = st.output(output)
     doc = tenant_doc(tenant)
     doc["plans"] = [

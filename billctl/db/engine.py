@@ -1,14 +1,7 @@
-"""Engine creation, schema migrations (Alembic) and the schema-is-current check.
-
-The schema check runs before every command that uses the database, so it reads the current revision
-with one query and the head from the migration scripts' ``revision`` lines: Alembic (and Mako,
-Pygments behind it) is imported only to migrate, or when the check has something to report.
-"""
+"""Engine creation, schema migrations (Alembic) and the schema-is-current check."""
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from billctl.config import redact_url
-from billctl.errors import ConfigError, DependencyDown, SchemaBehind
+from billctl.db.sqlite_files import SQLITE_HEADER, check_sqlite_file  # noqa: F401 (light: the read path uses them)
+from billctl.errors import DependencyDown, SchemaBehind
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Alembic (and Mako) only for `db upgrade` / `db status`
     from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -56,9 +50,6 @@ def create_db_engine(url: str, *, create: bool = False) -> Engine:
     return engine
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for an in-memory database). ``sqlite:///file:PATH?mode=ro&uri=true``
     names PATH."""
@@ -69,37 +60,6 @@ def sqlite_path(url: str) -> Path | None:
     if database.startswith("file:"):
         database = database[len("file:") :].split("?", 1)[0]
     return Path(database)
-
-
-def check_sqlite_file(path: Path, *, create: bool) -> None:
-    """Refuse a SQLite path that cannot be billctl's database, naming what is wrong with it."""
-    where = f"database.url: {path}"
-    if not path.parent.is_dir():
-        raise ConfigError(f"{where}: the directory {path.parent} does not exist", hint="create it, or fix the path")
-    if not path.exists():
-        if create:
-            if not os.access(path.parent, os.W_OK):
-                raise ConfigError(
-                    f"{where}: cannot create the database: the directory {path.parent} is not writable",
-                    hint="fix its permissions, or choose another path",
-                )
-            return
-        raise SchemaBehind(
-            f"{where}: there is no database at this path",
-            hint="check the path; to create a new database there, run `billctl db upgrade`",
-        )
-    if path.is_dir():
-        raise ConfigError(f"{where} is a directory, not a database file", hint="name a file, e.g. sqlite:///billctl.db")
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read the file: {exc.strerror}", hint="fix its permissions") from None
-    if header and header != SQLITE_HEADER:
-        raise ConfigError(
-            f"{where} is not a SQLite database (the file starts with {header[:8]!r})",
-            hint="fix database.url; a new database is created with `billctl db upgrade`",
-        )
 
 
 READ_ONLY_HINT = {
@@ -149,7 +109,7 @@ def _alembic_config() -> AlembicConfig:
     return cfg
 
 
-def _alembic_head() -> str:
+def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
@@ -157,35 +117,10 @@ def _alembic_head() -> str:
     return heads[0]
 
 
-_REVISION_LINE = re.compile(r"""^(revision|down_revision)\s*=\s*(?:None|"([^"]+)"|'([^']+)')\s*$""", re.M)
-
-
-def head_revision() -> str:
-    """The newest migration's revision. Read from the scripts' ``revision = "..."`` and
-    ``down_revision = "..."`` lines; anything unusual (a merge, several heads) is left to Alembic."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        found = {m.group(1): m.group(2) or m.group(3) for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
-        if "revision" not in found or "down_revision" not in found:
-            return _alembic_head()
-        revisions.add(found["revision"])
-        if found["down_revision"]:
-            parents.add(found["down_revision"])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else _alembic_head()
-
-
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None: no billctl schema yet)."""
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("alembic_version"):
-            return None
-        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
-        if len(rows) <= 1:
-            return rows[0] if rows else None
-        from alembic.runtime.migration import MigrationContext  # several heads: Alembic says what is wrong
+    from alembic.runtime.migration import MigrationContext
 
+    with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 

@@ -1,4 +1,9 @@
-"""What every service needs: settings, an engine on a current schema, and who is acting."""
+"""What every service needs: settings, an engine on a current schema, and who is acting.
+
+Built for every command, so it imports nothing heavy: the engine (SQLAlchemy), the models (SQLModel)
+and the unit of work are imported when a command first uses the database, and the schema check
+compares the ``alembic_version`` row with the revisions billctl knows (``billctl.db.checks``), with
+no Alembic at all."""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from billctl.config import Config
-from billctl.db.engine import create_db_engine, require_current
-from billctl.db.models import AuditLog, utcnow
-from billctl.db.uow import UnitOfWork, unit_of_work
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from billctl.db.uow import UnitOfWork
 
 
 def default_actor() -> str:
@@ -39,7 +45,11 @@ class App:
 
     @property
     def engine(self) -> Engine:
+        from billctl.db.checks import require_current
+
         if self._engine is None:
+            from billctl.db.engine import create_db_engine
+
             self._engine = create_db_engine(self.config.database_url)
         if not self._checked:
             require_current(self._engine)
@@ -50,6 +60,8 @@ class App:
         """The engine without the schema check (for `db upgrade` itself, which alone may ``create``
         a new SQLite file)."""
         if self._engine is None:
+            from billctl.db.engine import create_db_engine
+
             self._engine = create_db_engine(self.config.database_url, create=create)
         return self._engine
 
@@ -62,10 +74,12 @@ class App:
 
     def uow(self, *, readonly: bool = False, dry_run: bool = False) -> AbstractContextManager[UnitOfWork]:
         """One unit of work (one transaction) on a current schema: see ``billctl.db.uow``."""
+        from billctl.db.uow import unit_of_work
+
         return unit_of_work(self.engine, readonly=readonly, dry_run=dry_run)
 
     def now(self) -> datetime:
-        return utcnow()
+        return datetime.now(UTC)
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -75,6 +89,8 @@ class App:
 def audit(
     session: Session, app: App, action: str, object_type: str, object_id: object, reason: str = "", **detail: object
 ) -> None:
+    from billctl.db.models import AuditLog
+
     session.add(
         AuditLog(
             actor=app.actor,

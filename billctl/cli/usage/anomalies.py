@@ -1,17 +1,21 @@
-"""billctl usage anomalies (registered on the ``usage`` group by ``register``)."""
+"""billctl usage anomalies: tenants whose usage departs sharply from their own history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from billctl.cli.common import OutputOpt, state
+from billctl.cli.common import OutputOpt, lazy_module, state
 from billctl.core.anomaly import Settings, parse_window
 from billctl.core.bounds import quote
-from billctl.errors import BadInput, ExitCode
-from billctl.services import anomalies as svc
+from billctl.errors import BadInput, DriftFound
+
+if TYPE_CHECKING:
+    from billctl.services import anomalies as svc
+else:
+    svc = lazy_module("billctl.services.anomalies")
 
 
 def _parse_at(text: str | None) -> datetime | None:
@@ -132,10 +136,5 @@ def anomalies(
     if report.too_new:
         out.info(f"not enough history (< {settings.min_history} days) to judge: {', '.join(report.too_new)}")
     if report.flagged:
-        out.warn(f"{len(report.flagged)} of {report.checked} tenant(s) with usage in {title} look anomalous")
-        raise typer.Exit(int(ExitCode.FOUND))
+        raise DriftFound(f"{len(report.flagged)} of {report.checked} tenant(s) with usage in {title} look anomalous")
     out.success(f"no anomalies: {report.checked} tenant(s) with usage in {title} checked against {days} days")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("anomalies")(anomalies)
