@@ -322,3 +322,8 @@ def expire(
         out.table(columns, rows, title=f"Expired credits, {report.period}", right=["amount"])
     verb = "would write off" if dry_run else "wrote off"
     out.success(f"{report.period}: {verb} {len(report.expired)} expired grant remainder(s)")
+
+
+from billctl.cli.credits_purchase_cmd import register as _register_purchase  # noqa: E402 - its own module
+
+_register_purchase(app)

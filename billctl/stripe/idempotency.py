@@ -73,3 +73,10 @@ def credit_note_key(number: str, params: Mapping[str, Any]) -> str:
     change between two tries; a retry with other amounts must not be refused as a key reuse)."""
     text = json.dumps(params, sort_keys=True, default=str)
     return f"billctl-cn-{number}-create-{hashlib.sha256(text.encode()).hexdigest()[:12]}"[:255]
+
+
+def purchase_key(purchase_id: int, step: str, params: Mapping[str, Any] | None = None) -> str:
+    """A credits purchase's one-off invoice (issue 13). ``step``: invoice | item | finalize. Like an
+    invoice's: a create carries a digest of its parameters (push looks the invoice and its item up by
+    metadata before creating them again), finalize none."""
+    return f"billctl-credit-purchase-{int(purchase_id)}-{step}" + (f"-{digest(params)}" if params is not None else "")
