@@ -161,7 +161,7 @@ def _ours(item: Mapping[str, Any], number: str) -> bool:
 def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> list[str]:
     """How a Stripe draft differs from the local invoice, in words (empty: it matches and may be
     finalized). Checked: currency, the item set (one item per local line, same amount and
-    currency, none discountable, a credit line's item naming its grant, nothing else on the draft),
+    currency, a credit line's item not discountable and naming its grant, nothing else on the draft),
     subtotal, Stripe's discounts and tax, total. Credit lines are negative items: they count in the
     subtotal and total like any other. The customer balance is not part of a draft's total (Stripe
     applies it at finalization)."""
@@ -185,11 +185,11 @@ def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[
                 f"line {line.position} ({line.kind}) is {show_amount(found[0].get('amount'), cur)} "
                 f"instead of {show_amount(wanted, cur)}"
             )
-        elif found[0].get("discountable"):
-            diffs.append(f"line {line.position} ({line.kind}) is discountable in Stripe")
-        elif line.kind == CREDIT_KIND and line.grant_id is not None:
+        elif line.kind == CREDIT_KIND:  # a credit: never discountable, and it names its grant
             named = (found[0].get("metadata") or {}).get(META_CREDIT_GRANT)
-            if named != str(line.grant_id):
+            if found[0].get("discountable"):
+                diffs.append(f"line {line.position} (credit) is discountable in Stripe")
+            elif line.grant_id is not None and named != str(line.grant_id):
                 diffs.append(f"line {line.position} (credit) names grant {named or 'none'} instead of {line.grant_id}")
     extra = sorted(set(by_position) - {line.position for line in inv.lines})
     if extra:
