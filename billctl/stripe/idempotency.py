@@ -10,7 +10,9 @@ makes a changed resend safe differs per object:
 - customers: the create sends only what never changes for a tenant (its metadata), so its key is
   stable and dedupes any retry within Stripe's 24 hours (after that, the lookup by metadata finds
   the customer); name and email follow as an update;
-- credit notes: what is still due may change between two tries, so the amounts are in the digest.
+- credit notes: what is still due may change between two tries, so the amounts are in the digest;
+- credits purchases (a one-off invoice and its one item): as invoices, found again by
+  ``metadata[billctl_credit_purchase]`` before anything is created again.
 
 The keys are stored state's twins (Stripe remembers them for a day) and tests pin them: changing the
 text of one is a change of behaviour (tests/unit/test_idempotency_keys.py).

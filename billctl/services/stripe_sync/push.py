@@ -5,10 +5,12 @@ add the items the draft lacks; finalize it only once it matches the local invoic
 in its totals (invariant 10); record the Stripe state. A void invoice is voided (or its draft
 deleted) in Stripe instead (``void.py``). Then the credit notes whose invoice just became final.
 
-Where new kinds of lines plug in (credits, issue 13): an invoice line, whatever its kind, becomes one
-Stripe invoice item (``m.item_params``, non-discountable, negative amounts allowed) and is checked by
-``m.draft_differences``; a one-off invoice (a credits purchase) would be a local ``Invoice`` with its
-lines, pushed by ``push_invoice`` like any other.
+Credits (issue 13): an invoice line, whatever its kind, becomes one Stripe invoice item
+(``m.item_params``, non-discountable); a credit line is a negative item naming its grant
+(``metadata[billctl_credit_grant]``), checked by ``m.draft_differences`` like the others, so Stripe's
+total is billctl's. A credits purchase is not a local invoice: its one-off Stripe invoice is pushed by
+``services.credits.purchase_flow``, and a ``push`` without a period completes the purchases whose
+push stopped.
 """
 
 from __future__ import annotations
