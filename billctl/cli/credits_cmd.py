@@ -1,4 +1,4 @@
-"""billctl credits grant|balance|ledger|alerts|expire"""
+"""billctl credits grant|balance|ledger|alerts|expire|purchase"""
 
 from __future__ import annotations
 
@@ -326,3 +326,8 @@ def expire(
         out.table(columns, rows, title=f"Expired credits, {report.period}", right=["amount"])
     verb = "would write off" if dry_run else "wrote off"
     out.success(f"{report.period}: {verb} {len(report.expired)} expired grant remainder(s)")
+
+
+from billctl.cli.credits_purchase_cmd import register as _register_purchase  # noqa: E402 - its own module
+
+_register_purchase(app)

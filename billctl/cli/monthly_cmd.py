@@ -25,8 +25,9 @@ def run_monthly(
     output: OutputOpt = None,
     allow_open_period: AllowOpenPeriodOpt = False,
 ) -> None:
-    """Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, Stripe
-    customers, push, payment status, summary. Safe to re-run after a crash at any point.
+    """Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, write off
+    expired credits, Stripe customers, push, payment status, credit alerts, summary. Safe to re-run
+    after a crash at any point.
 
     --dry-run prints the plan (invoices with amounts, totals per currency, changes against last
     month, Stripe customers to create, invoices to push, anything held) and writes nothing."""
@@ -175,8 +176,41 @@ def _render(out: Out, report: Any) -> None:
         out.table(
             list(report.attention[0].keys()), [list(a.values()) for a in report.attention], title="needs attention"
         )
-    for failed in report.failed:
-        out.warn(f"failed ({failed['step']}): {failed.get('invoice') or failed['tenant']}: {failed['reason']}")
+    if report.credits_expired:
+        out.table(
+            ["tenant", "grant", "amount", "currency", "expired", "state"],
+            [
+                (
+                    x["tenant"],
+                    x["grant"],
+                    format_amount(x["amount"], x["currency"]),
+                    x["currency"],
+                    x["expired_at"].strftime("%Y-%m-%d"),
+                    x["state"],
+                )
+                for x in report.credits_expired
+            ],
+            title="expired credits" + (" (would be written off)" if report.dry_run else ""),
+            right=["amount"],
+        )
+    if report.credit_alerts:
+        out.table(
+            ["tenant", "available", "currency", "runs out", "why"],
+            [
+                (
+                    a["tenant"],
+                    format_amount(a["available"], a["currency"]),
+                    a["currency"],
+                    a["run_out_on"].isoformat() if a["run_out_on"] else "—",
+                    "; ".join(a["reasons"]),
+                )
+                for a in report.credit_alerts
+            ],
+            title="low on prepaid credits (`billctl credits alerts`)",
+            right=["available"],
+        )
+    for failure in report.failed:
+        out.warn(f"failed ({failure['step']}): {failure.get('invoice') or failure['tenant']}: {failure['reason']}")
     for notice in report.notices:
         out.info(f"note: {notice}")
     if report.interrupted:

@@ -66,7 +66,7 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
         "action": o.action,
         "stripe_id": o.stripe_id,
     }
-    if o.kind in ("invoice", "credit_note"):
+    if o.kind in ("invoice", "credit_note", "credit_purchase"):
         doc.update(
             {
                 "status": o.status,
@@ -85,7 +85,7 @@ def _outcome_doc(o: svc.Outcome) -> dict[str, Any]:
 
 def _summary(out: Out, report: svc.RunReport, what: str) -> None:
     parts = []
-    for kind in ("customer", "invoice", "credit_note"):
+    for kind in ("customer", "invoice", "credit_note", "credit_purchase"):
         counts: dict[str, int] = {}
         for o in report.outcomes:
             if o.kind == kind:
@@ -170,8 +170,8 @@ def push(
     output: OutputOpt = None,
 ) -> None:
     """Push finalized invoices to Stripe (draft, one item per line, finalize) and void there what was
-    voided here; then credit notes not in Stripe yet, each on its invoice. Resumes an interrupted
-    push without duplicating anything."""
+    voided here; then credit notes not in Stripe yet, each on its invoice; then (without --period)
+    credits purchases whose push stopped. Resumes an interrupted push without duplicating anything."""
     st = state(ctx)
     out = st.output(output)
     gw = svc.gateway(st.app, dry_run=dry_run)
@@ -192,7 +192,7 @@ def push(
             on_outcome=progress,
             on_total=total,
         )
-    invoices = [o for o in report.outcomes if o.kind in ("invoice", "credit_note")]
+    invoices = [o for o in report.outcomes if o.kind in ("invoice", "credit_note", "credit_purchase")]
     if out.fmt == "json":
         out.json(
             {
@@ -200,6 +200,7 @@ def push(
                 "invoices": [_outcome_doc(o) for o in invoices if o.kind == "invoice"],
                 "customers": [_outcome_doc(o) for o in report.outcomes if o.kind == "customer"],
                 "credit_notes": [_outcome_doc(o) for o in report.outcomes if o.kind == "credit_note"],
+                "credit_purchases": [_outcome_doc(o) for o in report.outcomes if o.kind == "credit_purchase"],
                 "counts": report.counts(),
                 "failed": [{"ref": o.ref, "reason": o.note} for o in report.failures],
                 "requests": report.requests,

@@ -10,7 +10,9 @@ makes a changed resend safe differs per object:
 - customers: the create sends only what never changes for a tenant (its metadata), so its key is
   stable and dedupes any retry within Stripe's 24 hours (after that, the lookup by metadata finds
   the customer); name and email follow as an update;
-- credit notes: what is still due may change between two tries, so the amounts are in the digest.
+- credit notes: what is still due may change between two tries, so the amounts are in the digest;
+- credits purchases (a one-off invoice and its one item): as invoices, found again by
+  ``metadata[billctl_credit_purchase]`` before anything is created again.
 
 The keys are stored state's twins (Stripe remembers them for a day) and tests pin them: changing the
 text of one is a change of behaviour (tests/unit/test_idempotency_keys.py).
@@ -73,3 +75,10 @@ def credit_note_key(number: str, params: Mapping[str, Any]) -> str:
     change between two tries; a retry with other amounts must not be refused as a key reuse)."""
     text = json.dumps(params, sort_keys=True, default=str)
     return f"billctl-cn-{number}-create-{hashlib.sha256(text.encode()).hexdigest()[:12]}"[:255]
+
+
+def purchase_key(purchase_id: int, step: str, params: Mapping[str, Any] | None = None) -> str:
+    """A credits purchase's one-off invoice (issue 13). ``step``: invoice | item | finalize. Like an
+    invoice's: a create carries a digest of its parameters (push looks the invoice and its item up by
+    metadata before creating them again), finalize none."""
+    return f"billctl-credit-purchase-{int(purchase_id)}-{step}" + (f"-{digest(params)}" if params is not None else "")

@@ -223,6 +223,8 @@ def run_scenario(cli: Any, tmp_path: Path, fake: Any, redis_url: str, stream: st
     j("stripe", "sync-status")  # umbrella: payment_failed -> paid
     j("stripe", "reconcile")
     j("stripe", "push")  # nothing left to do
+    j("credits", "purchase", "acme", "--amount", "20", "--reason", "top-up", "--dry-run")
+    j("credits", "purchase", "acme", "--amount", "20", "--reason", "top-up", "--expires", "2030-01-01")  # paid
     j("invoices", "credit-notes")
     j("invoices", "show", "INV-2026-10-000001")  # with its credit note
     j("invoices", "export", "--period", "2026-10")  # credit note lines

@@ -107,7 +107,16 @@ def test_close_end_to_end_then_rerun_changes_nothing(month: Cli, fake: FakeStrip
     assert "--yes" in refused.stderr
     report = month("run-monthly", "--period", "2026-10", "--yes", "-o", "json").json()
     assert report["exit_code"] == 0 and not report["held"] and not report["failed"]
-    assert [s["step"] for s in report["steps"]] == ["usage", "finalize", "guardrails", "customers", "push", "status"]
+    assert [s["step"] for s in report["steps"]] == [
+        "usage",
+        "finalize",
+        "guardrails",
+        "credits-expiry",
+        "customers",
+        "push",
+        "status",
+        "credits-alerts",
+    ]
     assert all(s["state"] == "done" for s in report["steps"])
     got = totals(month.db_url)
     for key in TENANTS:
@@ -127,7 +136,7 @@ def test_close_end_to_end_then_rerun_changes_nothing(month: Cli, fake: FakeStrip
         steps = conn.execute(sa.text("SELECT COUNT(DISTINCT run_id), COUNT(*) FROM run_step")).one()
         locks = conn.execute(sa.text("SELECT COUNT(*) FROM run_lock")).scalar()
     engine.dispose()
-    assert steps == (2, 12) and locks == 0  # two runs checkpointed, the lock released
+    assert steps == (2, 16) and locks == 0  # two runs checkpointed, the lock released
 
 
 def test_a_retry_of_the_same_job_takes_the_lock_over_at_once(month: Cli, fake: FakeStripe):
@@ -372,3 +381,67 @@ def test_metrics_go_to_a_pushgateway_when_configured(month: Cli, fake: FakeStrip
     month.env["BILLCTL_MONTHLY_PUSHGATEWAY_URL"] = "http://127.0.0.1:1"
     result = month("run-monthly", "--period", "2026-10", "--yes")
     assert "could not push metrics" in result.stderr
+
+
+# ---------------------------------------------------------------- prepaid credits at the close (issue 13)
+
+
+def _ledger(db_url: str) -> list[tuple]:
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT key, kind, amount_minor FROM credit_ledger ORDER BY id")).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_close_writes_off_expired_credits_and_lists_credit_alerts(
+    month: Cli, fake: FakeStripe, redis_url: str, stream: str
+):
+    """A grant that expired mid-period is written off by the credits-expiry step (the dry run plans
+    it and writes nothing); tenants low on credits are listed by the credits-alerts step without
+    changing the exit code; a re-run writes nothing more."""
+    month.env["BILLCTL_CREDITS_ALERT_BELOW"] = "USD=50"
+    month(
+        "credits",
+        "grant",
+        "acme",
+        "--amount",
+        "5",
+        "--kind",
+        "promotional",
+        "--reason",
+        "trial",
+        "--effective",
+        "2026-10-01",
+        "--expires",
+        "2026-10-15",
+    )
+    month("credits", "grant", "globex", "--amount", "100", "--kind", "purchased", "--reason", "top-up")
+    granted = _ledger(month.db_url)
+    before = snapshot(month.db_url, redis_url, stream, fake)
+
+    plan = month("run-monthly", "--period", "2026-10", "--dry-run", "-o", "json").json()
+    steps = {s["step"]: s for s in plan["steps"]}
+    assert steps["credits-expiry"]["state"] == "done" and steps["credits-expiry"]["expired"] == 1
+    assert steps["credits-alerts"]["alerts"] == 1
+    assert [(x["tenant"], x["grant"], x["amount"]["minor"], x["state"]) for x in plan["credits_expired"]] == [
+        ("acme", 1, 500, "written off")
+    ]
+    assert [a["tenant"] for a in plan["credit_alerts"]] == ["acme"]  # 5.00 < 50; globex has 100.00
+    assert snapshot(month.db_url, redis_url, stream, fake) == before
+    assert _ledger(month.db_url) == granted
+
+    report = month("run-monthly", "--period", "2026-10", "--yes", "-o", "json").json()
+    assert report["exit_code"] == 0  # alerts are reported, not a failure
+    assert report["credits_expired"] == plan["credits_expired"]
+    assert [a["tenant"] for a in report["credit_alerts"]] == ["acme"]
+    assert report["credit_alerts"][0]["available"]["minor"] == 0 and report["credit_alerts"][0]["reasons"]
+    assert _ledger(month.db_url) == [*granted, ("expiry:1:1", "expiry", -500)]
+    balance = month("credits", "balance", "acme", "-o", "json").json()
+    assert balance[0]["balance"]["minor"] == 0
+
+    again = month("run-monthly", "--period", "2026-10", "--yes", "-o", "json").json()
+    assert again["exit_code"] == 0 and again["credits_expired"] == []
+    assert _ledger(month.db_url) == [*granted, ("expiry:1:1", "expiry", -500)]
+    table = month("run-monthly", "--period", "2026-10", "--yes")
+    assert "low on prepaid credits" in table.stdout and "acme" in table.stdout

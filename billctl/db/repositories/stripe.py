@@ -1,5 +1,5 @@
-"""The Stripe side of the records: Stripe ids and payment state on invoices, lines and tenants, the
-events already applied and the events cursor.
+"""The Stripe side of the records: Stripe ids and payment state on invoices, lines, tenants and credits
+purchases, the events already applied and the events cursor.
 
 Which Stripe statuses count as what (unfinished, collectable, needing attention) is the services'
 business: they pass the statuses in (this module knows the columns, not Stripe's rules).
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from billctl.core.invoice import InvoiceStatus
-from billctl.db.models import Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
+from billctl.db.models import CreditPurchase, Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
 from billctl.errors import NotFound
 
 # ---------------------------------------------------------------- invoices and lines
@@ -115,6 +115,57 @@ def invoice_for_stripe(session: Session, stripe_invoice_id: str | None, number: 
         if candidate is not None and candidate.stripe_invoice_id in (None, stripe_invoice_id):
             invoice = candidate
     return invoice
+
+
+# ---------------------------------------------------------------- credits purchases (issue 13)
+
+
+def purchase_and_tenant(session: Session, purchase_id: int) -> tuple[CreditPurchase, Tenant]:
+    purchase = session.get(CreditPurchase, purchase_id)
+    if purchase is None:
+        raise NotFound(f"no credit purchase {purchase_id}", field="purchase")
+    tenant = session.get(Tenant, purchase.tenant_id)
+    if tenant is None:
+        raise NotFound(
+            f"tenant id {purchase.tenant_id} of credit purchase {purchase_id} does not exist", field="tenant"
+        )
+    return purchase, tenant
+
+
+def update_purchase(session: Session, purchase_id: int, **values: Any) -> None:
+    """Set Stripe columns (invoice id, status, push start) of one purchase."""
+    session.execute(sa.update(CreditPurchase).where(col(CreditPurchase.id) == purchase_id).values(**values))
+
+
+def pending_purchase_ids(
+    session: Session, *, unfinished: Collection[str], tenant_id: int | None = None
+) -> list[tuple[int, int]]:
+    """(purchase id, tenant id), oldest first, of pending purchases not in Stripe yet or whose Stripe
+    invoice's status is in ``unfinished`` (a push that stopped before finalizing)."""
+    stripe_status = col(CreditPurchase.stripe_status)
+    query = select(col(CreditPurchase.id), col(CreditPurchase.tenant_id)).where(
+        col(CreditPurchase.status) == "pending",
+        sa.or_(stripe_status.is_(None), stripe_status.in_(sorted(unfinished))),
+    )
+    if tenant_id is not None:
+        query = query.where(col(CreditPurchase.tenant_id) == tenant_id)
+    return [(pid, tid) for pid, tid in session.exec(query.order_by(col(CreditPurchase.id))) if pid]
+
+
+def purchase_for_stripe(
+    session: Session, stripe_invoice_id: str | None, purchase_id: int | None
+) -> CreditPurchase | None:
+    """The purchase of a Stripe invoice: by its stored id, else by the purchase id in its metadata
+    (only if that purchase has no other Stripe invoice recorded)."""
+    found = None
+    if stripe_invoice_id:
+        query = select(CreditPurchase).where(col(CreditPurchase.stripe_invoice_id) == stripe_invoice_id)
+        found = session.exec(query).first()
+    if found is None and purchase_id is not None:
+        candidate = session.get(CreditPurchase, purchase_id)
+        if candidate is not None and candidate.stripe_invoice_id in (None, stripe_invoice_id):
+            found = candidate
+    return found
 
 
 # ---------------------------------------------------------------- tenants

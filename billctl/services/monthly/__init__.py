@@ -2,7 +2,8 @@
 
 Steps, each idempotent, each recorded in ``run_step``:
 lock -> usage (drain the stream) -> finalize -> guardrails (hold suspicious invoices) ->
-customers (Stripe) -> push (Stripe) -> status (Stripe) -> summary.
+credits-expiry (write off expired credits) -> customers (Stripe) -> push (Stripe) -> status (Stripe)
+-> credits-alerts (tenants low on credits, in the summary; not a failure) -> summary.
 
 A run killed anywhere is completed by the next one: finalize skips tenants already invoiced, push
 skips what Stripe already has (idempotency keys, ids stored as soon as known), and the lock lease

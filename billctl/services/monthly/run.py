@@ -1,6 +1,8 @@
 """The close itself: ``MonthlyRun`` takes the lock, then runs each step, recorded in ``run_step``:
-usage (drain the stream) -> finalize -> guardrails (hold suspicious invoices) -> customers (Stripe)
--> push (Stripe) -> status (Stripe), and builds the report as it goes."""
+usage (drain the stream) -> finalize -> guardrails (hold suspicious invoices) -> credits-expiry
+(write off the credits expired by the period's end) -> customers (Stripe) -> push (Stripe) -> status
+(Stripe) -> credits-alerts (tenants low on credits or running out: reported, never a failure), and
+builds the report as it goes."""
 
 from __future__ import annotations
 
@@ -135,9 +137,11 @@ class MonthlyRun:
         self._step("usage", self._usage)
         self._step("finalize", self._finalize)
         self._step("guardrails", self._guardrails)
+        self._step("credits-expiry", self._expire_credits)
         self._step("customers", self._customers)
         self._step("push", self._push)
         self._step("status", self._status)
+        self._step("credits-alerts", self._credit_alerts)  # after status: purchases paid meanwhile count
         return self.report
 
     # -- steps --
@@ -214,6 +218,45 @@ class MonthlyRun:
 
     def _guardrails(self) -> dict[str, Any]:
         return apply_guardrails(self.app, self.report, self.period, self.rules, dry_run=self.dry_run)
+
+    def _expire_credits(self) -> dict[str, Any]:
+        """Write off what expired by the end of the period (after finalize drew on it); idempotent:
+        a re-run finds nothing left to write off."""
+        from billctl.services.credits import expire_credits
+
+        result = expire_credits(self.app, str(self.period), dry_run=self.dry_run)
+        for state, found in (("written off", result.expired), ("deferred", result.deferred)):
+            for x in found:
+                self.report.credits_expired.append(
+                    {
+                        "tenant": x.tenant,
+                        "grant": x.grant_id,
+                        "currency": x.currency,
+                        "amount": x.amount,
+                        "expired_at": x.expired_at,
+                        "state": state,
+                    }
+                )
+        return {"expired": len(result.expired), "deferred": len(result.deferred)}
+
+    def _credit_alerts(self) -> dict[str, Any]:
+        """The tenants below ``credits.alert_below`` or projected to run out before their current
+        period ends: listed in the summary; they do not change the exit code."""
+        from billctl.services.credits import credit_alerts
+
+        result = credit_alerts(self.app)
+        for t in result.alerts:
+            b = t.burn
+            self.report.credit_alerts.append(
+                {
+                    "tenant": t.tenant,
+                    "currency": b.currency,
+                    "available": b.available,
+                    "run_out_on": b.run_out_on,
+                    "reasons": b.reasons(),
+                }
+            )
+        return {"checked": len(result.tenants), "alerts": len(result.alerts)}
 
     def _stripe(self) -> Gateway | None:
         """The Stripe gateway, or None (with a notice) when no key is configured."""

@@ -26,6 +26,8 @@ class MonthlyReport:
     customers: list[dict[str, Any]] = field(default_factory=list)  # to create / created / linked
     pushed: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)  # payment problems after sync-status
+    credits_expired: list[dict[str, Any]] = field(default_factory=list)  # credits written off (or deferred)
+    credit_alerts: list[dict[str, Any]] = field(default_factory=list)  # low on credits: reported, not a failure
     notices: list[str] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
@@ -51,6 +53,7 @@ class MonthlyReport:
         return ExitCode.OK
 
     def as_dict(self) -> dict[str, Any]:
+        from billctl.core.money import amount_json
         from billctl.services.invoices import money
         from billctl.services.stripe_sync import attention_doc
 
@@ -92,6 +95,25 @@ class MonthlyReport:
             "customers": self.customers,
             "pushed": self.pushed,
             "attention": [attention_doc(a) for a in self.attention],
+            "credits_expired": [
+                {
+                    "tenant": x["tenant"],
+                    "grant": x["grant"],
+                    "amount": amount_json(x["amount"], x["currency"]),
+                    "expired_at": x["expired_at"].isoformat(),
+                    "state": x["state"],
+                }
+                for x in self.credits_expired
+            ],
+            "credit_alerts": [
+                {
+                    "tenant": a["tenant"],
+                    "available": amount_json(a["available"], a["currency"]),
+                    "run_out_on": a["run_out_on"].isoformat() if a["run_out_on"] else None,
+                    "reasons": a["reasons"],
+                }
+                for a in self.credit_alerts
+            ],
             "notices": self.notices,
             "interrupted": self.interrupted,
         }

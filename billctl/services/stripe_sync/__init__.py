@@ -21,6 +21,11 @@ The package, by use case: ``gateway`` (the gateway from the settings, the local 
 amounts read back), ``outcomes`` (what a run reports), ``customers``, ``push`` and ``void`` (invoices
 into Stripe), ``status`` (payment outcomes from events: sync-status and the webhook receiver) and
 ``reconcile``. Every name other modules use is importable from ``billctl.services.stripe_sync``.
+
+Prepaid credits (issue 13): credit lines go to Stripe as negative, non-discountable items; a credits
+purchase's one-off invoice is pushed by ``billctl.services.credits.purchase_flow`` (with this
+package's gateway, store and customers), and its payment events, read by ``status``, make its grant
+once (``billctl.services.credits.purchase_events``).
 """
 
 from __future__ import annotations

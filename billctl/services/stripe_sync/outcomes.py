@@ -11,8 +11,8 @@ from billctl.stripe.client import Gateway
 
 @dataclass
 class Outcome:
-    kind: str  # customer | invoice | credit_note
-    ref: str  # tenant key or invoice number
+    kind: str  # customer | invoice | credit_note | credit_purchase
+    ref: str  # tenant key, invoice or credit note number, credit-purchase-<id>
     tenant: str
     action: str  # created | found | updated | unchanged | pushed | completed | already in stripe | voided | failed
     stripe_id: str | None = None

@@ -5,10 +5,12 @@ add the items the draft lacks; finalize it only once it matches the local invoic
 in its totals (invariant 10); record the Stripe state. A void invoice is voided (or its draft
 deleted) in Stripe instead (``void.py``). Then the credit notes whose invoice just became final.
 
-Where new kinds of lines plug in (credits, issue 13): an invoice line, whatever its kind, becomes one
-Stripe invoice item (``m.item_params``, non-discountable, negative amounts allowed) and is checked by
-``m.draft_differences``; a one-off invoice (a credits purchase) would be a local ``Invoice`` with its
-lines, pushed by ``push_invoice`` like any other.
+Credits (issue 13): an invoice line, whatever its kind, becomes one Stripe invoice item
+(``m.item_params``, non-discountable); a credit line is a negative item naming its grant
+(``metadata[billctl_credit_grant]``), checked by ``m.draft_differences`` like the others, so Stripe's
+total is billctl's. A credits purchase is not a local invoice: its one-off Stripe invoice is pushed by
+``services.credits.purchase_flow``, and a ``push`` without a period completes the purchases whose
+push stopped.
 """
 
 from __future__ import annotations
@@ -58,11 +60,18 @@ def invoice_in(invoice: Invoice, tenant: Tenant, lines: list[InvoiceLine]) -> m.
                 unit_price=x.unit_price,
                 amount_minor=x.amount_minor,
                 for_period=x.for_period,
+                grant_id=_grant_of(x),
                 **_service_period(x),
             )
             for x in lines
         ),
     )
+
+
+def _grant_of(line: InvoiceLine) -> int | None:
+    """A credit line's grant (its detail names it: ``billctl.core.credits.credit_lines``)."""
+    value = (line.detail or {}).get("grant_id") if line.kind == m.CREDIT_KIND else None
+    return int(value) if value is not None else None
 
 
 def _service_period(line: InvoiceLine) -> dict[str, datetime]:
@@ -209,8 +218,9 @@ def push(
     on_outcome: Callable[[Outcome], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> RunReport:
-    """Push every pending invoice. A failure on one invoice is recorded and the others go on;
-    a bad key or an unreachable Stripe stops the run (nothing else could succeed)."""
+    """Push every pending invoice, then the credit notes whose invoice is final in Stripe, then (when
+    no period is given) the credits purchases whose push stopped. A failure on one is recorded and
+    the others go on; a bad key or an unreachable Stripe stops the run (nothing else could succeed)."""
     started = time.perf_counter()
     report = RunReport(dry_run=gw.dry_run)
     store = StripeStore(app, gw.dry_run)
@@ -268,6 +278,10 @@ def push(
 
     notes = credit_notes.pending(app, period, tenant_key)
     report.outcomes.extend(credit_notes.push_pending(app, gw, store, notes, on_outcome))
+    if period is None:  # credits purchases whose push stopped (they belong to no period)
+        from billctl.services.credits.purchase_flow import push_pending_purchases
+
+        report.outcomes.extend(push_pending_purchases(app, gw, store, tenant_key, on_outcome))
     report.count_requests(gw)
     report.seconds = time.perf_counter() - started
     return report

@@ -12,14 +12,16 @@ from typing import Any
 
 from sqlmodel import Session
 
-from billctl.db.models import Tenant
+from billctl.db.models import CreditPurchase, Tenant
 from billctl.db.repositories import stripe as records
 from billctl.db.uow import UnitOfWork
 from billctl.errors import StripeFailure
 from billctl.services.context import App, audit
+from billctl.services.credits.purchase_events import apply_purchase_state
 from billctl.services.stripe_sync.gateway import local_minor
 from billctl.stripe import mapping as m
 from billctl.stripe.client import Gateway
+from billctl.stripe.mapping.purchases import purchase_of
 from billctl.stripe.status import ATTENTION
 
 EVENT_TYPES = [
@@ -50,7 +52,8 @@ class Change:
 
 
 def apply_event(session: Session, app: App, event: dict[str, Any], source: str) -> Change:
-    """Apply one Stripe event to the local invoice it concerns, once (deduplicated by event id).
+    """Apply one Stripe event to the local invoice it concerns, once (deduplicated by event id), or
+    to the credits purchase whose one-off invoice it is (paid: its grant is made, once).
     The caller's unit of work commits (with the cursor, for sync-status) or rolls back (dry run)."""
     obj = (event.get("data") or {}).get("object") or {}
     change = Change(event["id"], event.get("type", ""), None, None, None, None)
@@ -62,6 +65,10 @@ def apply_event(session: Session, app: App, event: dict[str, Any], source: str) 
         invoice = records.invoice_for_stripe(session, obj.get("id"), (obj.get("metadata") or {}).get(m.META_INVOICE))
     created = int(event.get("created") or 0)
     records.record_event(session, event["id"], change.event_type, created, source, invoice.number if invoice else None)
+    if invoice is None and obj.get("object") == "invoice":
+        purchase = records.purchase_for_stripe(session, obj.get("id"), purchase_of(obj))
+        if purchase is not None:
+            return _purchase_event(session, app, purchase, obj, change, source)
     if invoice is None:
         change.applied, change.note = False, "not a billctl invoice"
         return change
@@ -102,6 +109,35 @@ def apply_event(session: Session, app: App, event: dict[str, Any], source: str) 
             source=source,
             attempt_count=state.attempt_count,
         )
+    return change
+
+
+def _purchase_event(
+    session: Session, app: App, purchase: CreditPurchase, obj: dict[str, Any], change: Change, source: str
+) -> Change:
+    """An event of a credits purchase's invoice (reported as ``credit-purchase-<id>``)."""
+    tenant = session.get(Tenant, purchase.tenant_id)
+    state = m.payment_state(obj, change.event_type)
+    change.number, change.tenant = f"credit-purchase-{purchase.id}", tenant.key if tenant else None
+    change.after, change.attempt_count, change.next_payment_attempt = (
+        state.status,
+        state.attempt_count,
+        state.next_payment_attempt,
+    )
+    result = apply_purchase_state(
+        session,
+        app,
+        purchase,
+        change.tenant or "",
+        obj,
+        state.status,
+        event=change.event_id,
+        event_type=change.event_type,
+        source=source,
+    )
+    change.before, change.note = result.before, result.note
+    if not result.applied:
+        change.applied, change.after = False, result.before
     return change
 
 

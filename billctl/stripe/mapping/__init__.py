@@ -25,6 +25,7 @@ from billctl.stripe.mapping.customers import (
     pick_customer,
 )
 from billctl.stripe.mapping.invoices import (
+    CREDIT_KIND,
     DESCRIPTION_MAX,
     MINIMUM_CHARGE_MINOR,
     InvoiceIn,
@@ -41,14 +42,23 @@ from billctl.stripe.mapping.invoices import (
     match_invoices,
     show_amount,
 )
-from billctl.stripe.mapping.metadata import META_INVOICE, META_LINE, META_TENANT
+from billctl.stripe.mapping.metadata import (
+    META_CREDIT_GRANT,
+    META_CREDIT_PURCHASE,
+    META_INVOICE,
+    META_LINE,
+    META_TENANT,
+)
 from billctl.stripe.mapping.payment import PaymentState, newer, payment_state
 from billctl.stripe.mapping.reconcile import Drift, LocalInvoice, reconcile
 from billctl.stripe.status import ATTENTION, STATUS_RANK
 
 __all__ = [
     "ATTENTION",
+    "CREDIT_KIND",
     "DESCRIPTION_MAX",
+    "META_CREDIT_GRANT",
+    "META_CREDIT_PURCHASE",
     "META_INVOICE",
     "META_LINE",
     "META_TENANT",

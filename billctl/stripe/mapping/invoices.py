@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from billctl.core.money import MoneyError, format_amount, from_stripe_amount, to_stripe_amount
-from billctl.stripe.mapping.metadata import META_INVOICE, META_LINE, META_TENANT
+from billctl.stripe.mapping.metadata import META_CREDIT_GRANT, META_INVOICE, META_LINE, META_TENANT
 from billctl.stripe.status import StripeStatus
 
 DESCRIPTION_MAX = 500
@@ -24,6 +24,11 @@ DESCRIPTION_MAX = 500
 # the ones billctl's samples use; an invoice below it is still a Stripe document: Stripe marks it
 # paid and carries the amount over to the customer's balance instead of charging.
 MINIMUM_CHARGE_MINOR = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "jpy": 50, "chf": 50}
+
+# a prepaid credit drawn (issue 13): a negative line, pushed as a negative, non-discountable item that
+# names its grant, so that Stripe's total is billctl's (promotional ones before the tax line,
+# purchased ones after it: Stripe adds them up the same way)
+CREDIT_KIND = "credit"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class LineIn:
     # a plan segment's own service period (base, usage, minimum lines of a segment), UTC
     service_start: datetime | None = None
     service_end: datetime | None = None
+    grant_id: int | None = None  # a credit line: the grant drawn on
 
 
 @dataclass(frozen=True)
@@ -110,16 +116,21 @@ def line_period(inv: InvoiceIn, line: LineIn) -> dict[str, int]:
 
 
 def item_params(inv: InvoiceIn, line: LineIn, customer_id: str, stripe_invoice_id: str) -> dict[str, Any]:
-    """Raises MoneyError for an amount Stripe cannot charge in the currency."""
+    """Raises MoneyError for an amount Stripe cannot charge in the currency (negative amounts, the
+    credit lines, follow the same rule: Stripe takes negative invoice items, which lower the total)."""
+    metadata = {META_INVOICE: inv.number, META_LINE: str(line.position), "kind": line.kind}
+    if line.kind == CREDIT_KIND and line.grant_id is not None:
+        metadata[META_CREDIT_GRANT] = str(line.grant_id)
     return {
         "customer": customer_id,
         "invoice": stripe_invoice_id,
         "amount": to_stripe_amount(line.amount_minor, inv.currency),
         "currency": inv.currency.lower(),
-        "discountable": False,  # no Stripe discount may touch billctl's amounts (its tax line above all)
+        # no Stripe discount may touch billctl's amounts (its tax line above all), nor discount a credit
+        "discountable": False,
         "description": item_description(line, inv.currency),
         "period": line_period(inv, line),
-        "metadata": {META_INVOICE: inv.number, META_LINE: str(line.position), "kind": line.kind},
+        "metadata": metadata,
     }
 
 
@@ -150,8 +161,10 @@ def _ours(item: Mapping[str, Any], number: str) -> bool:
 def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> list[str]:
     """How a Stripe draft differs from the local invoice, in words (empty: it matches and may be
     finalized). Checked: currency, the item set (one item per local line, same amount and
-    currency, nothing else on the draft), subtotal, Stripe's discounts and tax, total. The customer
-    balance is not part of a draft's total (Stripe applies it at finalization)."""
+    currency, a credit line's item not discountable and naming its grant, nothing else on the draft),
+    subtotal, Stripe's discounts and tax, total. Credit lines are negative items: they count in the
+    subtotal and total like any other. The customer balance is not part of a draft's total (Stripe
+    applies it at finalization)."""
     cur = inv.currency.lower()
     diffs: list[str] = []
     items = list(items)
@@ -172,6 +185,12 @@ def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[
                 f"line {line.position} ({line.kind}) is {show_amount(found[0].get('amount'), cur)} "
                 f"instead of {show_amount(wanted, cur)}"
             )
+        elif line.kind == CREDIT_KIND:  # a credit: never discountable, and it names its grant
+            named = (found[0].get("metadata") or {}).get(META_CREDIT_GRANT)
+            if found[0].get("discountable"):
+                diffs.append(f"line {line.position} (credit) is discountable in Stripe")
+            elif line.grant_id is not None and named != str(line.grant_id):
+                diffs.append(f"line {line.position} (credit) names grant {named or 'none'} instead of {line.grant_id}")
     extra = sorted(set(by_position) - {line.position for line in inv.lines})
     if extra:
         diffs.append(f"items for lines {extra}, which the invoice does not have")

@@ -153,3 +153,28 @@ def test_search_can_be_unavailable_like_for_accounts_in_india(fake: FakeStripe, 
     assert [c.id for c in listed.data] == [customer.id]
     fake.search_available = True
     assert client.v1.customers.search(params={"query": "metadata['tenant_id']:'acme'"}).data[0].id == customer.id
+
+
+def test_negative_items_lower_the_total_as_stripe_adds_them(fake: FakeStripe, client: StripeClient):
+    """Stripe takes negative invoice items ("a negative amount will reduce the amount_due on the
+    invoice"), not discountable by default; billctl's credit lines rely on it (issue 13). A customer
+    coupon on an invoice created with discounts="" touches none of them; the currency rule applies to
+    negative amounts too."""
+    coupon = client.v1.coupons.create(params={"percent_off": 50, "duration": "forever"})
+    customer = _customer(client)
+    fake.give_customer_discount(customer.id, coupon.id)
+    items = [
+        {"amount": 4400, "discountable": False},
+        {"amount": -1000, "discountable": False, "metadata": {"billctl_credit_grant": "7"}},
+        {"amount": -525},
+    ]
+    draft = _draft(client, customer.id, items, discounts="")
+    assert (draft.subtotal, draft.total, draft.total_discount_amounts) == (2875, 2875, [])
+    assert [line.discountable for line in draft.lines.data] == [False, False, False]
+    final = client.v1.invoices.finalize_invoice(draft.id)
+    assert (final.total, final.amount_due) == (2875, 2875)
+    assert client.v1.customers.retrieve(customer.id).balance == 0
+    kwd = client.v1.invoices.create(params={"customer": customer.id, "currency": "kwd", "discounts": ""})
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.invoice_items.create(params={"customer": customer.id, "invoice": kwd.id, "amount": -1235})
+    assert refused.value.code == "invalid_charge_amount"
