@@ -209,8 +209,8 @@ def _render(out: Out, report: Any) -> None:
             title="low on prepaid credits (`billctl credits alerts`)",
             right=["available"],
         )
-    for failure in report.failed:
-        out.warn(f"failed ({failure['step']}): {failure.get('invoice') or failure['tenant']}: {failure['reason']}")
+    for failed in report.failed:
+        out.warn(f"failed ({failed['step']}): {failed.get('invoice') or failed['tenant']}: {failed['reason']}")
     for notice in report.notices:
         out.info(f"note: {notice}")
     if report.interrupted:
