@@ -56,8 +56,9 @@ COMMANDS: dict[str, Entry] = {
     ),
     "run-monthly": Entry(
         "billctl.cli.monthly_cmd:run_monthly",
-        "Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, Stripe customers, "
-        "push, payment status, summary. Safe to re-run after a crash at any point.",
+        "Close a month end to end: lock, drain usage, finalize, hold suspicious invoices, write off expired "
+        "credits, Stripe customers, push, payment status, credit alerts, summary. Safe to re-run after a crash "
+        "at any point.",
     ),
     "credits": Entry(
         "billctl.cli.credits_cmd:app", "Prepaid credits: grants, balances, the ledger, burn-down alerts and expiry."
