@@ -78,7 +78,7 @@ def priced_doc(p: svc.Priced, number: str | None = None, status: str = "preview"
     return doc
 
 
-FLAT_KINDS = ("discount", "minimum", "adjustment", "tax")
+FLAT_KINDS = ("discount", "minimum", "adjustment", "tax", "credit")
 
 
 def _render_lines(out: Out, title: str, currency: str, lines: list[tuple], total_rows: list[tuple]) -> None:
@@ -444,7 +444,8 @@ def show(
     credited = sum(n.total_minor for n, _ in notes)
     doc["credit_notes"] = [note_doc(n, inv, tenant, ls) for n, ls in notes]
     doc["credited"] = svc.money(credited, inv.currency)
-    doc["left_to_credit"] = svc.money(0 if inv.status == "void" else inv.total_minor - credited, inv.currency)
+    billed = inv.subtotal_minor + inv.tax_minor  # what a credit note can credit (before purchased credits)
+    doc["left_to_credit"] = svc.money(0 if inv.status == "void" else billed - credited, inv.currency)
     if out.fmt == "json":
         out.json(doc)
         return
