@@ -210,7 +210,8 @@ def test_a_credit_note_gives_back_cash_first_then_purchased_credits_once(cli, tm
     assert doc["total"]["decimal"] == "25.78"
     cli("invoices", "credit", NUMBER, "--amount", "20", "--reason", "outage", "--yes")  # cash only
     assert [e for e in ledger(cli.db_url) if e[0] == "reversal"] == []
-    cli("invoices", "credit", NUMBER, "--amount", "15", "--reason", "outage 2", "--yes")  # 5.78 cash, 9.22 credits
+    note = cli("invoices", "credit", NUMBER, "--amount", "15", "--reason", "outage 2", "--yes", "-o", "json").json()
+    assert note["credits_returned"]["decimal"] == "9.22"  # 5.78 cash, 9.22 credits
     back = [(g, a) for k, g, a, _, _ in ledger(cli.db_url) if k == "reversal"]
     assert back == [(2, 922)]
     cli("invoices", "credit", NUMBER, "--reason", "the rest", "--yes")  # 40.78 left: all purchased credits
@@ -254,3 +255,28 @@ def test_bad_plan_data_fails_one_tenant_and_other_tenants_still_draw(cli, tmp_pa
     plan_beyond_the_bounds(cli.db_url, "beta")
     cli("invoices", "finalize", "--period", "2026-10", "--yes", expect=None)
     assert [(k, a) for k, _, a, _, _ in ledger(cli.db_url)] == [("grant", 1000), ("draw", -1000)]
+
+
+def test_documents_with_credits_match_their_schemas(cli, tmp_path):
+    """Each -o json document that shows credits (credit lines, the revenue split, a credit note's
+    credits returned) against its schema in docs/reference/schemas."""
+    from tests.integration.test_json_schemas import problems
+
+    month(cli, tmp_path, charges="100.00", tax="8.25")
+    grant(cli, "30", "promotional")
+    grant(cli, "50", "purchased")
+    docs = {
+        "invoices-preview": [cli("invoices", "preview", "--period", "2026-10", "-o", "json").json()],
+        "invoices-finalize": [cli("invoices", "finalize", "--period", "2026-10", "--yes", "-o", "json").json()],
+    }
+    docs["invoices-credit"] = [
+        cli("invoices", "credit", NUMBER, "--amount", "35", "--reason", "r", "--yes", "-o", "json").json()
+    ]
+    docs["invoices-show"] = [cli("invoices", "show", NUMBER, "-o", "json").json()]
+    docs["invoices-explain"] = [cli("invoices", "explain", NUMBER, "-o", "json").json()]
+    docs["invoices-recompute"] = [cli("invoices", "recompute", "--period", "2026-10", "--diff", "-o", "json").json()]
+    docs["report-revenue"] = [cli("report", "revenue", "--period", "2026-10", "-o", "json").json()]
+    docs["credits-ledger"] = [cli("credits", "ledger", "acme", "-o", "json").json()]
+    assert any(x["kind"] == "credit" for x in docs["invoices-show"][0]["lines"])
+    found = [p for name, documents in docs.items() for d in documents for p in problems(name, d)]
+    assert not found, "\n".join(found[:40])
