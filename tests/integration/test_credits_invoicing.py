@@ -277,6 +277,9 @@ def test_documents_with_credits_match_their_schemas(cli, tmp_path):
     docs["invoices-recompute"] = [cli("invoices", "recompute", "--period", "2026-10", "--diff", "-o", "json").json()]
     docs["report-revenue"] = [cli("report", "revenue", "--period", "2026-10", "-o", "json").json()]
     docs["credits-ledger"] = [cli("credits", "ledger", "acme", "-o", "json").json()]
+    docs["invoices-export"] = [cli("invoices", "export", "--period", "2026-10", "-o", "json").json()]
+    kinds = {(r["kind"], r["credit_note"] is not None) for r in docs["invoices-export"][0]}
+    assert {("credit", False), ("credit", True)} <= kinds  # a prepaid credit line; a credit note's line
     assert any(x["kind"] == "credit" for x in docs["invoices-show"][0]["lines"])
     found = [p for name, documents in docs.items() for d in documents for p in problems(name, d)]
     assert not found, "\n".join(found[:40])
