@@ -283,3 +283,21 @@ def test_documents_with_credits_match_their_schemas(cli, tmp_path):
     assert any(x["kind"] == "credit" for x in docs["invoices-show"][0]["lines"])
     found = [p for name, documents in docs.items() for d in documents for p in problems(name, d)]
     assert not found, "\n".join(found[:40])
+
+
+def test_recompute_after_late_usage_draws_the_stored_credits_on_todays_charges(cli, tmp_path):
+    """Late usage raises the period's charges: recompute prices them now and draws the credits the
+    invoice stored (what each grant had then), not today's ledger; explain still matches the invoice."""
+    month(cli, tmp_path, charges="100.00")
+    grant(cli, "30", "promotional")
+    grant(cli, "500", "purchased")
+    doc = finalize(cli)
+    assert totals(doc) == ("70.00", "0.00", "0.00")
+    cli("usage", "import", events_file(tmp_path, bulk("acme", 20_000, prefix="late"), name="late.ndjson"))
+    (inv,) = cli("invoices", "recompute", "--period", "2026-10", "--diff", "-o", "json").json()["invoices"]
+    assert inv["changed"] and inv["now"]["subtotal"]["decimal"] == "80.10"  # 110.10 of charges − 30.00
+    changed = {(x["kind"], x["status"]) for x in inv["lines"]}
+    assert ("usage", "changed") in changed and ("credit", "changed") in changed  # purchased covers 80.10 now
+    assert inv["now"]["total"]["minor"] == 0
+    check = cli("invoices", "explain", NUMBER, "-o", "json").json()["verification"]
+    assert check["problems"] == [] and check["inputs_reprice_to_same_lines"]
