@@ -41,6 +41,10 @@ def _group_doc(g: Group) -> dict:
         "tax": inv_svc.money(g.tax_minor, g.currency),
         "total": inv_svc.money(g.total_minor, g.currency),
         "credited": inv_svc.money(g.credited_minor, g.currency),
+        "usage": inv_svc.money(g.usage_minor, g.currency),
+        "promotional_credits": inv_svc.money(g.promotional_minor, g.currency),
+        "purchased_credits": inv_svc.money(g.purchased_minor, g.currency),
+        "cash_due": inv_svc.money(g.cash_due_minor, g.currency),
         "previous_invoices": g.previous_invoices,
         "previous_revenue": inv_svc.money(g.previous_revenue_minor, g.currency),
         "change_percent": None if g.change_percent is None else str(g.change_percent),
@@ -170,6 +174,27 @@ def render_revenue(out: Out, r: Revenue) -> None:
             for g in r.by_currency
         ],
     )
+    credits = [g for g in r.by_currency if g.promotional_minor or g.purchased_minor]
+    if credits:
+        columns = ["currency", "usage", "promotional credits", "revenue", "tax", "purchased credits", "cash due"]
+        _table(
+            out,
+            f"Prepaid credits {r.period}: usage − promotional + tax − purchased = cash due (net of credit notes)",
+            columns,
+            [
+                (
+                    g.currency,
+                    _amt(g.usage_minor, g.currency),
+                    _amt(g.promotional_minor, g.currency),
+                    _amt(g.revenue_minor, g.currency),
+                    _amt(g.tax_minor, g.currency),
+                    _amt(g.purchased_minor, g.currency),
+                    _amt(g.cash_due_minor, g.currency),
+                )
+                for g in credits
+            ],
+            set(columns) - {"currency"},
+        )
     top_largest: dict[str, int] = {}
     for i in r.top:
         top_largest[i.currency] = max(top_largest.get(i.currency, 0), i.subtotal_minor)

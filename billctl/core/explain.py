@@ -179,6 +179,25 @@ def _usage_steps(
     )
 
 
+def _credit_steps(item: ExplainedLine, detail: Mapping) -> None:
+    """A prepaid credit line (``billctl.core.invoice_credits``): which grant, what it had, what it covered."""
+    expires = f", expires {str(detail['expires_at'])[:10]}" if detail.get("expires_at") else ", never expires"
+    item.add(
+        "grant",
+        f"{detail.get('grant_id')} ({detail.get('credit_kind')}, {num(detail['grant_amount'])}, "
+        f"priority {detail.get('priority')}{expires})",
+    )
+    if detail.get("credit_kind") == "promotional":
+        item.add("promotional credits reduce the taxable amount", "drawn before tax, like a discount")
+    else:
+        item.add("purchased credits settle the amount due", "drawn after tax, like a payment")
+    drawn = Decimal(str(detail["remaining_before"])) - Decimal(str(detail["remaining_after"]))
+    item.add(
+        "drawn",
+        f"{num(drawn)} of the {num(detail['remaining_before'])} left; {num(detail['remaining_after'])} left after",
+    )
+
+
 def explain_lines(
     inputs: Mapping,
     lines: Sequence[StoredLine],
@@ -239,10 +258,22 @@ def explain_lines(
             item.add("for period", f"{detail['for_period']} (invoice {detail.get('invoice', '?')})")
             item.add("usage", f"billed {billed:,} units, now {now:,} units ({now - billed:+,})")
             item.add("charges before tax", f"billed {num(before)}, now {num(after)}: difference {num(after - before)}")
+        elif line.kind == "tax" and "promotional_credits" in detail:
+            item.add(
+                "promotional credits reduce the taxable amount",
+                f"charges {num(detail['charges'])} − promotional credits {num(detail['promotional_credits'])} "
+                f"= {num(detail['on'])}",
+            )
+            item.add(
+                "tax on the taxable amount",
+                f"{num(detail['rate_percent'])} % of {num(detail['on'])} = {num(line.unrounded)}",
+            )
         elif line.kind == "tax":
             item.add(
                 "tax", f"{num(detail['rate_percent'])} % of the subtotal {num(detail['on'])} = {num(line.unrounded)}"
             )
+        elif line.kind == "credit":
+            _credit_steps(item, detail)
         item.rounding = rounding_step(line.unrounded, line.amount, currency)
         amount = format_amount(line.amount, currency)
         if item.rounding["exact"]:
@@ -261,15 +292,24 @@ def explain_lines(
 def check_totals(
     lines: Sequence[StoredLine], subtotal: Decimal, tax: Decimal, total: Decimal, currency: str
 ) -> list[str]:
-    """Problems with the arithmetic of stored lines (an empty list when everything adds up)."""
+    """Problems with the arithmetic of stored lines (an empty list when everything adds up). The
+    subtotal is every line but tax and purchased credits (drawn after tax, they settle part of the
+    total: ``total = subtotal + tax - purchased credits``)."""
     problems = []
-    non_tax = sum((x.amount for x in lines if x.kind != "tax"), Decimal(0))
+
+    def after_tax(x: StoredLine) -> bool:
+        return x.kind == "credit" and x.detail.get("credit_kind") == "purchased"
+
+    non_tax = sum((x.amount for x in lines if x.kind != "tax" and not after_tax(x)), Decimal(0))
     tax_lines = sum((x.amount for x in lines if x.kind == "tax"), Decimal(0))
+    purchased = -sum((x.amount for x in lines if after_tax(x)), Decimal(0))
     if non_tax != subtotal:
         problems.append(f"lines add up to {non_tax}, the subtotal is {subtotal}")
     if tax_lines != tax:
         problems.append(f"tax lines add up to {tax_lines}, the tax is {tax}")
-    if subtotal + tax != total:
+    if purchased and subtotal + tax - purchased != total:
+        problems.append(f"subtotal + tax − purchased credits = {subtotal + tax - purchased}, the total is {total}")
+    elif not purchased and subtotal + tax != total:
         problems.append(f"subtotal + tax = {subtotal + tax}, the total is {total}")
     for x in lines:
         if quantize(x.unrounded, currency) != x.amount and x.kind not in ("discount", "adjustment"):

@@ -23,6 +23,8 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from billctl.core.credits import credit_lines
+from billctl.core.invoice_credits import InputCredit, credited_draft, stored_application
 from billctl.core.money import from_minor
 from billctl.core.periods import Period
 from billctl.core.plans import parse_plan
@@ -156,6 +158,7 @@ class InvoiceInputs:
     segments: tuple[InputSegment, ...]
     discounts: tuple[InputDiscount, ...] = ()
     adjustments: tuple[AdjustmentRecord, ...] = ()
+    credits: tuple[InputCredit, ...] = ()  # prepaid credits drawn (absent from the document when none)
     schema: int = INPUTS_SCHEMA
     rounding: str = ROUNDING_RULE
 
@@ -175,11 +178,13 @@ class InvoiceInputs:
                 InputDiscount(d["id"], d["kind"], Decimal(d["value"]), d["description"]) for d in doc["discounts"]
             ),
             adjustments=tuple(dict(a) for a in doc.get("adjustments", [])),
+            credits=tuple(InputCredit.from_json(c) for c in doc.get("credits", [])),
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The document as stored: this key order is part of the stored bytes, keep it."""
-        return {
+        """The document as stored: this key order is part of the stored bytes, keep it. ``credits``
+        only when some were drawn, so an invoice without credits keeps the document it always had."""
+        doc: dict[str, Any] = {
             "schema": self.schema,
             "tenant": self.tenant,
             "period": self.period,
@@ -191,6 +196,14 @@ class InvoiceInputs:
             "discounts": [d.to_json() for d in self.discounts],
             "adjustments": [dict(a) for a in self.adjustments],
         }
+        if self.credits:
+            doc["credits"] = [c.to_json() for c in self.credits]
+        return doc
+
+    @property
+    def period_end(self) -> datetime:
+        """The end of the period priced (of its last segment)."""
+        return max(s.end for s in self.segments)
 
     @property
     def fingerprint(self) -> str:
@@ -254,6 +267,22 @@ def rate_inputs(
     )
 
 
+def price_inputs(inputs: InvoiceInputs, adjustments: Sequence[Adjustment] = ()) -> InvoiceDraft:
+    """Price an inputs document as finalize did, its stored credits drawn again (from what each
+    grant had then, not from today's ledger): the lines of the invoice it was stored with."""
+    draft = rate_inputs(inputs, adjustments)
+    if not inputs.credits:
+        return draft
+    application, grants = stored_application(
+        inputs.credits,
+        currency=inputs.currency,
+        charges=draft.subtotal,
+        tax_rate=Decimal(inputs.tax_rate),
+        period_end=inputs.period_end,
+    )
+    return credited_draft(draft, application, credit_lines(application, grants))
+
+
 def jsonable(value: object) -> object:
     """``value`` with Decimals and datetimes as strings, tuples as lists, keys as strings (line details)."""
     if isinstance(value, dict):
@@ -313,7 +342,7 @@ def billed_for(period: str, lines: Iterable[BilledLine], *, invoice_id: int | No
     units = invoice_units if invoice_id is not None else 0
     charged, numbers = 0, []
     for line in lines:
-        if line.kind == "tax" or (line.kind == "adjustment" and line.for_period != period):
+        if line.kind in ("tax", "credit") or (line.kind == "adjustment" and line.for_period != period):
             continue
         charged += line.amount_minor
         if line.kind == "adjustment":

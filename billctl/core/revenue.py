@@ -5,6 +5,12 @@ Amounts are integer minor units; currencies are never added together. Revenue is
 subtotal (before tax) net of its credit notes (DESIGN.md invariant 11: revenue is invoices minus
 credit notes; a credit note counts in the period of the invoice it corrects); tax and total are
 reported beside it, net too, and what was credited (before tax) is shown on its own.
+
+Prepaid credits (``billctl.core.invoice_credits``): revenue is the subtotal, so it is net of
+promotional credits (a discount) and includes what purchased credits paid (a payment). Beside it:
+usage billed (the charges before credits), promotional and purchased credits consumed, and the cash
+due, so that ``usage - promotional + tax - purchased = cash due``, all net of credit notes (a credit
+note gives back cash first, then purchased credits: ``invoice_credits.split_credit``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,17 @@ class InvoiceSummary:
     tax_minor: int
     total_minor: int
     credited_minor: int = 0  # credit notes on the invoice, before tax (already taken off the subtotal)
+    promotional_minor: int = 0  # promotional credits drawn (the subtotal is net of them)
+    purchased_minor: int = 0  # purchased credits that paid the invoice, net of those credit notes gave back
+
+    @property
+    def usage_minor(self) -> int:
+        """Usage billed: the charges before credits (net of credit notes)."""
+        return self.subtotal_minor + self.promotional_minor
+
+    @property
+    def cash_due_minor(self) -> int:
+        return self.subtotal_minor + self.tax_minor - self.purchased_minor
 
 
 @dataclass
@@ -36,6 +53,10 @@ class Group:
     tax_minor: int = 0
     total_minor: int = 0
     credited_minor: int = 0
+    usage_minor: int = 0
+    promotional_minor: int = 0
+    purchased_minor: int = 0
+    cash_due_minor: int = 0
     previous_revenue_minor: int = 0
     previous_invoices: int = 0
 
@@ -82,6 +103,10 @@ def revenue(
             g.tax_minor += inv.tax_minor
             g.total_minor += inv.total_minor
             g.credited_minor += inv.credited_minor
+            g.usage_minor += inv.usage_minor
+            g.promotional_minor += inv.promotional_minor
+            g.purchased_minor += inv.purchased_minor
+            g.cash_due_minor += inv.cash_due_minor
     for inv in before:
         for g in group(inv.plan, inv.currency):
             g.previous_invoices += 1

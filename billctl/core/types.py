@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Literal
 
 PriceModelKind = Literal["per_unit", "graduated", "volume", "package"]
-LineKind = Literal["base", "usage", "minimum", "discount", "adjustment", "tax"]
+# credit: a prepaid credit drawn (billctl.core.invoice_credits)
+LineKind = Literal["base", "usage", "minimum", "discount", "adjustment", "tax", "credit"]
 DiscountKind = Literal["percent", "fixed"]
 
 
@@ -100,6 +101,6 @@ class Line:
 class InvoiceDraft:
     currency: str
     lines: tuple[Line, ...]  # every line including the tax line; Σ amounts == total
-    subtotal: Decimal  # Σ of non-tax lines
+    subtotal: Decimal  # Σ of the lines before the tax line (purchased credit lines come after it)
     tax: Decimal
-    total: Decimal
+    total: Decimal  # subtotal + tax - purchased credits (billctl.core.invoice_credits)

@@ -1,5 +1,6 @@
 """Explain one invoice: its stored lines traced to their inputs, and a check that those inputs,
-priced again by the same pure rating code, give the same lines and the stored fingerprint."""
+priced again by the same pure rating code (and its prepaid credits drawn again from the stored
+``inputs["credits"]``), give the same lines and the stored fingerprint."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from billctl.core.explain import Activity, ExplainedLine, StoredLine, check_totals, explain_lines
-from billctl.core.invoice import InputSegment, InvoiceInputs, fingerprint, rate_inputs
+from billctl.core.invoice import InputSegment, InvoiceInputs, fingerprint, price_inputs
 from billctl.core.money import from_minor
 from billctl.core.types import Adjustment
 from billctl.db.models import Invoice, InvoiceLine, Tenant
@@ -92,7 +93,8 @@ def explain(app: App, ref: str) -> Explanation:
         currency,
     )
     try:
-        draft = rate_inputs(InvoiceInputs.from_json(invoice.inputs), stored_adjustments(lines))
+        # its stored credits drawn again from what each grant had then (not today's ledger)
+        draft = price_inputs(InvoiceInputs.from_json(invoice.inputs), stored_adjustments(lines))
         repriced = [(x.kind, x.amount) for x in draft.lines]
         repriced_matches = repriced == [(x.kind, x.amount) for x in lines]
         if not repriced_matches:

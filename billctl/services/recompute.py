@@ -2,7 +2,8 @@
 
 Read-only: one read transaction, nothing written (like preview, DESIGN.md invariant 6). The same
 code prices it as finalize did (``invoices.price_period``), with the invoice's own adjustment lines
-reused as settled history, so unchanged inputs give the same lines and the same fingerprint.
+reused as settled history and its prepaid credits drawn again from what it stored (each grant as it
+was then, not today's ledger), so unchanged inputs give the same lines and the same fingerprint.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from billctl.services.invoices import (
     open_periods,
     plan_segments,
     price_period,
+    stored_credits,
     tenant_id_of,
 )
 from billctl.services.usage import usage_totals
@@ -106,6 +108,7 @@ def recompute(
                 tenant,
                 period,
                 usage_of,
+                credits=stored_credits(invoice.inputs),  # the credits it drew then, not today's ledger
                 adjustments=(adjustments, list(invoice.inputs.get("adjustments", []))),
             )
             yield _compare(invoice, tenant, lines, priced)

@@ -13,6 +13,8 @@ from sqlmodel import Session, col, select
 
 from billctl.core.credit import Credited
 from billctl.core.invoice import InvoiceStatus, plan_code_of
+from billctl.core.invoice_credits import InputCredit, promotional_drawn, purchased_drawn, split_credit
+from billctl.core.money import to_minor
 from billctl.core.periods import Period
 from billctl.core.revenue import InvoiceSummary, Revenue, revenue
 from billctl.db.models import Invoice, InvoiceLine, Tenant
@@ -26,24 +28,32 @@ def _ids(rows: list[tuple[Invoice, Tenant]]) -> list[int]:
     return [i.id for i, _ in rows if i.id is not None]
 
 
+def _summary(i: Invoice, t: Tenant, took: Credited) -> InvoiceSummary:
+    """One invoice net of its credit notes; its prepaid credits from its stored inputs. A credit
+    note gives back cash first, then what purchased credits paid (``split_credit``)."""
+    drawn = tuple(InputCredit.from_json(c) for c in (i.inputs or {}).get("credits", []))
+    promotional = to_minor(promotional_drawn(drawn), i.currency)
+    purchased = to_minor(purchased_drawn(drawn), i.currency)
+    _, credits_back = split_credit(i.total_minor, 0, took.total)
+    return InvoiceSummary(
+        tenant=t.key,
+        number=i.number,
+        plan=plan_code_of(i.inputs),
+        currency=i.currency,
+        subtotal_minor=i.subtotal_minor - took.net,
+        tax_minor=i.tax_minor - took.tax,
+        total_minor=i.subtotal_minor + i.tax_minor - took.total,  # with tax (before purchased credits)
+        credited_minor=took.net,
+        promotional_minor=promotional,
+        purchased_minor=purchased - credits_back,
+    )
+
+
 def _summaries(session: Session, period: Period) -> list[InvoiceSummary]:
     rows = repo.with_tenants(session, period=str(period), live_only=True)
     credited = credit_notes.credited(session, _ids(rows))
     none = Credited()
-    took = {i.number: credited.get(i.id, none) if i.id is not None else none for i, _ in rows}
-    return [
-        InvoiceSummary(
-            tenant=t.key,
-            number=i.number,
-            plan=plan_code_of(i.inputs),
-            currency=i.currency,
-            subtotal_minor=i.subtotal_minor - took[i.number].net,
-            tax_minor=i.tax_minor - took[i.number].tax,
-            total_minor=i.total_minor - took[i.number].total,
-            credited_minor=took[i.number].net,
-        )
-        for i, t in rows
-    ]
+    return [_summary(i, t, credited.get(i.id, none) if i.id is not None else none) for i, t in rows]
 
 
 def revenue_report(app: App, period: Period, top: int = 10) -> Revenue:

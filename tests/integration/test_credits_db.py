@@ -100,8 +100,10 @@ def test_bad_kind_and_empty_reason(cli, tmp_path):
 
 
 def test_draws_on_a_finalized_invoice_are_recorded_once_and_given_back_once(cli, tmp_path):
-    """What finalize will do (phase 2 wires it): plan the draws in the invoice's transaction, record
-    them keyed by invoice; a second record writes nothing; a void gives everything back once."""
+    """Finalize draws the credits in the invoice's transaction, keyed by invoice; recording the same
+    draws again writes nothing, planning again finds nothing left; giving back twice gives back once."""
+    from billctl.core.invoice import InvoiceInputs
+    from billctl.core.invoice_credits import stored_application
     from billctl.db.repositories import credits as repo
     from billctl.services import credits as svc
 
@@ -111,25 +113,25 @@ def test_draws_on_a_finalized_invoice_are_recorded_once_and_given_back_once(cli,
     cli("credits", "grant", "acme", "--amount", "10", "--kind", "purchased", "--reason", "u", "--effective",
         "2026-10-01")  # fmt: skip
     cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    draws = sql_rows(cli.db_url, "SELECT grant_id, amount_minor FROM credit_ledger WHERE kind = 'draw' ORDER BY id")
+    assert draws == [(1, -3000), (2, -1000)]
     app = app_for(cli.db_url)
     end = datetime(2026, 11, 1, tzinfo=UTC)
     try:
-        written = []
-        first = None
         for _ in range(2):
             with app.uow() as uow:
                 invoice = repo.invoice_by_number(uow.session, "INV-2026-10-000001")
                 tenant = repo.tenant_by_key(uow.session, "acme")
                 assert invoice is not None and tenant is not None
                 planned = svc.plan_draws(uow, tenant, period_end=end, charges=Decimal("44.00"), tax_rate=Decimal("10"))
-                first = first or planned.application
-                written.append(svc.record_draws(uow, invoice, first, at=end, actor="tester"))
-                second_plan = planned.application
-        assert written == [2, 0]  # the same draws again: nothing written twice
+                assert planned.application.credits == 0  # once drawn, the balance is gone: nothing is drawn twice
+                stored = InvoiceInputs.from_json(invoice.inputs).credits
+                first, _ = stored_application(
+                    stored, currency="USD", charges=Decimal("44.00"), tax_rate=Decimal("10"), period_end=end
+                )
+                assert svc.record_draws(uow, invoice, first, at=end, actor="tester") == 0  # recorded with the invoice
         assert (first.promotional, first.tax, first.purchased) == (Decimal("30.00"), Decimal("1.40"), Decimal("10.00"))
-        assert second_plan.credits == 0  # once drawn, the balance is gone: nothing is drawn twice
-        draws = sql_rows(cli.db_url, "SELECT grant_id, amount_minor FROM credit_ledger WHERE kind = 'draw' ORDER BY id")
-        assert draws == [(1, -3000), (2, -1000)]
+        assert sql_rows(cli.db_url, "SELECT COUNT(*) FROM credit_ledger WHERE kind = 'draw'") == [(2,)]
         for _ in range(2):
             with app.uow() as uow:
                 invoice = repo.invoice_by_number(uow.session, "INV-2026-10-000001")
@@ -179,12 +181,12 @@ def test_expiry_writes_off_once_and_waits_for_the_invoice_of_a_month_end_grant(c
     assert [x["grant"] for x in doc["deferred"]] == [2]  # October's invoice is not finalized yet
     again = cli("credits", "expire", "--period", "2026-10", "-o", "json").json()
     assert again["expired"] == []
-    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")  # October's invoice draws the month-end grant
     after = cli("credits", "expire", "--period", "2026-10", "-o", "json").json()
-    assert [(x["grant"], x["amount"]["minor"]) for x in after["expired"]] == [(2, 500)]
+    assert after["expired"] == [] and after["deferred"] == []
     ledger = cli("credits", "ledger", "acme", "-o", "json").json()
-    assert [e["kind"] for e in ledger["entries"]] == ["grant", "grant", "expiry", "expiry"]
-    assert ledger["balance"]["minor"] == 0
+    assert [e["kind"] for e in ledger["entries"]] == ["grant", "grant", "expiry", "draw"]
+    assert ledger["entries"][-1]["invoice"] == "INV-2026-10-000001" and ledger["balance"]["minor"] == 0
 
 
 def test_alerts_exit_10_below_the_threshold(cli, tmp_path):
@@ -274,10 +276,10 @@ def test_draws_roll_back_with_their_transaction_and_credit_notes_give_back_once(
     from billctl.services import credits as svc
 
     acme_october(cli, tmp_path)
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")  # before the grants: it draws nothing itself
     grant = ["credits", "grant", "acme", "--reason", "r", "--effective", "2026-10-01", "--amount"]
     cli(*grant, "30", "--kind", "promotional")
     cli(*grant, "10", "--kind", "purchased")
-    cli("invoices", "finalize", "--period", "2026-10", "--yes")
     app = app_for(cli.db_url)
     end = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -182,6 +182,7 @@ def credit(
     doc = note_doc(result.note, result.invoice, result.tenant, result.lines)
     doc["dry_run"] = dry_run
     doc["left_to_credit"] = svc.money(result.left_minor, result.note.currency)
+    doc["credits_returned"] = svc.money(result.credits_returned_minor, result.note.currency)
     stripe = result.stripe
     doc["stripe"]["action"] = stripe.action if stripe else "pending"
     doc["stripe"]["note"] = (stripe.note if stripe else "") or result.pending

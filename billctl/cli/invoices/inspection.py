@@ -102,7 +102,8 @@ def show(
     credited = sum(n.total_minor for n, _ in notes)
     doc["credit_notes"] = [note_doc(n, inv, tenant, ls) for n, ls in notes]
     doc["credited"] = svc.money(credited, inv.currency)
-    left = 0 if inv.status == InvoiceStatus.VOID else inv.total_minor - credited
+    billed = inv.subtotal_minor + inv.tax_minor  # what a credit note can credit (before purchased credits)
+    left = 0 if inv.status == InvoiceStatus.VOID else billed - credited
     doc["left_to_credit"] = svc.money(left, inv.currency)
     if out.fmt == "json":
         out.json(doc)

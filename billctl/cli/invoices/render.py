@@ -78,7 +78,7 @@ def priced_doc(p: svc.Priced, number: str | None = None, status: str = "preview"
     return doc
 
 
-FLAT_KINDS = ("discount", "minimum", "adjustment", "tax")
+FLAT_KINDS = ("discount", "minimum", "adjustment", "tax", "credit")
 
 
 def _render_lines(out: Out, title: str, currency: str, lines: list[tuple], total_rows: list[tuple]) -> None:

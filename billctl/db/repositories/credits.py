@@ -28,6 +28,14 @@ def tenants_with_credits(session: Session) -> list[Tenant]:
     return list(session.exec(select(Tenant).where(col(Tenant.id).in_(ids)).order_by(Tenant.key)))
 
 
+def tenant_ids_with_grants(session: Session, tenant_ids: Iterable[int] | None = None) -> set[int]:
+    """Of ``tenant_ids`` (all when None), those ever granted credits: finalize skips the others."""
+    query = select(CreditGrant.tenant_id).distinct()
+    if tenant_ids is not None:
+        query = query.where(col(CreditGrant.tenant_id).in_(list(tenant_ids)))
+    return set(session.exec(query))
+
+
 def lock_tenant_credits(session: Session, tenant_id: int) -> None:
     """Row-lock the tenant (PostgreSQL) so two transactions never draw on, expire or give back to its
     grants at once: the second waits and then sees the first's entries."""

@@ -2,7 +2,9 @@
 
 A credit note is planned by the pure ``billctl.core.credit`` from the invoice and its earlier
 credit notes, under the tenant's lock (two credit notes at once cannot both take what is left),
-and written with its number, lines and audit record in one transaction. Then, if its invoice is
+and written with its number, lines and audit record in one transaction. On an invoice that drew
+purchased credits, what the note credits beyond what was due in cash goes back to those credits in
+the same transaction (cash first: ``billctl.core.invoice_credits.split_credit``), once per note. Then, if its invoice is
 final in Stripe and a key is configured, it goes to Stripe (``push.push_credit_note``); if not,
 ``stripe push`` takes it later (after the invoice).
 """
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session
 
 from billctl.core import credit as core
 from billctl.core.invoice import InvoiceStatus
+from billctl.core.invoice_credits import split_credit
 from billctl.core.money import (
     MoneyError,
     billing_rule,
@@ -33,6 +37,7 @@ from billctl.errors import BadInput, Conflict
 from billctl.services.context import App, audit
 from billctl.services.credit_notes.push import gateway_or_none, in_stripe, push_credit_note
 from billctl.services.credit_notes.queries import credited, notes_of
+from billctl.services.credits import return_credits
 from billctl.services.invoices import get_invoice, reserve_sequence
 from billctl.services.usage import lock_tenants
 
@@ -57,10 +62,13 @@ class Issued:
     stripe: Any = None  # stripe_sync.Outcome when it went to Stripe now (or would, in a dry run)
     pending: str = ""  # why it is not in Stripe yet
     resumed: bool = False  # the same credit note, issued by an earlier run that stopped, completed now
+    credits_returned_minor: int = 0  # of the note's total, given back as purchased credits (not cash)
 
     @property
     def left_minor(self) -> int:
-        return self.invoice.total_minor - self.credited_before - self.note.total_minor
+        """What is left to credit: of the subtotal and tax (the total before purchased credits)."""
+        billed = self.invoice.subtotal_minor + self.invoice.tax_minor
+        return billed - self.credited_before - self.note.total_minor
 
 
 def _facts(invoice: Invoice, lines: Iterable[InvoiceLine]) -> core.Invoice:
@@ -177,6 +185,7 @@ def issue(
             assert current is not None
             _creditable(current)
         note, before = plan(session)  # again, under the lock: what another credit took is seen
+        credits_back = 0
         number = _number(app, session, dry_run)
         row = CreditNote(
             number=number,
@@ -208,6 +217,18 @@ def issue(
             for x in note_lines:
                 x.credit_note_id = _id(row.id)
             session.add_all(note_lines)
+            # what the invoice's purchased credits paid comes back as credits, cash first (core.invoice_credits)
+            _, back = split_credit(invoice.total_minor, before.total, note.total)
+            if back > 0:
+                returned = return_credits(
+                    uow,
+                    invoice,
+                    source=f"credit_note:{number}",
+                    at=app.now(),
+                    actor=app.actor,
+                    amount=from_minor(back, invoice.currency),
+                )
+                credits_back = to_minor(sum((r.amount for r in returned), Decimal(0)), invoice.currency)
             audit(
                 session,
                 app,
@@ -223,8 +244,11 @@ def issue(
                 mode=row.mode,
                 lines=[x.position for x in note.lines if x.kind == "line"],
                 settle=settle_as,
+                **({"credits_returned_minor": credits_back} if credits_back else {}),
             )
-    result = Issued(row, note_lines, invoice, tenant, before.total, dry_run)
+        elif dry_run:
+            credits_back = split_credit(invoice.total_minor, before.total, note.total)[1]
+    result = Issued(row, note_lines, invoice, tenant, before.total, dry_run, credits_returned_minor=credits_back)
     if not to_stripe:
         return result
     if gw is None:

@@ -13,7 +13,7 @@ unit of work (the invoice services call these in the transaction that writes or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -30,6 +30,7 @@ from billctl.services.credits.common import book
 class PlannedDraws:
     application: core.Application
     lines: list[core.CreditLine]
+    grants: dict[int, core.Grant] = field(default_factory=dict)  # the tenant's grants by id
 
 
 def plan_draws(
@@ -47,7 +48,8 @@ def plan_draws(
         entries=b.entries,
         period_end=period_end,
     )
-    return PlannedDraws(application, core.credit_lines(application, b.by_id))
+    grants = b.by_id
+    return PlannedDraws(application, core.credit_lines(application, grants), grants)
 
 
 def record_draws(uow: UnitOfWork, invoice: Invoice, application: core.Application, *, at: datetime, actor: str) -> int:

@@ -29,7 +29,17 @@ from billctl.services.invoices.preview import (
     open_periods,
     require_period_over,
 )
-from billctl.services.invoices.pricing import Priced, PricingContext, load_context, plan_segments, price_period
+from billctl.services.invoices.pricing import (
+    CreditSource,
+    Priced,
+    PricingContext,
+    ledger_credits,
+    load_context,
+    no_credits,
+    plan_segments,
+    price_period,
+    stored_credits,
+)
 from billctl.services.invoices.queries import (
     billed_tenants,
     find_invoice,
@@ -46,6 +56,7 @@ _jsonable = jsonable  # the name the CLI used before it was public (billctl.core
 
 __all__ = [
     "CHUNK",
+    "CreditSource",
     "INPUTS_SCHEMA",
     "OPEN_PERIOD_HINT",
     "ROUNDING_RULE",
@@ -63,16 +74,19 @@ __all__ = [
     "get_invoice",
     "iter_preview",
     "jsonable",
+    "ledger_credits",
     "list_invoices",
     "load_context",
     "money",
     "money_of",
+    "no_credits",
     "open_periods",
     "parse_period",
     "plan_segments",
     "price_period",
     "require_period_over",
     "reserve_sequence",
+    "stored_credits",
     "segment_label",
     "tenant_id_of",
     "usage_totals",

@@ -14,7 +14,7 @@ from billctl.db.models import Invoice, Tenant
 from billctl.db.repositories import invoices as repo
 from billctl.services.context import App
 from billctl.services.invoices.preview import failed, open_periods, stops_the_run
-from billctl.services.invoices.pricing import Priced, load_context, price_period
+from billctl.services.invoices.pricing import Priced, ledger_credits, load_context, price_period
 from billctl.services.invoices.queries import billed_tenants
 from billctl.services.invoices.writes import write_invoices
 from billctl.services.usage import lock_tenants, usage_totals
@@ -123,6 +123,7 @@ def _finalize_chunk(
         previous = repo.live_invoices(session, str(period.previous()), ids)
         ctx = load_context(session, ids, lookback)
         whole = _usage_for_tenants(conn, list(tenants.values()), period)
+        credits = ledger_credits(uow, ids, lock=not dry_run)  # drawn here, recorded with the invoices
         to_write: list[tuple[int, Priced]] = []  # (position in results, priced)
         for tenant_id in ids:
             if stop is not None and stop():
@@ -139,7 +140,7 @@ def _finalize_chunk(
             if existing is not None:
                 results.append(_already(tenant, period, existing))
                 continue
-            priced = price_period(conn, ctx, tenant, period, usage_of)
+            priced = price_period(conn, ctx, tenant, period, usage_of, credits=credits)
             priced.open_period = opened.get(tenant_id)
             prev = previous.get(tenant_id)
             priced.previous_total_minor = prev.total_minor if prev else None
@@ -148,7 +149,7 @@ def _finalize_chunk(
                 continue
             to_write.append((len(results), priced))
             results.append(FinalizeResult(priced, None, "would finalize" if dry_run else "finalized"))
-        invoices = write_invoices(app, session, [p for _, p in to_write], dry_run=dry_run)
+        invoices = write_invoices(app, uow, [p for _, p in to_write], dry_run=dry_run)
         for (index, _), invoice in zip(to_write, invoices, strict=True):
             results[index].invoice = invoice
     return results
@@ -168,13 +169,16 @@ def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool, op
             if existing is not None:
                 return _already(tenant, period, existing)
             ctx = load_context(session, [tenant_id], lookback)
-            priced = price_period(conn, ctx, tenant, period, lambda s, e: usage_totals(conn, tenant_id, s, e))
+            credits = ledger_credits(uow, [tenant_id], lock=not dry_run)
+            priced = price_period(
+                conn, ctx, tenant, period, lambda s, e: usage_totals(conn, tenant_id, s, e), credits=credits
+            )
             priced.open_period = opened.get(tenant_id)
             prev = repo.live_invoices(session, str(period.previous()), [tenant_id]).get(tenant_id)
             priced.previous_total_minor = prev.total_minor if prev else None
             if priced.draft is None:
                 return FinalizeResult(priced, None, "skipped")
-            (invoice,) = write_invoices(app, session, [priced], dry_run=dry_run)
+            (invoice,) = write_invoices(app, uow, [priced], dry_run=dry_run)
             if dry_run:  # nothing was written: the same path stopped before its writes
                 return FinalizeResult(priced, invoice, "would finalize")
         return FinalizeResult(priced, invoice, "finalized")

@@ -16,7 +16,7 @@ from billctl.db.models import Tenant
 from billctl.db.repositories import invoices as repo
 from billctl.errors import BadInput, BillctlError
 from billctl.services.context import App
-from billctl.services.invoices.pricing import Priced, load_context, price_period
+from billctl.services.invoices.pricing import Priced, ledger_credits, load_context, price_period
 from billctl.services.invoices.queries import billed_tenants
 from billctl.services.usage import usage_totals
 
@@ -73,6 +73,7 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
             i.tenant_id: i.total_minor for i in repo.live_invoices(session, str(period.previous()), ids).values()
         }
         conn = uow.connection
+        credits = ledger_credits(uow, ids, lock=False)  # read, as finalize would draw; nothing written
         by_tz: dict[str, list[Tenant]] = defaultdict(list)
         for tenant in tenants:
             by_tz[tenant.timezone].append(tenant)
@@ -102,7 +103,7 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
                     return usage if (s, e) == whole else usage_totals(conn, tid, s, e)
 
                 try:
-                    priced = price_period(conn, ctx, tenant, period, usage_of)
+                    priced = price_period(conn, ctx, tenant, period, usage_of, credits=credits)
                 except Exception as exc:  # one tenant's data cannot be priced: show it, go on
                     if stops_the_run(app, exc):
                         raise

@@ -8,15 +8,20 @@ The finalize path, step by step (each a plain function of the previous step's da
 ``load_context`` (plans, assignments, discounts, late periods) → ``assemble_inputs`` →
 ``rating_segments`` → ``adjustments_for`` (late usage, ``adjustments.py``) → ``rate_draft`` (rating
 and tax) →
-``check_storable`` → ``Priced`` (then ``writes.write_invoices`` stores it). A further pure step on
-the draft (e.g. drawing down prepaid credits) goes between ``rate_draft`` and ``check_storable``
-in ``price_period``.
+prepaid credits (``credits``: a ``CreditSource``, below) → ``check_storable`` → ``Priced`` (then
+``writes.write_invoices`` stores it, and the credits' draws in the same transaction).
+
+Prepaid credits (issue 13) are drawn on the rated draft (``billctl.core.invoice_credits``): the
+caller says where they come from. Finalize draws on the tenant's ledger under its credits lock
+(``ledger_credits(lock=True)``), preview and finalize --dry-run read it without writing
+(``lock=False``); recompute draws the credits the invoice stored (``stored_credits``), never today's
+ledger. So every command shows the credits a real finalize would draw.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from billctl.core import bounds, periods
+from billctl.core.credits import Application, credit_lines
 from billctl.core.invoice import (
     AdjustmentRecord,
     InputDiscount,
@@ -34,6 +40,7 @@ from billctl.core.invoice import (
     PlanRef,
     segment_label,
 )
+from billctl.core.invoice_credits import InputCredit, credited_draft, input_credits, stored_application
 from billctl.core.money import exponent, format_money, from_minor
 from billctl.core.periods import Period
 from billctl.core.plans import PlanError
@@ -41,9 +48,56 @@ from billctl.core.rating import rate
 from billctl.core.types import Adjustment, DiscountKind, InvoiceDraft, Segment
 from billctl.db.models import Discount as DiscountRow
 from billctl.db.models import Invoice, LateUsage, Plan, PlanAssignment, Tenant
+from billctl.db.repositories import credits as credits_repo
+from billctl.db.uow import UnitOfWork
 from billctl.errors import TenantDataError
+from billctl.services.credits import PlannedDraws, plan_draws
 
 UsageOf = Callable[[datetime, datetime], dict[str, int]]  # (segment start, end) -> units per endpoint
+# (tenant, period, rated draft, inputs) -> the credits drawn on it (None: the tenant has none)
+CreditSource = Callable[[Tenant, Period, InvoiceDraft, InvoiceInputs], PlannedDraws | None]
+
+
+def no_credits(tenant: Tenant, period: Period, draft: InvoiceDraft, inputs: InvoiceInputs) -> None:
+    """A ``CreditSource`` that draws nothing."""
+    return None
+
+
+def ledger_credits(uow: UnitOfWork, tenant_ids: Iterable[int] | None, *, lock: bool) -> CreditSource:
+    """Credits drawn on the tenants' ledger in ``uow`` (``tenant_ids``: the tenants priced, None for
+    all). ``lock`` (finalize): each tenant's credits lock is taken before its ledger is read, so
+    what is drawn is still there when the draws are written in the same transaction. Tenants never
+    granted credits cost no query."""
+    with_grants = credits_repo.tenant_ids_with_grants(uow.session, tenant_ids)
+
+    def source(tenant: Tenant, period: Period, draft: InvoiceDraft, inputs: InvoiceInputs) -> PlannedDraws | None:
+        if tenant.id not in with_grants:
+            return None
+        end = period.bounds(tenant.timezone)[1]
+        charges, rate = draft.subtotal, Decimal(inputs.tax_rate)
+        return plan_draws(uow, tenant, period_end=end, charges=charges, tax_rate=rate, lock=lock)
+
+    return source
+
+
+def stored_credits(inputs_doc: Mapping[str, Any]) -> CreditSource:
+    """The credits an invoice stored (``inputs["credits"]``), drawn again from what each grant had
+    then: ``invoices recompute`` prices a period as it was finalized, not with today's ledger."""
+    stored = tuple(InputCredit.from_json(c) for c in inputs_doc.get("credits", []))
+
+    def source(tenant: Tenant, period: Period, draft: InvoiceDraft, inputs: InvoiceInputs) -> PlannedDraws | None:
+        if not stored:
+            return None
+        application, grants = stored_application(
+            stored,
+            currency=inputs.currency,
+            charges=draft.subtotal,
+            tax_rate=Decimal(inputs.tax_rate),
+            period_end=period.bounds(tenant.timezone)[1],
+        )
+        return PlannedDraws(application, credit_lines(application, grants), grants)
+
+    return source
 
 
 @dataclass
@@ -60,6 +114,7 @@ class Priced:
     previous_total_minor: int | None = None  # last period's live invoice, for "change"
     failed: bool = False  # the tenant's data could not be priced or stored (``skipped`` says why)
     open_period: str | None = None  # finalized with --allow-open-period: why the period was not over
+    credits: Application | None = None  # prepaid credits drawn (finalize records them with the invoice)
 
     @property
     def currency(self) -> str:
@@ -226,10 +281,12 @@ def price_period(
     period: Period,
     usage_of: UsageOf,
     *,
+    credits: CreditSource,
     adjustments: tuple[list[Adjustment], list[AdjustmentRecord]] | None = None,
 ) -> Priced:
-    """Price one tenant's period. ``adjustments`` (lines and their input records) replaces the
-    late-usage adjustments computed now: ``invoices recompute`` reuses an invoice's own."""
+    """Price one tenant's period. ``credits`` says where prepaid credits come from (module
+    docstring). ``adjustments`` (lines and their input records) replaces the late-usage adjustments
+    computed now: ``invoices recompute`` reuses an invoice's own."""
     from billctl.services.invoices.adjustments import adjustments_for
 
     inputs = assemble_inputs(ctx, tenant, period, usage_of)
@@ -239,10 +296,15 @@ def price_period(
     lines, records = adjustments_for(conn, ctx, tenant, period) if adjustments is None else adjustments
     inputs = replace(inputs, adjustments=tuple(records))
     draft = rate_draft(segments, inputs, lines)
-    # a further pure step on the draft (credits, ...) goes here: after rating and tax, before the checks
+    drawn: Application | None = None
+    planned = credits(tenant, period, draft, inputs)
+    if planned is not None and planned.application.draws:
+        drawn = planned.application
+        draft = credited_draft(draft, drawn, planned.lines)
+        inputs = replace(inputs, credits=input_credits(drawn, planned.grants))
     check_storable(draft, tenant)
     doc = inputs.to_json()
-    return Priced(tenant=tenant, period=period, draft=draft, inputs=doc, fingerprint=inputs.fingerprint)
+    return Priced(tenant=tenant, period=period, draft=draft, inputs=doc, fingerprint=inputs.fingerprint, credits=drawn)
 
 
 def check_storable(draft: InvoiceDraft, tenant: Tenant) -> None:

@@ -1,5 +1,6 @@
 """Void: a finalized invoice nobody has paid is voided so its period can be finalized again
-(DESIGN.md invariant 11). The Stripe side (ask Stripe first, void it there) is
+(DESIGN.md invariant 11); the prepaid credits it drew go back to their grants in the same
+transaction. The Stripe side (ask Stripe first, void it there) is
 ``credit_notes.void_in_stripe_first``."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from billctl.core.invoice import transition
 from billctl.db.models import Invoice
 from billctl.errors import BadInput
 from billctl.services.context import App, audit
+from billctl.services.credits import return_credits
 from billctl.services.invoices.queries import get_invoice
 from billctl.services.usage import lock_tenants
 
@@ -45,6 +47,8 @@ def void_invoice(
         current.void_reason = reason.strip()
         current.voided_at = app.now()
         session.add(current)
+        # every prepaid credit it drew goes back to its grant, in this transaction (once: keyed by invoice)
+        returned = return_credits(uow, current, source="void", at=app.now(), actor=app.actor)
         audit(
             session,
             app,
@@ -55,5 +59,6 @@ def void_invoice(
             tenant=tenant.key,
             period=current.period,
             stripe=in_stripe,
+            **({"credits_returned": {str(r.grant_id): str(r.amount) for r in returned}} if returned else {}),
         )
     return current, in_stripe

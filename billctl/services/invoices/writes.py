@@ -9,7 +9,9 @@ from billctl.core.money import to_minor
 from billctl.core.periods import Period
 from billctl.db.models import Invoice
 from billctl.db.repositories import invoices as repo
+from billctl.db.uow import UnitOfWork
 from billctl.services.context import App, audit
+from billctl.services.credits import record_draws
 from billctl.services.invoices.pricing import Priced
 
 
@@ -29,9 +31,12 @@ def reserve_numbers(session: Session, app: App, period: Period, count: int, *, d
     ]
 
 
-def write_invoices(app: App, session: Session, batch: list[Priced], *, dry_run: bool) -> list[Invoice]:
+def write_invoices(app: App, uow: UnitOfWork, batch: list[Priced], *, dry_run: bool) -> list[Invoice]:
     """Invoices, their lines and audit records for priced drafts, in a few statements for the whole
-    batch (numbers reserved at once, rows inserted in bulk). A dry run builds them and writes nothing."""
+    batch (numbers reserved at once, rows inserted in bulk), and the prepaid credits each drew, in
+    the same transaction (a finalize killed before its commit leaves neither invoice nor draws; a
+    re-run writes both, once). A dry run builds them and writes nothing."""
+    session = uow.session
     if not batch:
         return []
     numbers = reserve_numbers(session, app, batch[0].period, len(batch), dry_run=dry_run)
@@ -95,7 +100,10 @@ def write_invoices(app: App, session: Session, batch: list[Priced], *, dry_run: 
             total_minor=invoice.total_minor,
             currency=currency,
             fingerprint=priced.fingerprint,
+            **({"credits_minor": to_minor(priced.credits.credits, currency)} if priced.credits else {}),
         )
+        if priced.credits is not None:
+            record_draws(uow, invoice, priced.credits, at=app.now(), actor=app.actor)
     repo.insert_lines(session, lines)
     repo.mark_plans_used(session, plan_ids)
     return invoices
