@@ -215,7 +215,7 @@ def _database_error(ctx: typer.Context, exc: Exception) -> BillctlError | None:
     from billctl.db.engine import database_error
 
     obj = ctx.find_root().obj
-    url = obj.loaded.config["database.url"] if obj is not None and obj.loaded is not None else ""
+    url = obj.loaded.config.database.url if obj is not None and obj.loaded is not None else ""
     return database_error(exc, url)
 
 

@@ -35,7 +35,7 @@ class State:
         return self.loaded
 
     def output(self, fmt: Format | None) -> Out:
-        self.out.fmt = (fmt.value if fmt else None) or self.app.config["output.format"]
+        self.out.fmt = (fmt.value if fmt else None) or self.app.config.output.format
         return self.out
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ def upgrade(ctx: typer.Context) -> None:
 
     st = state(ctx)
     before, after = upgrade_schema(st.app)
-    where = redact_url(st.app.config["database.url"])
+    where = redact_url(st.app.config.database.url)
     if before == after:
         st.out.success(f"schema already current ({after}) at {where}")
     else:
@@ -34,7 +34,7 @@ def status(ctx: typer.Context, output: OutputOpt = None) -> None:
     current, head = schema_status(st.app)
     out = st.output(output)
     doc = {
-        "database": redact_url(st.app.config["database.url"]),
+        "database": redact_url(st.app.config.database.url),
         "current": current,
         "head": head,
         "up_to_date": current == head,

@@ -76,7 +76,7 @@ def run_monthly(
         failed=len(report.failed),
         interrupted=report.interrupted,
     )
-    url = st.app.config["monthly.pushgateway_url"]
+    url = st.app.config.monthly.pushgateway_url
     if url and not dry_run:
         try:
             monthly.push_metrics(url, report, seconds)

@@ -93,7 +93,7 @@ def recompute(
         if progress:
             progress(len(pairs))
         ids = [t.id for _, t in pairs if t.id is not None]
-        ctx = load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+        ctx = load_context(session, ids, app.config.billing.adjustment_lookback_months)
         for invoice, tenant in pairs:
             assert tenant.id is not None
             lines = repo.lines_of(session, invoice.id)
@@ -160,7 +160,7 @@ def not_invoiced(app: App, period: Period, tenant_key: str | None = None) -> lis
         tenants = billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants if t.id is not None]
         live = repo.live_invoices(session, str(period), ids)
-        ctx = load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+        ctx = load_context(session, ids, app.config.billing.adjustment_lookback_months)
     not_over = open_periods(period, tenants, app.now(), allow=True)
     missing = []
     for tenant in tenants:

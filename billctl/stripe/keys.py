@@ -57,15 +57,15 @@ def _read_file(path: str, setting: str) -> str:
 def resolve_api_key(config: Config, env: Mapping[str, str] | None = None) -> tuple[str, str]:
     """(key, where it came from). Raises ConfigError (exit 4) naming the fix when there is none."""
     env = os.environ if env is None else env
-    if config["stripe.api_key"]:
-        return config["stripe.api_key"].strip(), config.sources.get("stripe.api_key", "BILLCTL_STRIPE_API_KEY")
+    if config.stripe.api_key:
+        return config.stripe.api_key.strip(), config.sources.get("stripe.api_key", "BILLCTL_STRIPE_API_KEY")
     if env.get("STRIPE_API_KEY"):
         return env["STRIPE_API_KEY"].strip(), "env STRIPE_API_KEY"
-    if config["stripe.api_key_file"]:
-        key = _read_file(config["stripe.api_key_file"], "stripe.api_key_file")
+    if config.stripe.api_key_file:
+        key = _read_file(config.stripe.api_key_file, "stripe.api_key_file")
         if not key:
-            raise ConfigError(f"stripe.api_key_file: {config['stripe.api_key_file']} is empty")
-        return key, f"file {config['stripe.api_key_file']}"
+            raise ConfigError(f"stripe.api_key_file: {config.stripe.api_key_file} is empty")
+        return key, f"file {config.stripe.api_key_file}"
     raise NoStripeKey(
         "no Stripe API key configured",
         hint="set STRIPE_API_KEY (or BILLCTL_STRIPE_API_KEY), or stripe.api_key_file to a file holding it",
@@ -96,23 +96,23 @@ def check_key(key: str, api_base: str, source: str) -> None:
 
 def stripe_settings(config: Config, env: Mapping[str, str] | None = None) -> StripeSettings:
     key, source = resolve_api_key(config, env)
-    check_key(key, config["stripe.api_base"], source)
+    check_key(key, config.stripe.api_base, source)
     return StripeSettings(
         api_key=key,
-        api_base=config["stripe.api_base"],
-        max_requests_per_second=config["stripe.max_requests_per_second"],
-        max_retries=config["stripe.max_retries"],
-        collection_method=config["stripe.collection_method"],
-        days_until_due=config["stripe.days_until_due"],
+        api_base=config.stripe.api_base,
+        max_requests_per_second=config.stripe.max_requests_per_second,
+        max_retries=config.stripe.max_retries,
+        collection_method=config.stripe.collection_method,
+        days_until_due=config.stripe.days_until_due,
         key_source=source,
     )
 
 
 def webhook_secret(config: Config, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
-    secret = config["stripe.webhook_secret"] or env.get("STRIPE_WEBHOOK_SECRET", "")
-    if not secret and config["stripe.webhook_secret_file"]:
-        secret = _read_file(config["stripe.webhook_secret_file"], "stripe.webhook_secret_file")
+    secret = config.stripe.webhook_secret or env.get("STRIPE_WEBHOOK_SECRET", "")
+    if not secret and config.stripe.webhook_secret_file:
+        secret = _read_file(config.stripe.webhook_secret_file, "stripe.webhook_secret_file")
     if not secret:
         raise ConfigError(
             "no Stripe webhook signing secret configured",

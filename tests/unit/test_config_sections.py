@@ -89,3 +89,21 @@ def test_database_driver_parses_as_sqlalchemy_does(url: str) -> None:
     except Exception:
         expected = None
     assert database_driver(url) == expected
+
+
+def test_settings_are_read_through_the_typed_sections_only() -> None:
+    """Outside the settings package, code reads ``config.stream.batch_events`` (checked by mypy), never
+    ``config["stream.batch_events"]`` (a typo there is found only at run time)."""
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "billctl"
+    string_key = re.compile(r"""config\[\s*["'][a-z_]+\.[a-z_]+["']\s*\]""")
+    found = [
+        f"{path.relative_to(package.parent)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        if "config" not in path.relative_to(package).parts[:1]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if string_key.search(line)
+    ]
+    assert not found, "read these settings through the typed sections: " + ", ".join(found)

@@ -119,7 +119,7 @@ def aggregate(
         mode=mode,
         dry_run=dry_run,
         streams=streams,
-        group=st.app.config["stream.group"],
+        group=st.app.config.stream.group,
         consumer=agg.consumer_name(st.app),
     )
     try:

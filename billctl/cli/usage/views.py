@@ -136,5 +136,5 @@ def prune(ctx: typer.Context, dry_run: DryRunOpt = False, output: OutputOpt = No
     else:
         out.success(
             f"{'would forget' if dry_run else 'forgot'} {result.dropped:,} event ids older than "
-            f"{st.app.config['usage.dedupe_days']} days"
+            f"{st.app.config.usage.dedupe_days} days"
         )

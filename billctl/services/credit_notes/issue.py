@@ -312,7 +312,7 @@ def _shower(currency: str) -> Callable[[int], str]:
 def _number(app: App, session: Session, dry_run: bool) -> str:
     seq = reserve_sequence(session, "credit_note", 1, dry_run=dry_run)
     period = Period(app.now().year, app.now().month)
-    return app.config["billing.credit_note_number_pattern"].format(
+    return app.config.billing.credit_note_number_pattern.format(
         period=str(period), year=period.year, month=f"{period.month:02d}", seq=seq
     )
 

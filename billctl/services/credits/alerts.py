@@ -52,8 +52,8 @@ def credit_alerts(
     """The burn-down of every tenant with credits (or of ``tenant_keys``). ``accrued``: the open
     period's charges so far per tenant (from a preview), when the caller has them."""
     now = now or app.now()
-    window = int(app.config["credits.burn_window_days"])
-    limits = thresholds(app.config["credits.alert_below"])
+    window = int(app.config.credits.burn_window_days)
+    limits = thresholds(app.config.credits.alert_below)
     found = []
     with app.uow(readonly=True) as uow:
         rows = [tenant(uow.session, k) for k in tenant_keys] if tenant_keys else repo.tenants_with_credits(uow.session)

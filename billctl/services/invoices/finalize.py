@@ -111,7 +111,7 @@ def _finalize_chunk(
 ) -> list[FinalizeResult]:
     """Several tenants in one transaction: the same steps as ``_finalize_one``, with the per-chunk
     reads (tenants, live and previous invoices, plans, assignments, discounts) done once."""
-    lookback = app.config["billing.adjustment_lookback_months"]
+    lookback = app.config.billing.adjustment_lookback_months
     results: list[FinalizeResult] = []
     # a dry run takes the same path and skips its writes (write_invoices), so the transaction commits nothing
     with app.uow() as uow:
@@ -157,7 +157,7 @@ def _finalize_chunk(
 
 def _finalize_one(app: App, period: Period, tenant_id: int, *, dry_run: bool, opened: dict[int, str]) -> FinalizeResult:
     """One tenant in its own transaction: its failure is its own (``failed``), the others go on."""
-    lookback = app.config["billing.adjustment_lookback_months"]
+    lookback = app.config.billing.adjustment_lookback_months
     try:
         with app.uow() as uow:
             session, conn = uow.session, uow.connection

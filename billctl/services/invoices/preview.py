@@ -67,7 +67,7 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
         session = uow.session
         tenants = billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants if t.id is not None] if tenant_key else None
-        ctx = load_context(session, ids, app.config["billing.adjustment_lookback_months"])
+        ctx = load_context(session, ids, app.config.billing.adjustment_lookback_months)
         live = repo.live_invoices(session, str(period), ids)
         previous = {
             i.tenant_id: i.total_minor for i in repo.live_invoices(session, str(period.previous()), ids).values()
@@ -143,7 +143,7 @@ def stops_the_run(app: App, exc: Exception) -> bool:
 
     if isinstance(exc, DependencyDown | LockHeld):
         return True
-    return isinstance(exc, sa.exc.DBAPIError) and database_error(exc, app.config["database.url"]) is not None
+    return isinstance(exc, sa.exc.DBAPIError) and database_error(exc, app.config.database.url) is not None
 
 
 def failed(tenant: Tenant, period: Period, exc: Exception) -> Priced:

@@ -24,7 +24,7 @@ def reserve_sequence(session: Session, name: str, count: int, *, dry_run: bool) 
 def reserve_numbers(session: Session, app: App, period: Period, count: int, *, dry_run: bool) -> list[str]:
     """``count`` consecutive invoice numbers from the global counter."""
     first = reserve_sequence(session, "invoice", count, dry_run=dry_run)
-    pattern = app.config["billing.invoice_number_pattern"]
+    pattern = app.config.billing.invoice_number_pattern
     return [
         pattern.format(period=str(period), year=period.year, month=f"{period.month:02d}", seq=first + i)
         for i in range(count)

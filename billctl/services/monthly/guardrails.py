@@ -63,7 +63,7 @@ def zero_usage(app: App, report: MonthlyReport, period: Period) -> list[dict[str
     units the period before (added to the report)."""
     from billctl.services.usage_views import top_tenants
 
-    minimum = app.config["monthly.zero_usage_min_previous"]
+    minimum = app.config.monthly.zero_usage_min_previous
     if minimum <= 0:
         return []
     now = {key: units for key, _, _, units in top_tenants(app, period, limit=10**9)}

@@ -26,9 +26,9 @@ class Lease:
 
     def __init__(self, app: App, run_id: str, name: str = LOCK_NAME) -> None:
         self.app, self.run_id, self.name = app, run_id, name
-        self.stale = timedelta(seconds=app.config["monthly.lock_stale_seconds"])
+        self.stale = timedelta(seconds=app.config.monthly.lock_stale_seconds)
         self.host, self.pid = socket.gethostname(), os.getpid()
-        self.group = app.config["monthly.lock_group"]
+        self.group = app.config.monthly.lock_group
         self._last_beat = 0.0
 
     def acquire(self) -> str | None:

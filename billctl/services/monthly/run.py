@@ -41,7 +41,7 @@ def optional_gateway(app: App, *, dry_run: bool = False) -> Gateway | None:
 
 def previous_period(app: App) -> Period:
     """The calendar month before this one, in billing.timezone."""
-    return period_of(pendulum.now("UTC"), app.config["billing.timezone"]).previous()
+    return period_of(pendulum.now("UTC"), app.config.billing.timezone).previous()
 
 
 class MonthlyRun:
@@ -62,7 +62,7 @@ class MonthlyRun:
         self.on_step = on_step
         self.report = MonthlyReport(run_id=log.run_id, period=str(period), dry_run=dry_run)
         self.lease = Lease(app, log.run_id)
-        self.rules = HoldRules.parse(app.config["monthly.hold_above"], app.config["monthly.hold_multiple"])
+        self.rules = HoldRules.parse(app.config.monthly.hold_above, app.config.monthly.hold_multiple)
         self._gateway: Gateway | None = None
         self._gateway_checked = False
 
@@ -146,7 +146,7 @@ class MonthlyRun:
 
     # -- steps --
     def _usage(self) -> dict[str, Any]:
-        if not self.app.config["monthly.drain_stream"]:
+        if not self.app.config.monthly.drain_stream:
             self.report.notices.append("usage stream not drained (monthly.drain_stream = false)")
             return {"_skipped": True}
         from billctl.services.aggregate import aggregate
