@@ -174,7 +174,7 @@ def explain_doc(e: explain_svc.Explanation) -> dict:
                 "unrounded": str(x.line.unrounded),
                 "rounding": x.rounding,
                 "steps": [{"step": s.label, "value": s.value} for s in x.steps],
-                "detail": svc._jsonable(dict(x.line.detail)),
+                "detail": svc.jsonable(dict(x.line.detail)),
             }
             for x in e.lines
         ],

@@ -65,7 +65,7 @@ def priced_doc(p: svc.Priced, number: str | None = None, status: str = "preview"
             line.unit_price,
             to_minor(line.amount, c),
             line.unrounded,
-            svc._jsonable(line.detail),
+            svc.jsonable(line.detail),
             c,
         )
         for line in p.draft.lines

@@ -52,8 +52,6 @@ from billctl.services.invoices.void import void_invoice
 from billctl.services.invoices.writes import reserve_sequence
 from billctl.services.usage import usage_totals
 
-_jsonable = jsonable  # the name the CLI used before it was public (billctl.core.invoice.jsonable)
-
 __all__ = [
     "CHUNK",
     "CreditSource",
@@ -64,7 +62,6 @@ __all__ = [
     "OpenPeriod",
     "Priced",
     "PricingContext",
-    "_jsonable",
     "adjustment_units",
     "adjustments_for",
     "billed_tenants",
