@@ -20,7 +20,7 @@ from billctl.errors import ConfigError, NoStripeKey
 STRIPE_API_HOSTS = frozenset({"api.stripe.com"})
 # The Stripe API version every request names (``Stripe-Version``), pinned so that a rebuilt image never
 # silently talks a newer API. It is the version the pinned SDK (requirements.lock) speaks; upgrading
-# the SDK is a deliberate change of both, and tests/test_stripe_config.py fails until they agree.
+# the SDK is a deliberate change of both, and tests/integration/test_stripe_config.py fails until they agree.
 API_VERSION = "2026-10-28.endive"
 _VALID_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]{8,}")
 
