@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from billctl.core.credit import Credited
-from billctl.core.invoice import InvoiceStatus, plan_code_of
+from billctl.core.invoice import plan_code_of
 from billctl.core.invoice_credits import InputCredit, promotional_drawn, purchased_drawn, split_credit
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import to_minor
 from billctl.core.periods import Period
 from billctl.core.revenue import InvoiceSummary, Revenue, revenue

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from billctl.core import bounds, periods
 from billctl.core.bounds import quote
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import MoneyError, billing_rule, currency_problem, exponent, fits_minor_unit, parse_decimal
 from billctl.db.models import Discount, PlanAssignment, Tenant, utcnow
 from billctl.db.repositories import tenants as tenants_repo

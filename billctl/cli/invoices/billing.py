@@ -18,7 +18,7 @@ from billctl.cli.invoices.render import (
     priced_doc,
     render_priced,
 )
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import from_minor, to_minor
 from billctl.errors import PartialFailure
 

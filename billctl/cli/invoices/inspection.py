@@ -21,7 +21,7 @@ from billctl.cli.invoices.render import (
     invoice_doc,
 )
 from billctl.cli.output import Format, Out, clean, escape
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import format_amount, from_minor, to_minor
 
 if TYPE_CHECKING:

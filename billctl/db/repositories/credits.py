@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from billctl.core import credits as core
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import from_minor
 from billctl.db.models import CreditGrant, CreditLedgerEntry, CreditPurchase, Invoice, Tenant
 

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Result
 from sqlmodel import Session, SQLModel, col, select
 
-from billctl.core.invoice import BilledLine, InvoiceStatus
+from billctl.core.invoice import BilledLine
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.db.models import Invoice, InvoiceLine, Plan, Tenant, UsageBucket
 
 

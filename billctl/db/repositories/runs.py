@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, col, select
 
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.db.models import Invoice, RunLock, RunStep, Tenant
 
 # ---------------------------------------------------------------- the lock

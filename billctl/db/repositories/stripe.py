@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.db.models import CreditPurchase, Invoice, InvoiceLine, StripeCursor, StripeEvent, Tenant
 from billctl.errors import NotFound
 

@@ -19,8 +19,8 @@ from typing import Any
 from sqlmodel import Session
 
 from billctl.core import credit as core
-from billctl.core.invoice import InvoiceStatus
 from billctl.core.invoice_credits import split_credit
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import (
     MoneyError,
     billing_rule,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from billctl.core.invoice import LIVE, InvoiceStatus
+from billctl.core.lifecycle import LIVE, InvoiceStatus
 from billctl.core.money import format_amount, from_minor
 from billctl.db.models import CreditNote, Invoice, Tenant
 from billctl.errors import ConfigError, Conflict

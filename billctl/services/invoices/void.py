@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from billctl.core.invoice import transition
+from billctl.core.lifecycle import transition
 from billctl.db.models import Invoice
 from billctl.errors import BadInput
 from billctl.services.context import App, audit

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from billctl.core.invoice import InvoiceStatus, jsonable
+from billctl.core.invoice import jsonable
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import to_minor
 from billctl.core.periods import Period
 from billctl.db.models import Invoice

@@ -9,7 +9,7 @@ from typing import Any
 
 from billctl.core.bounds import REASON, text_problem
 from billctl.core.guardrails import HoldRules, hold_reason, usage_dropped
-from billctl.core.invoice import InvoiceStatus, can, transition
+from billctl.core.lifecycle import InvoiceStatus, can, transition
 from billctl.core.money import from_minor
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, utcnow

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import MoneyError, to_stripe_amount
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, Tenant

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import col
 
 from billctl.core import periods
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.db.models import Invoice, LateUsage
 from billctl.db.repositories.tenants import lock_tenants
 from billctl.db.repositories.usage import dialect_insert

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from billctl.core.invoice import InvoiceStatus
+from billctl.core.lifecycle import InvoiceStatus
 from billctl.core.money import to_stripe_amount
 from billctl.stripe.mapping.invoices import show_amount
 from billctl.stripe.mapping.metadata import META_INVOICE
