@@ -15,6 +15,7 @@ This module imports nothing from billctl, so every layer may import it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import IntEnum
 
 
@@ -44,13 +45,36 @@ class BillctlError(Exception):
     exit_code: ExitCode = ExitCode.ERROR
 
     def __init__(self, message: str, *, hint: str | None = None, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__(plain(message))
+        self.message = plain(message)  # the field references (see ``ref``) as plain names
+        self.hint = plain(hint) if hint is not None else None
+        self.template = message  # with the references marked: the CLI shows each as its option
+        self.hint_template = hint
         self.field = field  # the setting, column or input field at fault, when one is (for -o json and logs)
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+_REF = re.compile(r"«([A-Za-z_][A-Za-z0-9_-]*)»")
+
+
+def ref(field: str) -> str:
+    """A reference to an input field inside an error message. Services name fields, not command-line
+    flags: ``BadInput(f"{ref('until')} {day} is before {ref('from')} {start}", field="until")`` reads
+    "until 2026-10-01 is before from 2026-10-10" as text (logs, ``str()``), and the CLI shows each
+    reference as the option that sets it in the command that failed ("--until ... --from ...")."""
+    return f"«{field}»"
+
+
+def plain(text: str) -> str:
+    """``text`` with its field references (``ref``) as plain field names."""
+    return _REF.sub(r"\1", text)
+
+
+def render_refs(text: str, flag_of: Callable[[str], str | None]) -> str:
+    """``text`` with each field reference replaced by ``flag_of(field)``, or the plain name when None."""
+    return _REF.sub(lambda m: flag_of(m.group(1)) or m.group(1), text)
 
 
 class BadInput(BillctlError):

@@ -23,7 +23,7 @@ from billctl import __version__
 from billctl.cli import STARTUP_PREVIOUS, startup_done
 from billctl.cli.common import State
 from billctl.cli.output import Out
-from billctl.errors import BadInput, BillctlError, ExitCode
+from billctl.errors import BadInput, BillctlError, ExitCode, render_refs
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ def _tune(command: Any) -> None:
     get_params = command.get_params
 
     def tuned_params(ctx: typer.Context) -> list[Any]:
+        ctx.meta[LEAF] = ctx  # the innermost command parsed last: errors name its options (see _wording)
         params = get_params(ctx)  # with --help, which Typer adds here
         for param in params:
             _skip_unset(param)
@@ -195,7 +196,7 @@ class BillctlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BillctlError as exc:
-            _report(ctx, exc, str(exc), exc.exit_code)
+            _report(ctx, exc, _wording(ctx, exc), exc.exit_code)
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
             raise  # usage errors and exits keep Click's own handling (exit 2 for usage)
         except Exception as exc:  # a database error, else an internal one: without a traceback unless --debug
@@ -204,6 +205,28 @@ class BillctlGroup(TyperGroup):
                 _internal(ctx, exc)
             else:
                 _report(ctx, exc, str(error), error.exit_code)
+
+
+LEAF = "billctl.leaf"  # ctx.meta key (shared by every context of one run): the command being run
+
+
+def _wording(ctx: typer.Context, exc: BillctlError) -> str:
+    """The error as the operator reads it: each field the service referred to (``errors.ref``) shown as
+    the option of the failing command that sets it (``until`` -> ``--until``), else by its name."""
+    leaf = ctx.meta.get(LEAF)
+    options: dict[str, str] = {}
+    for param in getattr(getattr(leaf, "command", None), "params", []):
+        longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        if longs and param.name:
+            options[param.name] = longs[0]
+            options.setdefault(longs[0][2:], longs[0])
+
+    def flag_of(field: str) -> str | None:
+        return options.get(field) or options.get(field.replace("-", "_"))
+
+    message = render_refs(exc.template, flag_of)
+    hint = render_refs(exc.hint_template, flag_of) if exc.hint_template else None
+    return f"{message} ({hint})" if hint else message
 
 
 def _database_error(ctx: typer.Context, exc: Exception) -> BillctlError | None:

@@ -19,7 +19,7 @@ from billctl.db.models import Discount, PlanAssignment, Tenant, utcnow
 from billctl.db.repositories import tenants as tenants_repo
 from billctl.db.repositories.tenants import assignments, list_discounts
 from billctl.db.tables import row_id
-from billctl.errors import BadInput, Conflict, NotFound
+from billctl.errors import BadInput, Conflict, NotFound, ref
 from billctl.services.context import App, audit, check_text
 from billctl.services.plans import latest as latest_plan
 
@@ -56,13 +56,15 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, Any]:
     """Check every given field; raise BadInput naming the field and the fix."""
     out: dict[str, Any] = {}
     if fields.name is not None:
-        check_text(fields.name.strip(), "--name", bounds.TENANT_NAME, required=True)
+        check_text(fields.name.strip(), ref("name"), bounds.TENANT_NAME, required=True)
         out["name"] = fields.name.strip()
     if fields.email is not None:
-        check_text(fields.email, "--email", bounds.EMAIL)
+        check_text(fields.email, ref("email"), bounds.EMAIL)
         if fields.email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", fields.email):
             raise BadInput(
-                f"--email {quote(fields.email)} is not an e-mail address", hint="e.g. billing@acme.com", field="email"
+                f"{ref('email')} {quote(fields.email)} is not an e-mail address",
+                hint="e.g. billing@acme.com",
+                field="email",
             )
         out["email"] = fields.email
     if fields.timezone is not None:
@@ -70,36 +72,38 @@ def _validate(fields: TenantFields, bucket_seconds: int) -> dict[str, Any]:
             tz = periods.validate_timezone(fields.timezone)
             periods.check_bucket_alignment(bucket_seconds, tz)
         except periods.PeriodError as exc:
-            raise BadInput(f"--timezone: {exc}", field="timezone") from None
+            raise BadInput(f"{ref('timezone')}: {exc}", field="timezone") from None
         out["timezone"] = tz
     if fields.currency is not None:
         code = fields.currency.upper()
         problem = currency_problem(code)
         if problem:
-            raise BadInput(f"--currency {problem}", hint="e.g. USD, EUR, KRW, BHD", field="currency")
+            raise BadInput(f"{ref('currency')} {problem}", hint="e.g. USD, EUR, KRW, BHD", field="currency")
         out["currency"] = code
     if fields.tax_rate is not None:
         try:
             rate = Decimal(fields.tax_rate.strip().rstrip("%"))
         except InvalidOperation:
             raise BadInput(
-                f"--tax-rate {quote(fields.tax_rate)} is not a number",
+                f"{ref('tax_rate')} {quote(fields.tax_rate)} is not a number",
                 hint="give a percent such as 8.25",
                 field="tax_rate",
             ) from None
         if not rate.is_finite() or rate < 0 or rate > 100 or bounds.decimals(rate) > bounds.MAX_TAX_DECIMALS:
             raise BadInput(
-                f"--tax-rate {quote(fields.tax_rate)} must be a percent between 0 and 100",
+                f"{ref('tax_rate')} {quote(fields.tax_rate)} must be a percent between 0 and 100",
                 hint=f"at most {bounds.MAX_TAX_DECIMALS} decimal places, e.g. 8.25",
                 field="tax_rate",
             )
         out["tax_rate"] = f"{rate.normalize():f}" if rate else "0"
     if fields.status is not None:
         if fields.status not in STATUSES:
-            raise BadInput(f"--status {quote(fields.status)} must be one of {', '.join(STATUSES)}", field="status")
+            raise BadInput(
+                f"{ref('status')} {quote(fields.status)} must be one of {', '.join(STATUSES)}", field="status"
+            )
         out["status"] = fields.status
     if fields.external_id is not None:
-        check_text(fields.external_id, "--external-id", bounds.EXTERNAL_ID)
+        check_text(fields.external_id, ref("external_id"), bounds.EXTERNAL_ID)
         out["external_id"] = fields.external_id or None
     return out
 
@@ -160,7 +164,7 @@ def update_tenant(app: App, key: str, fields: TenantFields) -> Tenant:
 
 def list_tenants(app: App, status: str | None = None) -> list[Tenant]:
     if status is not None and status not in STATUSES:
-        raise BadInput(f"--status {quote(status)} must be one of {', '.join(STATUSES)}", field="status")
+        raise BadInput(f"{ref('status')} {quote(status)} must be one of {', '.join(STATUSES)}", field="status")
     with app.uow() as uow:
         session = uow.session
         query = select(Tenant).order_by(col(Tenant.key))
@@ -194,7 +198,7 @@ def assign_plan(
             try:
                 effective_at = periods.day_start(effective, tenant.timezone)
             except periods.PeriodError as exc:
-                raise BadInput(f"--effective: {exc}", field="effective") from None
+                raise BadInput(f"{ref('effective')}: {exc}", field="effective") from None
         elif history:
             effective_at = periods.next_period_start(now, tenant.timezone)
         else:
@@ -231,42 +235,43 @@ def add_discount(
     """A discount from ``valid_from`` (default: today in the tenant's time zone, so it applies to
     the period under way) to ``valid_until`` (inclusive; None: open-ended)."""
     if kind not in ("percent", "fixed"):
-        raise BadInput(f"--kind {quote(kind)} must be percent or fixed", field="kind")
+        raise BadInput(f"{ref('kind')} {quote(kind)} must be percent or fixed", field="kind")
     try:
-        amount = parse_decimal(value, field="--value")
+        amount = parse_decimal(value, field=ref("value"))
     except MoneyError as exc:
         raise BadInput(str(exc), field="value") from None
     if amount <= 0:
-        raise BadInput(f"--value {quote(value)} must be greater than 0", field="value")
+        raise BadInput(f"{ref('value')} {quote(value)} must be greater than 0", field="value")
     if kind == "percent" and (amount > 100 or bounds.decimals(amount) > bounds.MAX_TAX_DECIMALS):
         raise BadInput(
-            f"--value {quote(value)} must be a percent up to 100",
+            f"{ref('value')} {quote(value)} must be a percent up to 100",
             hint=f"at most {bounds.MAX_TAX_DECIMALS} decimal places, e.g. 12.5",
             field="value",
         )
-    check_text(description, "--description", bounds.DISCOUNT_DESCRIPTION)
-    for flag, text in (("--from", valid_from), ("--until", valid_until)):
+    check_text(description, ref("description"), bounds.DISCOUNT_DESCRIPTION)
+    for name, text in (("from", valid_from), ("until", valid_until)):
         if text is not None:
             try:
                 periods.day_start(text, "UTC")
             except periods.PeriodError as exc:
-                raise BadInput(f"{flag}: {exc}", field=flag.removeprefix("--")) from None
+                raise BadInput(f"{ref(name)}: {exc}", field=name) from None
     with app.uow() as uow:
         session = uow.session
         tenant = get_tenant(session, key)
         if valid_from is None:
             valid_from = app.now().astimezone(ZoneInfo(tenant.timezone)).date().isoformat()
         if valid_until is not None and valid_until < valid_from:
-            raise BadInput(f"--until {valid_until} is before --from {valid_from}", field="until")
+            raise BadInput(f"{ref('until')} {valid_until} is before {ref('from')} {valid_from}", field="until")
         if kind == "fixed":
             limit = bounds.minor_limit(bounds.MAX_AMOUNT_MINOR, exponent(tenant.currency))
             if amount > limit:
                 raise BadInput(
-                    f"--value {quote(value)} is above the limit of {limit:,f} {tenant.currency}", field="value"
+                    f"{ref('value')} {quote(value)} is above the limit of {limit:,f} {tenant.currency}", field="value"
                 )
             if not fits_minor_unit(amount, tenant.currency):
                 raise BadInput(
-                    f"--value {quote(value)} is finer than {tenant.currency} allows ({billing_rule(tenant.currency)})",
+                    f"{ref('value')} {quote(value)} is finer than {tenant.currency} allows "
+                    f"({billing_rule(tenant.currency)})",
                     field="value",
                 )
         row = Discount(

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from billctl.core.bounds import quote
-from billctl.errors import BadInput
+from billctl.errors import BadInput, ref
 
 if TYPE_CHECKING:
     from billctl.db.models import Discount, PlanAssignment, Tenant
@@ -43,7 +43,7 @@ def list_tenants(app: App, status: str | None = None) -> list[TenantRow]:
     """Tenants ordered by key, optionally of one status. On SQLite this reads with the standard
     library's driver (no SQLAlchemy, no models: `billctl tenants list` starts fast)."""
     if status is not None and status not in STATUSES:
-        raise BadInput(f"--status {quote(status)} must be one of {', '.join(STATUSES)}")
+        raise BadInput(f"{ref('status')} {quote(status)} must be one of {', '.join(STATUSES)}", field="status")
     from billctl.db import read
 
     reader = read.sqlite_reader(app.config)

@@ -33,7 +33,7 @@ from billctl.core.money import (
 )
 from billctl.core.periods import Period
 from billctl.db.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Tenant
-from billctl.errors import BadInput, Conflict
+from billctl.errors import BadInput, Conflict, ref
 from billctl.services.context import App, audit
 from billctl.services.credit_notes.push import gateway_or_none, in_stripe, push_credit_note
 from billctl.services.credit_notes.queries import credited, notes_of
@@ -345,8 +345,8 @@ def _check_stripe_accepts(gw: Any, invoice: Invoice, total: int, settle: str, sh
     refundable = read("amount_paid") - read("amount_paid_off_stripe")
     if refund > refundable:
         raise BadInput(
-            f"settle refund: {show(refund)} would be refunded but Stripe collected only {show(max(refundable, 0))} "
+            f"{ref('settle')} refund: {show(refund)} would be refunded but Stripe collected only {show(max(refundable, 0))} "
             f"of {invoice.number} itself",
-            hint="use --settle balance (credit the customer's balance) or --settle out-of-band",  # the test checks it
+            hint=f"use {ref('settle')} balance (credit the customer's balance) or {ref('settle')} out-of-band",
             field="settle",
         )

@@ -9,7 +9,7 @@ from billctl.core.bounds import quote
 from billctl.core.periods import Period
 from billctl.db.models import Invoice, InvoiceLine, Tenant
 from billctl.db.repositories import invoices as repo
-from billctl.errors import BadInput, NotFound
+from billctl.errors import BadInput, NotFound, ref
 from billctl.services.context import App
 
 
@@ -18,7 +18,7 @@ def parse_period(text: str) -> Period:
     try:
         return Period.parse(text)
     except periods.PeriodError as exc:
-        raise BadInput(f"--period: {exc}", field="period") from None
+        raise BadInput(f"{ref('period')}: {exc}", field="period") from None
 
 
 def billed_tenants(session: Session, tenant_key: str | None) -> list[Tenant]:
