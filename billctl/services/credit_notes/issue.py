@@ -345,8 +345,8 @@ def _check_stripe_accepts(gw: Any, invoice: Invoice, total: int, settle: str, sh
     refundable = read("amount_paid") - read("amount_paid_off_stripe")
     if refund > refundable:
         raise BadInput(
-            f"{ref('settle')} refund: {show(refund)} would be refunded but Stripe collected only {show(max(refundable, 0))} "
-            f"of {invoice.number} itself",
+            f"{ref('settle')} refund: {show(refund)} would be refunded but Stripe collected only "
+            f"{show(max(refundable, 0))} of {invoice.number} itself",
             hint=f"use {ref('settle')} balance (credit the customer's balance) or {ref('settle')} out-of-band",
             field="settle",
         )
