@@ -31,6 +31,11 @@ url = "sqlite:///billctl.db"
 
 [monthly]
 drain_stream = false
+
+[usage]
+# The sample events are from October 2026: accept them however long ago that is now
+# (the default, 400 days, would refuse them from December 2027 on).
+max_past_days = 3650
 """
 
 # The tour: billctl command lines, run in DIR. Comments are printed with them.
