@@ -1,0 +1,164 @@
+"""Prepaid credits end to end through the CLI against FakeStripe over HTTP, on SQLite and PostgreSQL:
+the joins of the draw-down (finalize), the Stripe push, run-monthly, credit notes and void, checked
+against each other. Stripe must charge exactly what billctl finalized (DESIGN.md invariants 4, 6, 9,
+10, 11 and 14): its invoice adds up to billctl's, a zero-total invoice is paid at once and nothing
+drifts, a credit note in Stripe never credits more than Stripe's (cash) total, and the ledger gets
+the rest back, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli
+from tests.fakestripe import FakeStripe
+from tests.fakestripe.billctl_harness import (
+    TEST_KEY,
+    assert_exactly_once,
+    stripe_env,
+    stripe_invoices_for,
+    stripe_items_for,
+    table_counts,
+)
+from tests.helpers import bulk, events_file, sql_rows, write_plan
+
+pytestmark = pytest.mark.usefixtures("fast_stripe_backoff")
+
+TENANTS = {"acme": "100.00", "globex": "100.00", "initech": "44.00"}  # their October charges
+TAX = "8.25"
+
+
+def flat_plan(name: str, base_fee: str) -> str:
+    """Charges of exactly ``base_fee`` for up to 10,000 calls (all included)."""
+    return f"""
+name = "{name}"
+currency = "USD"
+base_fee = "{base_fee}"
+included_units = 10000
+[price]
+model = "per_unit"
+unit_price = "0.001"
+"""
+
+
+def setup(cli: Cli, tmp_path: Path, tenants: dict[str, str] = TENANTS) -> None:
+    """Each tenant on a plan of its own whose October charges are its amount, taxed at 8.25 %."""
+    cli("db", "upgrade")
+    events: list[dict] = []
+    for key, charges in tenants.items():
+        cli("plans", "create", "--file", write_plan(tmp_path, f"p-{key}", flat_plan(f"p-{key}", charges)))
+        cli("tenants", "create", key, "--name", key.title(), "--email", f"billing@{key}.test", "--tax-rate", TAX)
+        cli("tenants", "assign-plan", key, f"p-{key}", "--effective", "2026-09-01")
+        events += bulk(key, 100)
+    cli("usage", "import", events_file(tmp_path, events))
+
+
+def grant(cli: Cli, tenant: str, amount: str, kind: str, *extra: str) -> None:
+    cli("credits", "grant", tenant, "--amount", amount, "--kind", kind, "--reason", f"{kind} {amount}",
+        "--effective", "2026-10-01", *extra)  # fmt: skip
+
+
+def invoice_doc(cli: Cli, tenant: str, period: str = "2026-10") -> dict[str, Any]:
+    (row,) = [i for i in cli("invoices", "list", "--period", period, "-o", "json").json() if i["tenant"] == tenant]
+    return cli("invoices", "show", row["number"], "-o", "json").json()
+
+
+def ledger(db_url: str, tenant: str | None = None) -> list[tuple]:
+    where = f"WHERE t.key = '{tenant}'" if tenant else ""
+    return sql_rows(
+        db_url,
+        "SELECT t.key, l.kind, l.grant_id, l.amount_minor, l.source FROM credit_ledger l "
+        f"JOIN tenant t ON t.id = l.tenant_id {where} ORDER BY l.id",
+    )
+
+
+def balance(db_url: str, tenant: str) -> int:
+    return sum(e[3] for e in ledger(db_url, tenant))
+
+
+def no_drift(cli: Cli) -> None:
+    doc = cli("stripe", "reconcile", "-o", "json").json()
+    assert doc["drift"] == [], doc["drift"]
+
+
+def check_stripe_equals_billctl(fake: FakeStripe, doc: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's invoice for the local one: the same total, and its items give billctl's subtotal
+    (charges and promotional credits), tax (billctl's tax line) and purchased credits."""
+    (remote,) = stripe_invoices_for(fake, doc["number"])
+    items = {int(i["metadata"]["billctl_line"]): i for i in stripe_items_for(fake, remote["id"])}
+    lines = dict(enumerate(doc["lines"], start=1))  # positions 1..n, in order
+    assert sorted(items) == sorted(lines)
+    for position, line in lines.items():
+        item = items[position]
+        assert (item["amount"], item["metadata"]["kind"], item["discountable"]) == (
+            line["amount"]["minor"],
+            line["kind"],
+            False,
+        )
+    tax_at = max((p for p, x in lines.items() if x["kind"] == "tax"), default=None)
+    before_tax = sum(items[p]["amount"] for p in lines if tax_at is None or p < tax_at)
+    tax = sum(items[p]["amount"] for p in lines if lines[p]["kind"] == "tax")
+    assert (before_tax, tax) == (doc["subtotal"]["minor"], doc["tax"]["minor"])
+    assert remote["subtotal"] == remote["total"] == doc["total"]["minor"]  # billctl's tax is an item of its own
+    assert remote["total_taxes"] in ([], None) and remote["discounts"] == [] and remote["total_discount_amounts"] == []
+    return remote
+
+
+# ------------------------------------------------------------------ 1. finalize with credits, push
+
+
+def test_credits_with_tax_pushed_stripe_totals_equal_billctl_and_zero_total_is_paid(cli, tmp_path, fake, db_url):
+    """acme: promotional 30 and purchased 50 on 100.00 + 8.25 % (75.78 billed, 25.78 due); globex:
+    covered in full (total 0.00); initech: no credits. A coupon on every Stripe customer changes
+    nothing; the zero invoice is paid in Stripe at once, sync-status and reconcile agree."""
+    setup(cli, tmp_path)
+    grant(cli, "acme", "30", "promotional")
+    grant(cli, "acme", "50", "purchased")
+    grant(cli, "globex", "30", "promotional")
+    grant(cli, "globex", "500", "purchased")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    acme, globex, initech = (invoice_doc(cli, t) for t in ("acme", "globex", "initech"))
+    assert (acme["subtotal"]["minor"], acme["tax"]["minor"], acme["total"]["minor"]) == (7000, 578, 2578)
+    assert (globex["subtotal"]["minor"], globex["tax"]["minor"], globex["total"]["minor"]) == (7000, 578, 0)
+    assert initech["total"]["minor"] == 4763  # 44.00 + 3.63
+
+    cli.env.update(stripe_env(fake))
+    cli("stripe", "sync-customers")
+    client = fake.client(TEST_KEY)
+    coupon = client.v1.coupons.create(params={"percent_off": 50, "duration": "forever"})
+    for customer in list(fake.customers):
+        fake.give_customer_discount(customer, coupon.id)
+
+    doc = cli("stripe", "push", "-o", "json").json()
+    outcomes = {o["tenant"]: o for o in doc["invoices"]}
+    assert {t: o["action"] for t, o in outcomes.items()} == dict.fromkeys(TENANTS, "pushed")
+    assert doc.get("failed", []) == [] and all(not o.get("failed") for o in doc["invoices"])
+    remotes = {}
+    for tenant, local in (("acme", acme), ("globex", globex), ("initech", initech)):
+        remotes[tenant] = check_stripe_equals_billctl(fake, local)
+        assert_exactly_once(fake, db_url, local["number"], tenant)
+        assert outcomes[tenant]["total"]["minor"] == local["total"]["minor"]
+    assert remotes["globex"]["status"] == "paid" and remotes["globex"]["amount_due"] == 0
+    assert outcomes["globex"]["status"] == "paid"
+    assert "zero amount" in outcomes["globex"]["note"]
+    assert (remotes["acme"]["amount_due"], remotes["initech"]["amount_due"]) == (2578, 4763)
+    credit_items = [
+        (i["amount"], i["metadata"]["billctl_credit_grant"])
+        for i in stripe_items_for(fake, remotes["acme"]["id"])
+        if i["metadata"]["kind"] == "credit"
+    ]
+    assert sorted(credit_items) == [(-5000, "2"), (-3000, "1")]
+
+    status = cli("stripe", "sync-status", "-o", "json").json()
+    assert status["attention"] == []
+    for tenant, local in (("acme", acme), ("globex", globex), ("initech", initech)):
+        (row,) = sql_rows(db_url, f"SELECT stripe_status FROM invoice WHERE number = '{local['number']}'")
+        assert row[0] == remotes[tenant]["status"]
+    no_drift(cli)
+    again = cli("stripe", "push", "-o", "json").json()  # nothing left to do, nothing sent twice
+    assert again["invoices"] == []
+    assert len(fake.invoices) == 3
+    # the balances: what was granted less what was drawn, once
+    assert balance(db_url, "acme") == 0 and balance(db_url, "globex") == 50000 - 7578
