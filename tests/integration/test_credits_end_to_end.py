@@ -162,3 +162,78 @@ def test_credits_with_tax_pushed_stripe_totals_equal_billctl_and_zero_total_is_p
     assert len(fake.invoices) == 3
     # the balances: what was granted less what was drawn, once
     assert balance(db_url, "acme") == 0 and balance(db_url, "globex") == 50000 - 7578
+
+
+# ------------------------------------------------------------------ 2. run-monthly with credits and Stripe
+
+
+def _stripe_state(fake: FakeStripe) -> tuple:
+    return (
+        sorted((i["metadata"].get("billctl_invoice"), i["status"], i["total"]) for i in fake.invoices.values()),
+        len(fake.invoiceitems),
+        len(fake.customers),
+    )
+
+
+def _summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a close says it does (or, dry, would do), in terms a dry run and a real run share."""
+    return {
+        "invoices": sorted((i["tenant"], i["total"]["minor"]) for i in doc["invoices"]),
+        "pushed": sorted(p["tenant"] for p in doc["pushed"]),
+        "expired": sorted((x["tenant"], x["grant"], x["amount"]["minor"], x["state"]) for x in doc["credits_expired"]),
+        "alerts": sorted((a["tenant"], a["available"]["minor"]) for a in doc["credit_alerts"]),
+    }
+
+
+def test_run_monthly_with_credits_dry_run_is_the_real_run_and_a_rerun_changes_nothing(cli, tmp_path, fake, db_url):
+    """acme: 30 promotional expiring mid-October (not drawn, written off) and 50 purchased; globex:
+    500 purchased (its invoice is 0.00); initech: 200 promotional expiring as October ends (it
+    covers October: 100 drawn... of 44.00, the rest written off by the close). The dry run plans
+    exactly what the real run then does; the re-run draws nothing, sends nothing."""
+    setup(cli, tmp_path)
+    grant(cli, "acme", "30", "promotional", "--expires", "2026-10-15")
+    grant(cli, "acme", "50", "purchased")
+    grant(cli, "globex", "500", "purchased")
+    grant(cli, "initech", "200", "promotional", "--expires", "2026-11-01")
+    cli.env.update(stripe_env(fake, BILLCTL_MONTHLY_DRAIN_STREAM="false", BILLCTL_CREDITS_ALERT_BELOW="USD=50"))
+    granted = ledger(db_url)
+    before = (table_counts(db_url), _stripe_state(fake))
+
+    plan = cli("run-monthly", "--period", "2026-10", "--dry-run", "-o", "json").json()
+    assert plan["dry_run"] is True and plan["exit_code"] == 0
+    assert (table_counts(db_url), _stripe_state(fake)) == before and ledger(db_url) == granted
+    assert [r.method for r in fake.request_log if r.method != "GET"] == []
+
+    report = cli("run-monthly", "--period", "2026-10", "--yes", "-o", "json").json()
+    assert report["exit_code"] == 0 and not report["failed"] and not report["held"]
+    assert {s["step"]: s["state"] for s in report["steps"]} == {
+        **{s["step"]: "done" for s in report["steps"]},
+        "usage": "skipped",  # monthly.drain_stream = false
+    }
+    expected = {
+        "invoices": [("acme", 10825 - 5000), ("globex", 0), ("initech", 0)],
+        "pushed": ["acme", "globex", "initech"],
+        "expired": [("acme", 1, 3000, "written off"), ("initech", 4, 20000 - 4400, "written off")],
+        "alerts": [("acme", 0), ("initech", 0)],
+    }
+    assert _summary(report) == expected
+    assert _summary(plan) == expected  # the dry run showed what the real run did
+    for tenant in TENANTS:
+        doc = invoice_doc(cli, tenant)
+        check_stripe_equals_billctl(fake, doc)
+        assert_exactly_once(fake, db_url, doc["number"], tenant)
+    assert balance(db_url, "acme") == 0 and balance(db_url, "globex") == 50000 - 10825
+    assert balance(db_url, "initech") == 0
+    draws = [e for e in ledger(db_url) if e[1] == "draw"]
+    assert sorted((e[0], e[3]) for e in draws) == [("acme", -5000), ("globex", -10825), ("initech", -4400)]
+    no_drift(cli)
+
+    state = (ledger(db_url), _stripe_state(fake))
+    posts = sum(1 for r in fake.request_log if r.method == "POST")
+    again = cli("run-monthly", "--period", "2026-10", "--yes", "-o", "json").json()
+    assert again["exit_code"] == 0
+    assert {i["outcome"] for i in again["invoices"]} == {"already finalized"}
+    assert again["credits_expired"] == [] and again["pushed"] == []
+    assert (ledger(db_url), _stripe_state(fake)) == state  # no second draw, no second write-off, no second invoice
+    assert sum(1 for r in fake.request_log if r.method == "POST") == posts
+    no_drift(cli)
