@@ -237,3 +237,96 @@ def test_run_monthly_with_credits_dry_run_is_the_real_run_and_a_rerun_changes_no
     assert (ledger(db_url), _stripe_state(fake)) == state  # no second draw, no second write-off, no second invoice
     assert sum(1 for r in fake.request_log if r.method == "POST") == posts
     no_drift(cli)
+
+
+# ------------------------------------------------------------------ 3. credit notes and void after the push
+
+
+def _stripe_notes(fake: FakeStripe, stripe_invoice: str) -> list[dict[str, Any]]:
+    return sorted(
+        (n for n in fake.credit_notes.values() if n["invoice"] == stripe_invoice and n["status"] != "void"),
+        key=lambda n: n["created"],
+    )
+
+
+def _pushed_with_purchased_credits(cli: Cli, tmp_path: Path, fake: FakeStripe, collection: str) -> dict[str, Any]:
+    """acme: 100.00 + 8.25 % tax, 50.00 of it paid with purchased credits: 58.25 due, pushed to Stripe
+    (charged at once: paid; sent: open)."""
+    setup(cli, tmp_path, {"acme": "100.00"})
+    grant(cli, "acme", "50", "purchased")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    cli.env.update(stripe_env(fake, BILLCTL_STRIPE_COLLECTION_METHOD=collection))
+    cli("stripe", "push")
+    doc = invoice_doc(cli, "acme")
+    assert (doc["subtotal"]["minor"], doc["tax"]["minor"], doc["total"]["minor"]) == (10000, 825, 5825)
+    remote = check_stripe_equals_billctl(fake, doc)
+    assert remote["status"] == ("paid" if collection == "charge_automatically" else "open")
+    return doc
+
+
+@pytest.mark.parametrize("collection", ["send_invoice", "charge_automatically"], ids=["open", "paid"])
+def test_credit_notes_credit_the_cash_in_stripe_and_the_rest_back_to_the_purchased_grant(
+    cli, tmp_path, fake, db_url, collection
+):
+    """Billed 108.25, paid 50.00 with purchased credits, 58.25 due in cash (Stripe's total). A note of
+    70.00: 58.25 in Stripe, 11.75 back to the grant; then the rest (38.25): all back to the grant,
+    nothing more to credit in Stripe. The numbers agree: local notes, Stripe's notes, the ledger;
+    push and reconcile find nothing to do."""
+    doc = _pushed_with_purchased_credits(cli, tmp_path, fake, collection)
+    number = doc["number"]
+    stripe_id = stripe_invoices_for(fake, number)[0]["id"]
+
+    first = cli("invoices", "credit", number, "--amount", "70", "--reason", "outage", "--yes", "-o", "json").json()
+    assert first["total"]["minor"] == 7000 and first["credits_returned"]["minor"] == 1175
+    assert first["stripe"]["action"] == "pushed", first["stripe"]
+    (remote,) = _stripe_notes(fake, stripe_id)
+    assert remote["total"] == 5825  # only the cash: Stripe's invoice never billed the credits
+    assert balance(db_url, "acme") == 1175
+
+    rest = cli("invoices", "credit", number, "--reason", "goodwill", "--yes", "-o", "json").json()
+    assert rest["total"]["minor"] == 10825 - 7000 and rest["credits_returned"]["minor"] == 3825
+    assert rest["left_to_credit"]["minor"] == 0
+    assert (rest["stripe"]["action"], rest["stripe"]["status"], rest["stripe"]["credit_note"]) == (
+        "credits only",
+        "credits only",
+        None,
+    )
+    assert len(_stripe_notes(fake, stripe_id)) == 1  # nothing of it was paid in cash: nothing to credit in Stripe
+    assert balance(db_url, "acme") == 5000  # every purchased credit the invoice drew is back, once
+    returned = [(e[1], e[3], e[4]) for e in ledger(db_url, "acme") if e[1] == "reversal"]
+    assert returned == [
+        ("reversal", 1175, f"credit_note:{first['number']}"),
+        ("reversal", 3825, f"credit_note:{rest['number']}"),
+    ]
+    # local notes = Stripe's note (cash) + the ledger's reversals (credits)
+    notes = cli("invoices", "credit-notes", "--invoice", number, "-o", "json").json()
+    local_total = sum(n["total"]["minor"] for n in notes)
+    assert local_total == 10825 == sum(n["total"] for n in _stripe_notes(fake, stripe_id)) + 1175 + 3825
+    cash = [n["stripe"] for n in notes]
+    assert [(s["credit_note"], s["status"]) for s in cash] == [(remote["id"], "issued"), (None, "credits only")]
+    assert sum((s[k] or {"minor": 0})["minor"] for k in ("pre_payment", "post_payment") for s in cash) == 5825
+
+    again = cli("stripe", "push", "-o", "json").json()  # nothing pending: the credits-only note is done
+    assert again["credit_notes"] == []
+    assert len(_stripe_notes(fake, stripe_id)) == 1
+    cli("stripe", "sync-status")
+    no_drift(cli)
+
+
+def test_void_of_a_pushed_unpaid_invoice_with_credits_voids_it_in_stripe_and_returns_the_credits_once(
+    cli, tmp_path, fake, db_url
+):
+    doc = _pushed_with_purchased_credits(cli, tmp_path, fake, "send_invoice")
+    number = doc["number"]
+    assert balance(db_url, "acme") == 0
+    cli("invoices", "void", number, "--reason", "wrong plan", "--yes")
+    (remote,) = stripe_invoices_for(fake, number)
+    assert remote["status"] == "void"
+    assert invoice_doc(cli, "acme")["status"] == "void"
+    assert balance(db_url, "acme") == 5000
+    cli("invoices", "void", number, "--reason", "again", "--yes", expect=9)  # refused: and nothing comes back twice
+    assert balance(db_url, "acme") == 5000
+    assert [(e[1], e[3]) for e in ledger(db_url, "acme")] == [("grant", 5000), ("draw", -5000), ("reversal", 5000)]
+    assert cli("stripe", "push", "-o", "json").json()["invoices"] == []
+    cli("stripe", "sync-status")
+    no_drift(cli)
