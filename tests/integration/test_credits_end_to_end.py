@@ -330,3 +330,48 @@ def test_void_of_a_pushed_unpaid_invoice_with_credits_voids_it_in_stripe_and_ret
     assert cli("stripe", "push", "-o", "json").json()["invoices"] == []
     cli("stripe", "sync-status")
     no_drift(cli)
+
+
+def test_line_credit_notes_with_credits_and_a_zero_total_invoice_agree_with_stripe(cli, tmp_path, fake, db_url):
+    """acme: 50 purchased (108.25 billed, 58.25 due): its base line credited with its tax share
+    (108.25) is more than Stripe's total: Stripe credits the 58.25 cash (one custom line: Stripe's
+    base item cannot take 108.25), the rest goes back to the purchased grant. globex: all of it paid
+    with credits (total 0.00, paid in Stripe at once): a credit note gives back purchased credits only
+    and sends nothing to Stripe. initech (no credits): a line credit note is Stripe line for line, as
+    before."""
+    setup(cli, tmp_path)
+    grant(cli, "acme", "50", "purchased")
+    grant(cli, "globex", "500", "purchased")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    cli.env.update(stripe_env(fake))
+    cli("stripe", "push")
+    docs = {t: invoice_doc(cli, t) for t in TENANTS}
+    remotes = {t: check_stripe_equals_billctl(fake, d) for t, d in docs.items()}
+    assert [r["status"] for r in remotes.values()] == ["paid", "paid", "paid"]
+
+    acme = cli("invoices", "credit", docs["acme"]["number"], "--line", "1", "--reason", "x", "--yes", "-o", "json")
+    note = acme.json()
+    assert (note["total"]["minor"], note["credits_returned"]["minor"]) == (10825, 5000)
+    (stripe_note,) = _stripe_notes(fake, remotes["acme"]["id"])
+    assert (stripe_note["total"], stripe_note["post_payment_amount"]) == (5825, 5825)  # paid: all of it after payment
+    assert [x["type"] for x in stripe_note["lines"]["data"]] == ["custom_line_item"]
+
+    globex = cli("invoices", "credit", docs["globex"]["number"], "--reason", "x", "--yes", "-o", "json").json()
+    assert globex["total"]["minor"] == 10825 and globex["credits_returned"]["minor"] == 10825
+    assert globex["stripe"]["action"] == "credits only" and _stripe_notes(fake, remotes["globex"]["id"]) == []
+    assert balance(db_url, "globex") == 50000
+
+    initech = cli(
+        "invoices", "credit", docs["initech"]["number"], "--line", "1", "--reason", "x", "--yes", "-o", "json"
+    )
+    assert initech.json()["credits_returned"]["minor"] == 0
+    (plain,) = _stripe_notes(fake, remotes["initech"]["id"])
+    assert plain["total"] == 4763 and [x["type"] for x in plain["lines"]["data"]] == [
+        "invoice_line_item",
+        "invoice_line_item",
+    ]
+
+    assert cli("stripe", "push", "-o", "json").json()["credit_notes"] == []
+    cli("stripe", "sync-status")
+    no_drift(cli)
+    assert sum(e[3] for e in ledger(db_url) if e[1] == "reversal") == note["credits_returned"]["minor"] + 10825
