@@ -61,7 +61,8 @@ def grant(cli: Cli, tenant: str, amount: str, kind: str, *extra: str) -> None:
 
 
 def invoice_doc(cli: Cli, tenant: str, period: str = "2026-10") -> dict[str, Any]:
-    (row,) = [i for i in cli("invoices", "list", "--period", period, "-o", "json").json() if i["tenant"] == tenant]
+    rows = [i for i in cli("invoices", "list", "--period", period, "-o", "json").json() if i["tenant"] == tenant]
+    (row,) = [i for i in rows if i["status"] != "void"] or rows  # the live one, else the void one
     return cli("invoices", "show", row["number"], "-o", "json").json()
 
 
@@ -276,6 +277,12 @@ def test_credit_notes_credit_the_cash_in_stripe_and_the_rest_back_to_the_purchas
     number = doc["number"]
     stripe_id = stripe_invoices_for(fake, number)[0]["id"]
 
+    before = (table_counts(db_url), len(fake.credit_notes))
+    posts = sum(1 for r in fake.request_log if r.method == "POST")
+    dry = cli("invoices", "credit", number, "--amount", "70", "--reason", "outage", "--dry-run", "-o", "json").json()
+    assert dry["credits_returned"]["minor"] == 1175 and dry["stripe"]["action"] == "pushed", dry["stripe"]
+    assert (table_counts(db_url), len(fake.credit_notes)) == before
+    assert sum(1 for r in fake.request_log if r.method == "POST") == posts
     first = cli("invoices", "credit", number, "--amount", "70", "--reason", "outage", "--yes", "-o", "json").json()
     assert first["total"]["minor"] == 7000 and first["credits_returned"]["minor"] == 1175
     assert first["stripe"]["action"] == "pushed", first["stripe"]
@@ -328,6 +335,15 @@ def test_void_of_a_pushed_unpaid_invoice_with_credits_voids_it_in_stripe_and_ret
     assert balance(db_url, "acme") == 5000
     assert [(e[1], e[3]) for e in ledger(db_url, "acme")] == [("grant", 5000), ("draw", -5000), ("reversal", 5000)]
     assert cli("stripe", "push", "-o", "json").json()["invoices"] == []
+    cli("stripe", "sync-status")
+    no_drift(cli)
+    # the period finalized again draws the credits again, once, and its new invoice is pushed beside the void one
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    redo = invoice_doc(cli, "acme")
+    assert redo["number"] != number and redo["total"]["minor"] == 5825 and balance(db_url, "acme") == 0
+    cli("stripe", "push")
+    check_stripe_equals_billctl(fake, redo)
+    assert sorted(i["status"] for i in fake.invoices.values()) == ["open", "void"]
     cli("stripe", "sync-status")
     no_drift(cli)
 
