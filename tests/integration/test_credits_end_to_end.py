@@ -391,3 +391,18 @@ def test_line_credit_notes_with_credits_and_a_zero_total_invoice_agree_with_stri
     cli("stripe", "sync-status")
     no_drift(cli)
     assert sum(e[3] for e in ledger(db_url) if e[1] == "reversal") == note["credits_returned"]["minor"] + 10825
+
+
+def test_refund_of_an_invoice_paid_partly_with_credits_refunds_the_cash_only(cli, tmp_path, fake, db_url):
+    """Charged 58.25 by card, 50.00 paid with purchased credits: crediting the whole invoice with
+    --settle refund refunds the 58.25 Stripe collected and gives the 50.00 back to the grant."""
+    doc = _pushed_with_purchased_credits(cli, tmp_path, fake, "charge_automatically")
+    note = cli(
+        "invoices", "credit", doc["number"], "--settle", "refund", "--reason", "cancelled", "--yes", "-o", "json"
+    ).json()
+    assert (note["total"]["minor"], note["credits_returned"]["minor"]) == (10825, 5000)
+    (remote,) = stripe_invoices_for(fake, doc["number"])
+    (stripe_note,) = _stripe_notes(fake, remote["id"])
+    assert stripe_note["total"] == 5825 and fake.invoices[remote["id"]]["_refunded"] == 5825
+    assert balance(db_url, "acme") == 5000
+    no_drift(cli)
