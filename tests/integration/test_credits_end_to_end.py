@@ -1,3 +1,4 @@
+# Long because: one end-to-end story (finalize, push, close, credit notes, void, reconcile) told over the same helpers.
 """Prepaid credits end to end through the CLI against FakeStripe over HTTP, on SQLite and PostgreSQL:
 the joins of the draw-down (finalize), the Stripe push, run-monthly, credit notes and void, checked
 against each other. Stripe must charge exactly what billctl finalized (DESIGN.md invariants 4, 6, 9,
@@ -405,4 +406,28 @@ def test_refund_of_an_invoice_paid_partly_with_credits_refunds_the_cash_only(cli
     (stripe_note,) = _stripe_notes(fake, remote["id"])
     assert stripe_note["total"] == 5825 and fake.invoices[remote["id"]]["_refunded"] == 5825
     assert balance(db_url, "acme") == 5000
+    no_drift(cli)
+
+
+def test_credit_notes_issued_before_the_push_follow_the_invoice_with_their_cash_part(cli, tmp_path, fake, db_url):
+    setup(cli, tmp_path, {"acme": "100.00"})
+    grant(cli, "acme", "50", "purchased")
+    cli("invoices", "finalize", "--period", "2026-10", "--yes")
+    number = invoice_doc(cli, "acme")["number"]
+    cli.env.update(stripe_env(fake))
+    first = cli("invoices", "credit", number, "--amount", "70", "--reason", "a", "--yes", "-o", "json").json()
+    rest = cli("invoices", "credit", number, "--reason", "b", "--yes", "-o", "json").json()
+    assert [n["stripe"]["action"] for n in (first, rest)] == ["pending", "pending"]
+    assert balance(db_url, "acme") == 5000  # 11.75 + 38.25 back at once, whatever Stripe does later
+
+    doc = cli("stripe", "push", "-o", "json").json()
+    assert [o["action"] for o in doc["invoices"]] == ["pushed"]
+    assert [(o["ref"], o["action"], o["total"]["minor"]) for o in doc["credit_notes"]] == [
+        (first["number"], "pushed", 5825),
+        (rest["number"], "credits only", 0),
+    ]
+    (remote,) = stripe_invoices_for(fake, number)
+    assert [n["total"] for n in _stripe_notes(fake, remote["id"])] == [5825]
+    assert cli("stripe", "push", "-o", "json").json()["credit_notes"] == []
+    cli("stripe", "sync-status")
     no_drift(cli)
