@@ -6,6 +6,11 @@ credit note's ``pre_payment_amount``); what exceeds that (the ``post_payment_amo
 or partly paid invoice) must be settled in full as a refund, a credit to the customer's balance,
 or out of band: the operator's ``--settle`` choice.
 
+Prepaid credits: Stripe's invoice total is what was due in cash (purchased credits are negative
+items on it), so a local credit note that also gives back purchased credits is credited in Stripe
+for its cash part only (``cash_part``), as one custom line; a note that is all credits has nothing
+to credit in Stripe (its ``stripe_status`` is ``CREDITS_ONLY``).
+
 Amounts: local credit notes hold billctl's minor units; every amount sent goes through
 ``to_stripe_amount`` (UGX is sent ×100) and every amount read from Stripe is compared in Stripe's
 units (``to_stripe_amount(..., check=False)``), as for invoices in ``billctl.stripe.mapping``.
@@ -15,10 +20,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from billctl.core.money import to_stripe_amount
+from billctl.core.money import format_amount, from_minor, to_stripe_amount
 from billctl.stripe.idempotency import credit_note_key as credit_note_key  # where callers have found it
 from billctl.stripe.mapping import META_INVOICE, META_LINE, META_TENANT, Drift, show_amount
 from billctl.stripe.status import StripeStatus
@@ -27,6 +32,8 @@ META_CREDIT_NOTE = "billctl_credit_note"  # on Stripe credit notes: the local cr
 SETTLE = {"refund": "refund_amount", "balance": "credit_amount", "out_of_band": "out_of_band_amount"}
 DEFAULT_SETTLE = "balance"
 MEMO_MAX = 500
+# the Stripe status of a credit note that gives back only purchased credits: nothing to credit in Stripe
+CREDITS_ONLY = "credits only"
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,24 @@ class CreditNoteIn:
     reason: str
     settle: str
     lines: tuple[NoteLineIn, ...]
+
+
+def cash_part(note: CreditNoteIn, cash_minor: int) -> CreditNoteIn:
+    """The credit note Stripe gets for ``note`` when only ``cash_minor`` of it was paid in cash (the
+    rest went back to purchased credits, which Stripe's invoice never billed): the note itself when
+    all of it is cash, else one custom line of the cash part."""
+    if cash_minor >= note.total_minor:
+        return note
+    c = note.currency
+
+    def show(minor: int) -> str:
+        return f"{format_amount(from_minor(minor, c), c)} {c}"
+
+    text = (
+        f"{note.number}: the part paid in cash, {show(cash_minor)} of {show(note.total_minor)} "
+        f"(the other {show(note.total_minor - cash_minor)} went back to prepaid credits)"
+    )
+    return replace(note, total_minor=cash_minor, lines=(NoteLineIn("amount", None, text, cash_minor),))
 
 
 def settlement(total_minor: int, amount_remaining: int, settle: str) -> tuple[int, dict[str, int]]:
@@ -137,6 +162,7 @@ class LocalCreditNote:
     total_minor: int
     stripe_credit_note_id: str | None
     invoice_in_stripe: bool  # its invoice is final in Stripe, so the note should be there
+    stripe_total_minor: int | None = None  # what it credits in Stripe (its cash part); None: its total
 
 
 def reconcile(local: Iterable[LocalCreditNote], remote: Iterable[Mapping[str, Any]]) -> list[Drift]:
@@ -153,7 +179,10 @@ def reconcile(local: Iterable[LocalCreditNote], remote: Iterable[Mapping[str, An
         seen.add(note.number)
         matches = match_credit_notes(by_number.get(note.number, []), note.number)
         ids = tuple(m["id"] for m in matches)
+        in_stripe = note.total_minor if note.stripe_total_minor is None else note.stripe_total_minor
         if not matches:
+            if in_stripe == 0 and not note.stripe_credit_note_id:
+                continue  # it gave back purchased credits only: nothing to credit in Stripe
             if note.invoice_in_stripe or note.stripe_credit_note_id:
                 where = f"stored id {note.stripe_credit_note_id} not found" if note.stripe_credit_note_id else "pending"
                 drifts.append(
@@ -165,7 +194,7 @@ def reconcile(local: Iterable[LocalCreditNote], remote: Iterable[Mapping[str, An
         remote_note = next((m for m in matches if m["id"] == note.stripe_credit_note_id), matches[0])
         if note.stripe_credit_note_id != remote_note["id"]:
             drifts.append(Drift(note.number, note.tenant_key, "id", f"Stripe id {remote_note['id']} not stored", ids))
-        expected = to_stripe_amount(note.total_minor, note.currency, check=False)
+        expected = to_stripe_amount(in_stripe, note.currency, check=False)
         if remote_note.get("total") != expected:
             drifts.append(
                 Drift(

@@ -188,6 +188,8 @@ def credit(
     doc["stripe"]["note"] = (stripe.note if stripe else "") or result.pending
     if stripe and stripe.stripe_id:
         doc["stripe"]["credit_note"] = stripe.stripe_id
+    if stripe and stripe.status:
+        doc["stripe"]["status"] = stripe.status
     if out.fmt == "json":
         out.json(doc)
     elif out.fmt == "csv":
@@ -249,7 +251,9 @@ def credit_notes(
                 format_amount(from_minor(r.note.total_minor, r.note.currency), r.note.currency),
                 r.note.currency,
                 r.note.settle.replace("_", "-"),
-                r.note.stripe_credit_note_id or ("pending" if r.invoice.stripe_invoice_id else "local only"),
+                r.note.stripe_credit_note_id
+                or r.note.stripe_status  # "credits only": nothing to credit in Stripe
+                or ("pending" if r.invoice.stripe_invoice_id else "local only"),
                 r.note.reason,
             )
             for r in rows

@@ -141,7 +141,7 @@ def show(
                     ", ".join(str(x.invoice_line_position) for x in ls if x.kind == "line") or n.mode,
                     format_amount(from_minor(n.total_minor, c), c),
                     n.settle.replace("_", "-"),
-                    n.stripe_credit_note_id or "not yet",
+                    n.stripe_credit_note_id or n.stripe_status or "not yet",  # or "credits only"
                     n.reason,
                 )
                 for n, ls in notes

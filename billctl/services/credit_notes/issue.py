@@ -40,6 +40,7 @@ from billctl.services.credit_notes.queries import credited, notes_of
 from billctl.services.credits import return_credits
 from billctl.services.invoices import get_invoice, reserve_sequence
 from billctl.services.usage import lock_tenants
+from billctl.stripe.credit_notes import CREDITS_ONLY
 
 
 def _id(value: int | None) -> int:
@@ -160,7 +161,11 @@ def issue(
     if in_stripe(invoice):
         # credit notes of this invoice that an earlier run issued and did not get into Stripe (it
         # stopped): they go first; if one is this very request, re-running it resumes it
-        waiting = [(r, ls) for r, ls in notes_of(app, invoice_id) if r.stripe_credit_note_id is None]
+        waiting = [
+            (r, ls)
+            for r, ls in notes_of(app, invoice_id)
+            if r.stripe_credit_note_id is None and r.stripe_status != CREDITS_ONLY
+        ]
         same = next((p for p in waiting if _same_request(*p, mode, list(lines), minor, reason, settle_as)), None)
         outcomes = _resume_pending(app, gw, invoice, tenant, dry_run, waiting) if gw is not None else {}
         if same is not None:
@@ -172,9 +177,10 @@ def issue(
                 result.pending = _pending_reason(app, invoice)
             return result
     with app.uow() as uow:  # reads only
-        note, _ = plan(uow.session)
-    if gw is not None:
-        _check_stripe_accepts(gw, invoice, note.total, settle_as, show)
+        note, earlier = plan(uow.session)
+    if gw is not None:  # Stripe credits the cash part only (the rest goes back to purchased credits)
+        cash = split_credit(invoice.total_minor, earlier.total, note.total)[0]
+        _check_stripe_accepts(gw, invoice, cash, settle_as, show)
 
     # a dry run takes the same path and skips its writes, so the transaction commits nothing
     with app.uow() as uow:

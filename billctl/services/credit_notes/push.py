@@ -9,12 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from billctl.core.invoice_credits import split_credit
 from billctl.core.money import MoneyError, to_stripe_amount
 from billctl.core.periods import Period
 from billctl.db.models import CreditNote, CreditNoteLine, Invoice, Tenant
 from billctl.db.repositories import invoices as repo
 from billctl.services.context import App, audit
-from billctl.services.credit_notes.queries import notes_by_invoice
+from billctl.services.credit_notes.queries import cash_parts, notes_by_invoice
 from billctl.services.invoices import tenant_id_of
 
 # Stripe invoice states in which a credit note can go to Stripe
@@ -49,9 +50,20 @@ def push_credit_note(
     from billctl.stripe import credit_notes as cn
     from billctl.stripe.mapping import show_amount
 
-    out = Outcome(
-        "credit_note", note.number, tenant.key, "pushed", total_minor=note.total_minor, currency=note.currency
-    )
+    cash = _cash_of(app, note, invoice)  # Stripe credits the cash part only (stripe.credit_notes.cash_part)
+    out = Outcome("credit_note", note.number, tenant.key, "pushed", total_minor=cash, currency=note.currency)
+    if cash == 0 and note.stripe_credit_note_id is None:
+        out.action = out.status = cn.CREDITS_ONLY
+        out.note = (
+            "all of it went back to prepaid credits (none of it was paid in cash): nothing to credit in Stripe"
+        )
+        with store.tx() as s:
+            if s is not None:
+                s.execute(
+                    sa.update(CreditNote).where(col(CreditNote.id) == note.id).values(stripe_status=cn.CREDITS_ONLY)
+                )
+                audit(s, app, "stripe.credit_note.push", "credit_note", note.number, outcome=out.action)
+        return out
     remote: dict[str, Any] | None = None
     resumed = note.stripe_push_started_at is not None
     if resumed:  # an earlier run may have created it and died before storing its id
@@ -70,11 +82,6 @@ def push_credit_note(
                 f"{invoice.number} is {stripe_invoice.get('status')} in Stripe: credit note {note.number} cannot go "
                 "there; see `billctl stripe reconcile`"
             )
-        ids: dict[int, str] = {}
-        if any(x.invoice_line_position is not None for x in lines):
-            with app.uow() as uow:  # reads only
-                items = {x.position: x.stripe_item_id for x in repo.lines_of(uow.session, invoice.id)}
-            ids = cn.line_ids(gw.list_invoice_lines(invoice.stripe_invoice_id), items, invoice.number)
         note_in = cn.CreditNoteIn(
             number=note.number,
             invoice_number=invoice.number,
@@ -85,6 +92,12 @@ def push_credit_note(
             settle=note.settle,
             lines=tuple(cn.NoteLineIn(x.kind, x.invoice_line_position, x.description, x.amount_minor) for x in lines),
         )
+        note_in = cn.cash_part(note_in, cash)
+        ids: dict[int, str] = {}
+        if any(x.invoice_line_position is not None for x in note_in.lines):
+            with app.uow() as uow:  # reads only
+                items = {x.position: x.stripe_item_id for x in repo.lines_of(uow.session, invoice.id)}
+            ids = cn.line_ids(gw.list_invoice_lines(invoice.stripe_invoice_id), items, invoice.number)
         due = local_minor(stripe_invoice.get("amount_remaining") or 0, note.currency) or 0
         try:
             params = cn.credit_note_params(note_in, str(invoice.stripe_invoice_id), ids, due)  # in Stripe: set
@@ -111,7 +124,7 @@ def push_credit_note(
             s.execute(sa.update(CreditNote).where(col(CreditNote.id) == note.id).values(**values))
             audit(s, app, "stripe.credit_note.push", "credit_note", note.number, outcome=out.action, **values)
     out.stripe_id, out.stripe_number, out.status = remote["id"], remote.get("number"), remote.get("status")
-    expected = to_stripe_amount(note.total_minor, note.currency, check=False)
+    expected = to_stripe_amount(cash, note.currency, check=False)
     if remote.get("total") is not None and remote["total"] != expected and not gw.dry_run:
         out.note += (
             f"Stripe total {show_amount(remote['total'], note.currency)} differs from "
@@ -120,14 +133,37 @@ def push_credit_note(
     return out
 
 
+def _cash_of(app: App, note: CreditNote, invoice: Invoice) -> int:
+    """What ``note`` gives back in cash (``queries.cash_parts``); a note not written yet (a dry run)
+    comes after every note of the invoice."""
+    with app.uow() as uow:  # reads only
+        notes = [n for n, _ in notes_by_invoice(uow.session, [_invoice_id(invoice)]).get(_invoice_id(invoice), [])]
+    if note.id is None:
+        return split_credit(invoice.total_minor, sum(n.total_minor for n in notes), note.total_minor)[0]
+    return cash_parts(invoice, notes)[note.id]
+
+
+def _id(value: int | None) -> int:
+    assert value is not None  # rows read from the database
+    return value
+
+
+def _invoice_id(invoice: Invoice) -> int:
+    return _id(invoice.id)
+
+
 def pending(app: App, period: Period | None = None, tenant_key: str | None = None) -> list[int]:
-    """Ids of credit notes not in Stripe yet whose invoice is final there, oldest first."""
+    """Ids of credit notes not in Stripe yet whose invoice is final there, oldest first (not those
+    that gave back purchased credits only: nothing to credit in Stripe)."""
+    from billctl.stripe.credit_notes import CREDITS_ONLY
+
     with app.uow() as uow:  # reads only
         query = (
             select(CreditNote.id)
             .join(Invoice, col(Invoice.id) == col(CreditNote.invoice_id))
             .where(
                 col(CreditNote.stripe_credit_note_id).is_(None),
+                sa.or_(col(CreditNote.stripe_status).is_(None), col(CreditNote.stripe_status) != CREDITS_ONLY),
                 col(Invoice.stripe_invoice_id).is_not(None),
                 col(Invoice.stripe_status).in_(FINAL_IN_STRIPE),
             )
@@ -181,6 +217,9 @@ def reconcile(
         with app.uow() as uow:  # reads only
             query = select(CreditNote).where(col(CreditNote.invoice_id).in_(list(by_id))).order_by(col(CreditNote.id))
             notes = list(uow.session.exec(query))
+    cash: dict[int, int] = {}  # what each note credits in Stripe: its cash part
+    for invoice_id, (inv, _) in by_id.items():
+        cash.update(cash_parts(inv, [n for n in notes if n.invoice_id == invoice_id]))
     local = [
         cn.LocalCreditNote(
             n.number,
@@ -190,6 +229,7 @@ def reconcile(
             n.total_minor,
             n.stripe_credit_note_id,
             in_stripe(by_id[n.invoice_id][0]),
+            cash[_id(n.id)],
         )
         for n in notes
     ]

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from billctl.core import credit as core
+from billctl.core.invoice_credits import split_credit
 from billctl.core.periods import Period
 from billctl.db.models import CreditNote, CreditNoteLine, Invoice, Tenant
 from billctl.services.context import App
@@ -54,6 +55,18 @@ def credited(session: Session, invoice_ids: Sequence[int]) -> dict[int, core.Cre
         invoice_id: core.Credited.of(_as_core(lines) for _, lines in notes)
         for invoice_id, notes in notes_by_invoice(session, invoice_ids).items()
     }
+
+
+def cash_parts(invoice: Invoice, notes: Iterable[CreditNote]) -> dict[int, int]:
+    """What each of ``invoice``'s credit notes gives back in cash, by note id: cash first, in the
+    order they were issued (``split_credit``); the rest of each went back to purchased credits. In
+    Stripe a credit note credits that part only: Stripe's invoice total is what was due in cash."""
+    out: dict[int, int] = {}
+    before = 0
+    for note in sorted(notes, key=lambda n: _id(n.id)):
+        out[_id(note.id)] = split_credit(invoice.total_minor, before, note.total_minor)[0]
+        before += note.total_minor
+    return out
 
 
 def credited_totals(app: App, invoice_ids: Sequence[int]) -> dict[int, int]:

@@ -4,6 +4,7 @@ before its current period ends."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -48,9 +49,12 @@ def credit_alerts(
     tenant_keys: list[str] | None = None,
     now: datetime | None = None,
     accrued: dict[str, Decimal] | None = None,
+    rehearsed: Mapping[int, Sequence[core.Entry]] | None = None,
 ) -> AlertsReport:
     """The burn-down of every tenant with credits (or of ``tenant_keys``). ``accrued``: the open
-    period's charges so far per tenant (from a preview), when the caller has them."""
+    period's charges so far per tenant (from a preview), when the caller has them. ``rehearsed``:
+    draws a dry run's finalize would have recorded, by tenant id (``run-monthly --dry-run``), counted
+    as if written."""
     now = now or app.now()
     window = int(app.config.credits.burn_window_days)
     limits = thresholds(app.config.credits.alert_below)
@@ -59,10 +63,12 @@ def credit_alerts(
         rows = [tenant(uow.session, k) for k in tenant_keys] if tenant_keys else repo.tenants_with_credits(uow.session)
         for row in rows:
             b = book(uow.session, row)
+            assert row.id is not None
+            entries = [*b.entries, *(rehearsed or {}).get(row.id, ())]
             start, end = periods.period_of(now, row.timezone).bounds(row.timezone)
             burn = core.burn_down(
                 b.grants,
-                b.entries,
+                entries,
                 currency=row.currency,
                 now=now,
                 period_start=start,

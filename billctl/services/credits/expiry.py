@@ -6,10 +6,15 @@ tenant's time zone; never later than now) become ``expiry`` entries, keyed
 written off again at the next close). A grant that expires exactly as the period ends still covers
 that period's invoice: while the tenant has no live invoice for the period yet, it is kept (deferred)
 rather than written off, so a close that finalizes late never loses credits it should have drawn.
+
+A dry run of a whole close (``run-monthly --dry-run``) writes no invoice, so it passes what its
+rehearsed finalize would have drawn (``rehearsed``: by tenant id, the draws, for every tenant it
+would invoice): the plan then writes off what the real close would, after those draws.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -48,8 +53,12 @@ def expire_credits(
     tenant_keys: list[str] | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    rehearsed: Mapping[int, Sequence[core.Entry]] | None = None,
 ) -> ExpiryReport:
-    """Write off what expired by the end of ``period`` (YYYY-MM), per tenant, in one transaction."""
+    """Write off what expired by the end of ``period`` (YYYY-MM), per tenant, in one transaction.
+    ``rehearsed`` (a dry run only): the draws a rehearsed finalize would have recorded, by tenant id
+    (module docstring)."""
+    rehearsed = rehearsed if dry_run and rehearsed else {}
     now = now or app.now()
     try:
         month = periods.Period.parse(period)
@@ -62,10 +71,10 @@ def expire_credits(
             assert row.id is not None
             end = min(month.bounds(row.timezone)[1], now)
             b = book(uow.session, row, lock=True)
-            grants = b.grants
-            waiting = repo.live_invoice(uow.session, row.id, str(month)) is None
+            grants, ledger = b.grants, [*b.entries, *rehearsed.get(row.id, ())]
+            waiting = row.id not in rehearsed and repo.live_invoice(uow.session, row.id, str(month)) is None
             keep = [g.id for g in grants if waiting and g.covers(month.bounds(row.timezone)[1])]
-            left = core.remainders(b.entries)
+            left = core.remainders(ledger)
             for g in grants:
                 if g.id in keep and g.expired_by(end) and left.get(g.id, 0) > 0:
                     assert g.expires_at is not None
@@ -74,7 +83,7 @@ def expire_credits(
             for e in b.entry_rows:
                 if e.kind == core.EntryKind.EXPIRY:
                     written[e.grant_id] = written.get(e.grant_id, 0) + 1
-            found = core.expiries(grants, b.entries, end, keep=keep)
+            found = core.expiries(grants, ledger, end, keep=keep)
             by_id = b.by_id
             entries = []
             for x in found:

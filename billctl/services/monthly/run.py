@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pendulum
 
+from billctl.core import credits as credits_core
 from billctl.core.guardrails import HoldRules
 from billctl.core.periods import Period, period_of
 from billctl.db.models import utcnow
@@ -65,6 +66,9 @@ class MonthlyRun:
         self.rules = HoldRules.parse(app.config.monthly.hold_above, app.config.monthly.hold_multiple)
         self._gateway: Gateway | None = None
         self._gateway_checked = False
+        # a dry run: what its rehearsed finalize would have drawn, by tenant id (every tenant it would
+        # invoice), so the credits steps plan what the real close does after those draws
+        self._rehearsed: dict[int, list[credits_core.Entry]] = {}
 
     # -- plumbing --
     def _check_stop(self) -> bool:
@@ -174,6 +178,12 @@ class MonthlyRun:
             priced, invoice = result.priced, result.invoice
             if result.outcome == "not over":
                 self.report.not_over.append({"tenant": priced.tenant.key, "reason": priced.skipped})
+            if result.outcome == "would finalize" and priced.tenant.id is not None:
+                drawn = priced.credits.draws if priced.credits is not None else ()
+                at = self.app.now()
+                self._rehearsed[priced.tenant.id] = [
+                    credits_core.Entry(d.grant_id, credits_core.EntryKind.DRAW, -d.amount, at) for d in drawn
+                ]
             if result.outcome == "failed":
                 self.report.failed.append({"step": "finalize", "tenant": priced.tenant.key, "reason": priced.skipped})
             total = invoice.total_minor if invoice is not None else None
@@ -224,7 +234,7 @@ class MonthlyRun:
         a re-run finds nothing left to write off."""
         from billctl.services.credits import expire_credits
 
-        result = expire_credits(self.app, str(self.period), dry_run=self.dry_run)
+        result = expire_credits(self.app, str(self.period), dry_run=self.dry_run, rehearsed=self._rehearsed)
         for state, found in (("written off", result.expired), ("deferred", result.deferred)):
             for x in found:
                 self.report.credits_expired.append(
@@ -244,7 +254,7 @@ class MonthlyRun:
         period ends: listed in the summary; they do not change the exit code."""
         from billctl.services.credits import credit_alerts
 
-        result = credit_alerts(self.app)
+        result = credit_alerts(self.app, rehearsed=self._rehearsed)
         for t in result.alerts:
             b = t.burn
             self.report.credit_alerts.append(
