@@ -445,3 +445,20 @@ def test_close_writes_off_expired_credits_and_lists_credit_alerts(
     assert _ledger(month.db_url) == [*granted, ("expiry:1:1", "expiry", -500)]
     table = month("run-monthly", "--period", "2026-10", "--yes")
     assert "low on prepaid credits" in table.stdout and "acme" in table.stdout
+
+
+def test_entries_a_killed_close_left_pending_are_billed_by_the_next_run(month: Cli, stream: str, redis_url: str):
+    """A run killed in the middle of its drain leaves what it had read pending in the group; the next
+    run takes those entries back before it finalizes (not after stream.claim_idle_ms), so the
+    month's invoices include them."""
+    from billctl.services.monthly.run import MONTHLY_CONSUMER
+
+    r = redis.Redis.from_url(redis_url)
+    r.xgroup_create(stream, "billctl", id="0", mkstream=True)
+    read = r.xreadgroup("billctl", MONTHLY_CONSUMER, {stream: ">"}, count=100)  # read, never acknowledged
+    assert sum(len(entries) for _, entries in read) == 2
+    r.close()
+    month("run-monthly", "--period", "2026-10", "--yes")
+    got = totals(month.db_url)
+    for key, (_, total, _) in got.items():
+        assert total == expected_total_minor(UNITS[key] + STREAM_UNITS[key]), key

@@ -26,9 +26,12 @@ def aggregate(
     stop: threading.Event | None = None,
     progress: Callable[[AggregateReport], None] | None = None,
     max_events: int | None = None,
+    consumer: str | None = None,
 ) -> AggregateReport:
     """Drain (default) or follow the configured stream(s). ``stop`` ends the run after the batch in
-    flight (SIGTERM). ``max_events`` stops after about that many entries (tests, sampling)."""
+    flight (SIGTERM). ``max_events`` stops after about that many entries (tests, sampling).
+    ``consumer`` names this reader in the group (default: ``stream.consumer``, else host and pid); a
+    reader that comes back under the same name takes back what its killed predecessor left pending."""
     stop = stop or threading.Event()
     load_tenants(app)  # the database first: a schema problem must not leave a group behind in Redis
     client = StreamClient(app.config.redis_url)
@@ -36,7 +39,7 @@ def aggregate(
     try:
         if dry_run:
             return dry_run_report(app, client, progress, max_events)
-        return _run(app, client, follow, stop, progress, max_events)
+        return _run(app, client, follow, stop, progress, max_events, consumer)
     finally:
         client.close()
 
@@ -48,9 +51,10 @@ def _run(
     stop: threading.Event,
     progress: Callable[[AggregateReport], None] | None,
     max_events: int | None,
+    consumer: str | None = None,
 ) -> AggregateReport:
     streams = stream_names(app)
-    group, consumer = app.config.stream.group, consumer_name(app)
+    group, consumer = app.config.stream.group, consumer or consumer_name(app)
     batch_events = app.config.stream.batch_events
     flush_after = check_claim_interval(app) / 1000
     for stream in streams:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # the Stripe SDK is imported only when a close talks to Strip
     from billctl.stripe.client import Gateway
 
 
+MONTHLY_CONSUMER = "billctl-run-monthly"  # the stream consumer of the close's usage step
+
+
 def optional_gateway(app: App, *, dry_run: bool = False) -> Gateway | None:
     """The Stripe gateway, or None when no key is configured at all. A bad key still raises
     ConfigError: it is a configuration error, not a reason to skip billing."""
@@ -155,7 +158,12 @@ class MonthlyRun:
             return {"_skipped": True}
         from billctl.services.aggregate import aggregate
 
-        result = aggregate(self.app, dry_run=self.dry_run, stop=self.stop)
+        # One consumer name for every run of the close (only one runs at a time: the lease): a run
+        # killed in the middle of the drain leaves entries pending under this name, and the next run
+        # takes them back before it finalizes. Under a per-process name they would wait out
+        # stream.claim_idle_ms, the drain would end without them, and the invoices would miss them.
+        consumer = self.app.config.stream.consumer or MONTHLY_CONSUMER
+        result = aggregate(self.app, dry_run=self.dry_run, stop=self.stop, consumer=consumer)
         self.report.usage = {
             "entries": result.read,
             "counted": result.counted,
