@@ -200,13 +200,9 @@ def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[
     expected = to_stripe_amount(inv.total_minor, inv.currency)
     if draft.get("subtotal") != expected:
         diffs.append(f"subtotal {show_amount(draft.get('subtotal'), cur)} instead of {show_amount(expected, cur)}")
-    discounted = sum(int(d.get("amount") or 0) for d in draft.get("total_discount_amounts") or [])
-    applied = [d if isinstance(d, str) else d.get("id", "?") for d in draft.get("discounts") or []]
-    if discounted or applied:
-        diffs.append(
-            f"Stripe discounts of {show_amount(discounted, cur)}" + (f" ({', '.join(applied)})" if applied else "")
-        )
-    tax = sum(int(t.get("amount") or 0) for t in draft.get("total_taxes") or [])
+    if discounts := stripe_discounts(draft, cur):
+        diffs.append(discounts)
+    tax = stripe_tax(draft)
     if tax:
         diffs.append(f"Stripe tax of {show_amount(tax, cur)} (billctl's tax is its own line)")
     if (draft.get("automatic_tax") or {}).get("enabled"):
@@ -214,6 +210,20 @@ def draft_differences(inv: InvoiceIn, draft: Mapping[str, Any], items: Iterable[
     if draft.get("total") != expected:
         diffs.append(f"total {show_amount(draft.get('total'), cur)} instead of {show_amount(expected, cur)}")
     return diffs
+
+
+def stripe_discounts(draft: Mapping[str, Any], cur: str) -> str | None:
+    """What Stripe discounts on a draft (a coupon billctl did not ask for), or None."""
+    discounted = sum(int(d.get("amount") or 0) for d in draft.get("total_discount_amounts") or [])
+    applied = [d if isinstance(d, str) else d.get("id", "?") for d in draft.get("discounts") or []]
+    if not (discounted or applied):
+        return None
+    return f"Stripe discounts of {show_amount(discounted, cur)}" + (f" ({', '.join(applied)})" if applied else "")
+
+
+def stripe_tax(draft: Mapping[str, Any]) -> int:
+    """The tax Stripe itself adds to a draft (billctl's own tax is an item, not this)."""
+    return sum(int(t.get("amount") or 0) for t in draft.get("total_taxes") or [])
 
 
 def balance_applied(remote: Mapping[str, Any]) -> int:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from billctl.core.money import format_amount, from_minor, to_stripe_amount
-from billctl.stripe.mapping.invoices import DESCRIPTION_MAX, show_amount
+from billctl.stripe.mapping.invoices import DESCRIPTION_MAX, show_amount, stripe_discounts, stripe_tax
 from billctl.stripe.mapping.metadata import META_CREDIT_PURCHASE, META_TENANT
 
 
@@ -119,14 +119,9 @@ def purchase_draft_differences(
         diffs.append("the credits item is discountable in Stripe")
     if foreign:
         diffs.append(f"items billctl did not add: {', '.join(foreign)}")
-    discounted = sum(int(d.get("amount") or 0) for d in draft.get("total_discount_amounts") or [])
-    applied = [d if isinstance(d, str) else d.get("id", "?") for d in draft.get("discounts") or []]
-    if discounted or applied:
-        diffs.append(
-            f"Stripe discounts of {show_amount(discounted, cur)}" + (f" ({', '.join(applied)})" if applied else "")
-        )
-    tax = sum(int(t.get("amount") or 0) for t in draft.get("total_taxes") or [])
-    if tax or (draft.get("automatic_tax") or {}).get("enabled"):
+    if discounts := stripe_discounts(draft, cur):
+        diffs.append(discounts)
+    if stripe_tax(draft) or (draft.get("automatic_tax") or {}).get("enabled"):
         diffs.append("Stripe would add tax to a credits purchase")
     for total in ("subtotal", "total"):
         if draft.get(total) != wanted:
