@@ -138,19 +138,7 @@ def purchase_credits(app: App, tenant_key: str, request: PurchaseRequest, *, dry
         )
     assert purchase.id is not None
     store = StripeStore(app, dry_run)
-    try:
-        outcome = push_purchase(app, gw, purchase, row, store)
-    except StripeFailure as exc:
-        outcome = Outcome(
-            KIND,
-            f"credit-purchase-{purchase.id}",
-            row.key,
-            "failed",
-            purchase.stripe_invoice_id,
-            total_minor=purchase.amount_minor,
-            currency=purchase.currency,
-            note=redact(str(exc)),
-        )
+    outcome = push_or_fail(app, gw, purchase, row, store)
     grant_id = None
     status = "pending"
     if not dry_run:
@@ -262,6 +250,24 @@ def _find_remote(gw: Gateway, purchase: CreditPurchase, customer_id: str, out: O
     return remote
 
 
+def push_or_fail(app: App, gw: Gateway, purchase: CreditPurchase, tenant: Tenant, store: StripeStore) -> Outcome:
+    """``push_purchase``, with a Stripe request that failed for good as a failed outcome (the purchase
+    stays pending; `billctl stripe push` completes it later)."""
+    try:
+        return push_purchase(app, gw, purchase, tenant, store)
+    except StripeFailure as exc:
+        return Outcome(
+            KIND,
+            f"credit-purchase-{purchase.id}",
+            tenant.key,
+            "failed",
+            purchase.stripe_invoice_id,
+            total_minor=purchase.amount_minor,
+            currency=purchase.currency,
+            note=redact(str(exc)),
+        )
+
+
 def push_pending_purchases(
     app: App,
     gw: Gateway,
@@ -278,19 +284,7 @@ def push_pending_purchases(
     for purchase_id, _tid in todo:
         with reading(app) as session:
             purchase, ten = records.purchase_and_tenant(session, purchase_id)
-        try:
-            outcome = push_purchase(app, gw, purchase, ten, store)
-        except StripeFailure as exc:
-            outcome = Outcome(
-                KIND,
-                f"credit-purchase-{purchase_id}",
-                ten.key,
-                "failed",
-                purchase.stripe_invoice_id,
-                total_minor=purchase.amount_minor,
-                currency=purchase.currency,
-                note=redact(str(exc)),
-            )
+        outcome = push_or_fail(app, gw, purchase, ten, store)
         outcomes.append(outcome)
         if on_outcome:
             on_outcome(outcome)
