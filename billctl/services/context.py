@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -64,13 +63,6 @@ class App:
 
             self._engine = create_db_engine(self.config.database_url, create=create)
         return self._engine
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends normally, rolled back otherwise.
-        Prefer ``uow()`` in new code (it says whether the use case reads, writes or rehearses)."""
-        with self.uow() as uow:
-            yield uow.session
 
     def uow(self, *, readonly: bool = False, dry_run: bool = False) -> AbstractContextManager[UnitOfWork]:
         """One unit of work (one transaction) on a current schema: see ``billctl.db.uow``."""
