@@ -63,6 +63,21 @@ def billed_lines(conn: Connection, tenant_id: int, period: str, invoice_id: int 
     ]
 
 
+def tenants_adjusted_for(conn: Connection, period: str, tenant_ids: Sequence[int] | None) -> frozenset[int]:
+    """The tenants (of ``tenant_ids``; all when None) whose live invoices have lines labelled for
+    ``period`` (adjustments billed on a later invoice)."""
+    lines, inv = _table(InvoiceLine), _table(Invoice)
+    query = (
+        sa.select(inv.c.tenant_id)
+        .distinct()
+        .join(lines, lines.c.invoice_id == inv.c.id)
+        .where(inv.c.status != InvoiceStatus.VOID, lines.c.for_period == period)
+    )
+    if tenant_ids is not None:
+        query = query.where(inv.c.tenant_id.in_(list(tenant_ids)))
+    return frozenset(conn.execute(query).scalars())
+
+
 def by_ref(session: Session, ref: str) -> Invoice | None:
     """An invoice by number (INV-2026-10-000001) or numeric id; None when there is none."""
     invoice = session.exec(select(Invoice).where(Invoice.number == ref)).first()

@@ -38,9 +38,11 @@ def adjustments_for(
     assert tenant.id is not None
     adjustments: list[Adjustment] = []
     records: list[AdjustmentRecord] = []
-    billed = billed_for(
-        str(period), repo.billed_lines(conn, tenant.id, str(period), None), invoice_id=None, invoice_units=0
-    )
+    adjusted = ctx.adjusted.get(str(period))
+    if adjusted is None:  # once per period for every tenant of the context, not once per tenant
+        adjusted = ctx.adjusted[str(period)] = repo.tenants_adjusted_for(conn, str(period), ctx.tenant_ids)
+    earlier = repo.billed_lines(conn, tenant.id, str(period), None) if tenant.id in adjusted else []
+    billed = billed_for(str(period), earlier, invoice_id=None, invoice_units=0)
     rebilled = rebilled_adjustment(str(period), tenant.currency, billed)
     if rebilled is not None:
         adjustments.append(rebilled[0])

@@ -130,6 +130,10 @@ class PricingContext:
     discounts: dict[int, list[DiscountRow]]
     late: dict[int, set[str]]  # tenant -> periods with late usage
     lookback: int
+    tenant_ids: Sequence[int] | None = None  # the tenants loaded (None: all)
+    # period -> the tenants (of tenant_ids) with adjustment lines for it on a live invoice, read once
+    # per period for all of them instead of once per tenant (see adjustments.adjustments_for)
+    adjusted: dict[str, frozenset[int]] = field(default_factory=dict)
 
 
 def load_context(session: Session, tenant_ids: Sequence[int] | None, lookback: int) -> PricingContext:
@@ -153,7 +157,7 @@ def load_context(session: Session, tenant_ids: Sequence[int] | None, lookback: i
     late: dict[int, set[str]] = defaultdict(set)
     for row in session.exec(late_q):
         late[row.tenant_id].add(row.period)
-    return PricingContext(plans, assignments, discounts, late, lookback)
+    return PricingContext(plans, assignments, discounts, late, lookback, tenant_ids)
 
 
 def plan_segments(
