@@ -118,6 +118,12 @@ class Result:
         return json.loads(self.stdout)
 
 
+# The tests bill October 2026 from fixed data: accept its events however long ago that is now (the
+# default window, usage.max_past_days = 400, would refuse them from December 2027 on). A test of the
+# window itself sets the setting explicitly.
+FIXED_DATA_ENV = {"BILLCTL_USAGE_MAX_PAST_DAYS": "3650"}
+
+
 @dataclass
 class Cli:
     """Runs billctl in-process through Typer's CliRunner against one database."""
@@ -133,7 +139,7 @@ class Cli:
             app,
             ["--database-url", self.db_url, *args],
             input=input,
-            env={"NO_COLOR": "1", "COLUMNS": "200", "BILLCTL_ACTOR": "tester", **self.env},
+            env={"NO_COLOR": "1", "COLUMNS": "200", "BILLCTL_ACTOR": "tester", **FIXED_DATA_ENV, **self.env},
             catch_exceptions=False,
         )
         out = Result(result.exit_code, result.stdout, result.stderr)
@@ -151,7 +157,7 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     for name in list(os.environ):
         if name.startswith("BILLCTL_") and not name.startswith("BILLCTL_TEST_"):
             monkeypatch.delenv(name)
-    return Cli(db_url=db_url, env={})
+    return Cli(db_url=db_url, env=dict(FIXED_DATA_ENV))  # in .env too: subprocess tests start from it
 
 
 SAMPLES = Path(__file__).resolve().parent.parent / "billctl" / "samples"

@@ -397,7 +397,14 @@ CASES = [
     Case("event dated 2099", IMPORT, 6, (":1: ts", "usage.max_future_seconds"), event(ts="2099-01-01T00:00:00Z")),
     Case("event dated year 1", IMPORT, 6, (":1: ts", "usage.max_past_days"), event(ts="0001-01-01T00:00:00Z")),
     Case("event dated 1969", IMPORT, 6, (":1: ts", "usage.max_past_days"), event(ts="1969-12-31T23:59:59Z")),
-    Case("event two years old", IMPORT, 6, (":1: ts", "usage.max_past_days = 400"), event(ts="2024-10-01T00:00:00Z")),
+    Case(
+        "event two years old",
+        IMPORT,
+        6,
+        (":1: ts", "usage.max_past_days = 400"),
+        event(ts="2024-10-01T00:00:00Z"),
+        env={"BILLCTL_USAGE_MAX_PAST_DAYS": "400"},
+    ),
     Case("event ts negative", IMPORT, 6, (":1: ts", "negative"), event(ts=-5)),
     Case("event ts in seconds", IMPORT, 6, (":1: ts", "seconds instead of milliseconds"), event(ts=1_790_000_000)),
     Case(
