@@ -82,7 +82,7 @@ def recompute(
     app: App, period: Period, tenant_key: str | None = None, *, progress: Callable[[int], None] | None = None
 ) -> Iterator[Recomputed]:
     """Each live invoice of ``period`` (or one tenant's), priced again now and compared."""
-    with app.uow() as uow:  # reads only (readonly=True would expire the rows it yields)
+    with app.uow(readonly=True) as uow:
         session, conn = uow.session, uow.connection
         pairs = repo.with_tenants(
             session,
@@ -155,7 +155,7 @@ def not_invoiced(app: App, period: Period, tenant_key: str | None = None) -> lis
     """Active tenants that have a plan for ``period`` today but no live invoice for it (a plan
     assigned after the period was finalized, say): ``invoices finalize`` would bill them. A tenant
     whose period is not over yet is not missing: finalize refuses it (the same rule, invariant 12)."""
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         session = uow.session
         tenants = billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants if t.id is not None]

@@ -58,7 +58,7 @@ def _summaries(session: Session, period: Period) -> list[InvoiceSummary]:
 
 
 def revenue_report(app: App, period: Period, top: int = 10) -> Revenue:
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         now = _summaries(uow.session, period)
         before = _summaries(uow.session, period.previous())
     return revenue(str(period), str(period.previous()), now, before, top)
@@ -111,7 +111,7 @@ def _export_row(
 
 def export_lines(app: App, period: Period, tenant_key: str | None = None) -> list[ExportRow]:
     """Every line of every live invoice of ``period``, in invoice and line order."""
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         session = uow.session
         query = (
             select(Invoice, Tenant, InvoiceLine)

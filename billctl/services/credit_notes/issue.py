@@ -176,7 +176,7 @@ def issue(
             if result.stripe is None and to_stripe:
                 result.pending = _pending_reason(app, invoice)
             return result
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         note, earlier = plan(uow.session)
     if gw is not None:  # Stripe credits the cash part only (the rest goes back to purchased credits)
         cash = split_credit(invoice.total_minor, earlier.total, note.total)[0]

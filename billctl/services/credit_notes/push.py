@@ -95,7 +95,7 @@ def push_credit_note(
         note_in = cn.cash_part(note_in, cash)
         ids: dict[int, str] = {}
         if any(x.invoice_line_position is not None for x in note_in.lines):
-            with app.uow() as uow:  # reads only
+            with app.uow(readonly=True) as uow:
                 items = {x.position: x.stripe_item_id for x in repo.lines_of(uow.session, invoice.id)}
             ids = cn.line_ids(gw.list_invoice_lines(invoice.stripe_invoice_id), items, invoice.number)
         due = local_minor(stripe_invoice.get("amount_remaining") or 0, note.currency) or 0
@@ -136,7 +136,7 @@ def push_credit_note(
 def _cash_of(app: App, note: CreditNote, invoice: Invoice) -> int:
     """What ``note`` gives back in cash (``queries.cash_parts``); a note not written yet (a dry run)
     comes after every note of the invoice."""
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         notes = [n for n, _ in notes_by_invoice(uow.session, [_invoice_id(invoice)]).get(_invoice_id(invoice), [])]
     if note.id is None:
         return split_credit(invoice.total_minor, sum(n.total_minor for n in notes), note.total_minor)[0]
@@ -157,7 +157,7 @@ def pending(app: App, period: Period | None = None, tenant_key: str | None = Non
     that gave back purchased credits only: nothing to credit in Stripe)."""
     from billctl.stripe.credit_notes import CREDITS_ONLY
 
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         query = (
             select(CreditNote.id)
             .join(Invoice, col(Invoice.id) == col(CreditNote.invoice_id))
@@ -184,7 +184,7 @@ def push_pending(
 
     outcomes = []
     for note_id in ids:
-        with app.uow() as uow:  # reads only
+        with app.uow(readonly=True) as uow:
             session = uow.session
             note = session.get(CreditNote, note_id)
             assert note is not None
@@ -214,7 +214,7 @@ def reconcile(
     by_id = {inv.id: (inv, ten) for inv, ten in invoices}
     notes: list[CreditNote] = []
     if by_id:
-        with app.uow() as uow:  # reads only
+        with app.uow(readonly=True) as uow:
             query = select(CreditNote).where(col(CreditNote.invoice_id).in_(list(by_id))).order_by(col(CreditNote.id))
             notes = list(uow.session.exec(query))
     cash: dict[int, int] = {}  # what each note credits in Stripe: its cash part

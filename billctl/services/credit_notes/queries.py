@@ -73,7 +73,7 @@ def credited_totals(app: App, invoice_ids: Sequence[int]) -> dict[int, int]:
     """Total credited per invoice (minor units, tax included); invoices without credit notes left out."""
     if not invoice_ids:
         return {}
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         rows = uow.session.exec(
             select(CreditNote.invoice_id, sa.func.sum(CreditNote.total_minor))
             .where(col(CreditNote.invoice_id).in_(invoice_ids))
@@ -84,7 +84,7 @@ def credited_totals(app: App, invoice_ids: Sequence[int]) -> dict[int, int]:
 
 def notes_of(app: App, invoice_id: int) -> list[tuple[CreditNote, list[CreditNoteLine]]]:
     """An invoice's credit notes with their lines, oldest first."""
-    with app.uow() as uow:  # reads only (readonly=True would expire the rows it returns)
+    with app.uow(readonly=True) as uow:
         return notes_by_invoice(uow.session, [invoice_id]).get(invoice_id, [])
 
 
@@ -102,7 +102,7 @@ class NoteRow:
 def list_notes(
     app: App, tenant_key: str | None = None, period: Period | None = None, invoice_ref: str | None = None
 ) -> list[NoteRow]:
-    with app.uow() as uow:  # reads only
+    with app.uow(readonly=True) as uow:
         session = uow.session
         query = (
             select(CreditNote, Invoice, Tenant)

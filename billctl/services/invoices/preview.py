@@ -63,7 +63,7 @@ def iter_preview(app: App, period: Period, tenant_key: str | None = None) -> Ite
 
     Usage is read with one streamed ``GROUP BY`` per distinct time zone, merged with the
     tenant list in id order, so memory does not grow with the number of tenants."""
-    with app.uow() as uow:  # writes nothing (readonly=True would expire the rows it yields)
+    with app.uow(readonly=True) as uow:
         session = uow.session
         tenants = billed_tenants(session, tenant_key)
         ids = [t.id for t in tenants if t.id is not None] if tenant_key else None

@@ -41,7 +41,7 @@ def tenant_id_of(session: Session, tenant_key: str) -> int:
 def list_invoices(
     app: App, tenant_key: str | None = None, period: Period | None = None, status: str | None = None
 ) -> list[tuple[Invoice, Tenant]]:
-    with app.uow() as uow:  # reads only (readonly=True would expire the rows it returns)
+    with app.uow(readonly=True) as uow:
         return repo.with_tenants(
             uow.session,
             tenant_id=tenant_id_of(uow.session, tenant_key) if tenant_key else None,
@@ -60,7 +60,7 @@ def find_invoice(session: Session, ref: str) -> Invoice:
 
 def get_invoice(app: App, ref: str) -> tuple[Invoice, Tenant, list[InvoiceLine]]:
     """An invoice by number (INV-2026-10-000001) or numeric id, its tenant and its lines."""
-    with app.uow() as uow:  # reads only (readonly=True would expire the rows it returns)
+    with app.uow(readonly=True) as uow:
         invoice = find_invoice(uow.session, ref)
         tenant = uow.session.get(Tenant, invoice.tenant_id)
         assert tenant is not None  # a foreign key
