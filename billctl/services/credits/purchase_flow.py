@@ -38,7 +38,13 @@ from billctl.services.credits.common import refusals, tenant
 from billctl.services.credits.purchase_events import apply_purchase_state
 from billctl.services.credits.purchases import create_purchase
 from billctl.services.stripe_sync.customers import ensure_customer, selected_tenants
-from billctl.services.stripe_sync.gateway import StripeStore, gateway, local_minor, reading, retrieve_live
+from billctl.services.stripe_sync.gateway import (
+    StripeStore,
+    find_stripe_invoice,
+    gateway,
+    local_minor,
+    reading,
+)
 from billctl.services.stripe_sync.outcomes import Outcome
 from billctl.stripe import mapping as m
 from billctl.stripe.client import Gateway
@@ -236,18 +242,17 @@ def _store(store: StripeStore, purchase_id: int, **values: Any) -> None:
 
 def _find_remote(gw: Gateway, purchase: CreditPurchase, customer_id: str, out: Outcome) -> dict[str, Any] | None:
     """The Stripe invoice an earlier run made for the purchase: by stored id, else by metadata."""
-    assert purchase.id is not None
-    remote = None
-    if purchase.stripe_invoice_id:
-        remote = retrieve_live(gw.retrieve_invoice, purchase.stripe_invoice_id)[0]
-    if remote is None and (purchase.stripe_push_started_at is not None or purchase.stripe_invoice_id is not None):
-        matches = pm.match_purchase_invoices(gw.list_invoices(customer_id), purchase.id)
-        live = [x for x in matches if x.get("status") != StripeStatus.VOID] or matches
-        if live:
-            remote = dict(live[0])
-            if len(live) > 1:
-                out.note += f"{len(live)} Stripe invoices carry this purchase ({', '.join(x['id'] for x in live)}); "
-    return remote
+    purchase_id = purchase.id
+    assert purchase_id is not None
+    return find_stripe_invoice(
+        gw,
+        customer_id,
+        purchase.stripe_invoice_id,
+        purchase.stripe_push_started_at is not None,
+        lambda listed: pm.match_purchase_invoices(listed, purchase_id),
+        "this purchase",
+        out,
+    )
 
 
 def push_or_fail(app: App, gw: Gateway, purchase: CreditPurchase, tenant: Tenant, store: StripeStore) -> Outcome:

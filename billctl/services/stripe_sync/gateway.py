@@ -3,7 +3,7 @@ state (one small committed transaction per write, none in a dry run), and amount
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -109,15 +109,37 @@ def retrieve_live(fetch: Callable[[str], dict[str, Any]], object_id: str) -> tup
 
 
 def find_remote(gw: Gateway, invoice: Invoice, customer_id: str, out: Outcome) -> dict[str, Any] | None:
-    """The Stripe invoice an earlier run made for ``invoice``: by stored id, else (an earlier run may
-    have created it and died before storing the id, or more than a day ago, when Stripe no longer
-    remembers the idempotency key) by metadata."""
-    remote = retrieve_live(gw.retrieve_invoice, invoice.stripe_invoice_id)[0] if invoice.stripe_invoice_id else None
-    if remote is None and (invoice.stripe_push_started_at is not None or invoice.stripe_invoice_id is not None):
-        matches = m.match_invoices(gw.list_invoices(customer_id), invoice.number)
+    """The Stripe invoice an earlier run made for ``invoice``: by stored id, else by metadata."""
+    return find_stripe_invoice(
+        gw,
+        customer_id,
+        invoice.stripe_invoice_id,
+        invoice.stripe_push_started_at is not None,
+        lambda listed: m.match_invoices(listed, invoice.number),
+        "this number",
+        out,
+    )
+
+
+def find_stripe_invoice(
+    gw: Gateway,
+    customer_id: str,
+    stored_id: str | None,
+    started: bool,
+    match: Callable[[Iterable[Mapping[str, Any]]], list[Mapping[str, Any]]],
+    what: str,
+    out: Outcome,
+) -> dict[str, Any] | None:
+    """The Stripe invoice an earlier run made for a local record (an invoice, a credits purchase): by
+    its stored id, else, when a create may have run (``started``, or an id that is gone), among the
+    customer's invoices by metadata (``match``): an earlier run may have created it and died before
+    storing the id, or more than a day ago, when Stripe no longer remembers the idempotency key."""
+    remote = retrieve_live(gw.retrieve_invoice, stored_id)[0] if stored_id else None
+    if remote is None and (started or stored_id is not None):
+        matches = match(gw.list_invoices(customer_id))
         live = [x for x in matches if x.get("status") != StripeStatus.VOID] or matches
         if live:
             remote = dict(live[0])
             if len(live) > 1:
-                out.note += f"{len(live)} Stripe invoices carry this number ({', '.join(x['id'] for x in live)}); "
+                out.note += f"{len(live)} Stripe invoices carry {what} ({', '.join(x['id'] for x in live)}); "
     return remote
