@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlmodel import Session
 
 from billctl.core import credits as core
+from billctl.core import periods
 from billctl.core.bounds import quote
 from billctl.core.money import from_minor
 from billctl.db.models import CreditGrant, CreditLedgerEntry, Tenant
@@ -23,6 +25,14 @@ def tenant(session: Session, key: str) -> Tenant:
     if row is None or row.id is None:
         raise NotFound(f"unknown tenant {quote(key)}", hint="see `billctl tenants list`", field="tenant")
     return row
+
+
+def day_start(text: str, tz: str, field: str) -> datetime:
+    """The start of day ``text`` (YYYY-MM-DD) in the tenant's zone; BadInput naming ``field`` otherwise."""
+    try:
+        return periods.day_start(text, tz)
+    except periods.PeriodError as exc:
+        raise BadInput(f"{field}: {exc.message}", field=field) from None
 
 
 @contextmanager

@@ -9,14 +9,14 @@ from decimal import Decimal
 
 from sqlmodel import Session
 
-from billctl.core import bounds, periods
+from billctl.core import bounds
 from billctl.core import credits as core
 from billctl.core.money import from_minor, parse_decimal, to_minor
 from billctl.db.models import CreditGrant, CreditLedgerEntry
 from billctl.db.repositories import credits as repo
 from billctl.errors import BadInput
 from billctl.services.context import App, audit
-from billctl.services.credits.common import book, refusals, tenant
+from billctl.services.credits.common import book, day_start, refusals, tenant
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,6 @@ class GrantResult:
     dry_run: bool
 
 
-def _day(text: str, tz: str, field: str) -> datetime:
-    try:
-        return periods.day_start(text, tz)
-    except periods.PeriodError as exc:
-        raise BadInput(f"{field}: {exc.message}", field=field) from None
-
-
 def grant_credits(
     app: App, tenant_key: str, request: GrantRequest, *, dry_run: bool = False, now: datetime | None = None
 ) -> GrantResult:
@@ -73,8 +66,8 @@ def grant_credits(
     with app.uow(dry_run=dry_run) as uow:
         row = tenant(uow.session, tenant_key)
         assert row.id is not None
-        effective_at = _day(request.effective, row.timezone, "effective") if request.effective else now
-        expires_at = _day(request.expires, row.timezone, "expires") if request.expires else None
+        effective_at = day_start(request.effective, row.timezone, "effective") if request.effective else now
+        expires_at = day_start(request.expires, row.timezone, "expires") if request.expires else None
         with refusals():
             kind = core.validate_grant(
                 amount=amount,

@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billctl.core import bounds, periods
+from billctl.core import bounds
 from billctl.core import credits as core
 from billctl.core.money import MoneyError, from_minor, parse_decimal
 from billctl.db.models import CreditPurchase, Tenant
@@ -34,7 +34,7 @@ from billctl.db.repositories import credits as credit_records
 from billctl.db.repositories import stripe as records
 from billctl.errors import BadInput, NoStripeKey, StripeFailure, redact
 from billctl.services.context import App, audit
-from billctl.services.credits.common import refusals, tenant
+from billctl.services.credits.common import day_start, refusals, tenant
 from billctl.services.credits.purchase_events import apply_purchase_state
 from billctl.services.credits.purchases import create_purchase
 from billctl.services.stripe_sync.customers import ensure_customer, selected_tenants
@@ -78,13 +78,6 @@ class PurchaseResult:
     grant_id: int | None = None
 
 
-def _day(text: str, tz: str, field: str) -> datetime:
-    try:
-        return periods.day_start(text, tz)
-    except periods.PeriodError as exc:
-        raise BadInput(f"{field}: {exc.message}", field=field) from None
-
-
 def purchase_in(purchase: CreditPurchase, tenant: Tenant) -> pm.PurchaseIn:
     assert purchase.id is not None
     return pm.PurchaseIn(
@@ -118,7 +111,7 @@ def purchase_credits(app: App, tenant_key: str, request: PurchaseRequest, *, dry
     now = app.now()
     with app.uow(dry_run=dry_run) as uow:
         row = tenant(uow.session, tenant_key)
-        expires_at = _day(request.expires, row.timezone, "expires") if request.expires else None
+        expires_at = day_start(request.expires, row.timezone, "expires") if request.expires else None
         purchase = create_purchase(
             uow,
             row,
