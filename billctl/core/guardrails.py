@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billctl.core.money import format_amount, from_minor, quantize, to_minor
+from billctl.core.money import format_amount, from_minor, per_currency, quantize, to_minor
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,7 @@ class HoldRules:
 
     @classmethod
     def parse(cls, above: str, multiple: str) -> HoldRules:
-        limits = {}
-        for part in filter(None, above.replace(" ", "").split(",")):
-            code, _, amount = part.partition("=")
-            limits[code.upper()] = to_minor(quantize(Decimal(amount), code.upper()), code.upper())
+        limits = {code: to_minor(quantize(amount, code), code) for code, amount in per_currency(above).items()}
         return cls(limits, Decimal(multiple))
 
 

@@ -139,6 +139,15 @@ def minor_from_stripe(amount: int, currency: str) -> int:
     return to_minor(from_stripe_amount(amount, currency), currency)
 
 
+def per_currency(text: str) -> dict[str, Decimal]:
+    """'USD=50,JPY=5000' (a setting checked when the settings load) as {currency: amount}."""
+    out: dict[str, Decimal] = {}
+    for part in filter(None, text.replace(" ", "").split(",")):
+        code, _, amount = part.partition("=")
+        out[code.upper()] = Decimal(amount)
+    return out
+
+
 def money_json(minor: int, currency: str) -> dict[str, object]:
     """Money in JSON documents: integer minor units, currency, and a decimal string for humans."""
     return {"minor": minor, "currency": currency, "decimal": str(from_minor(minor, currency))}

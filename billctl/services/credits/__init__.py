@@ -4,7 +4,7 @@ period close, draws at finalize and their return on a void or credit note, top-u
 The maths is in ``billctl.core.credits``; each function here is one unit of work, or a step that
 runs inside the caller's (``plan_draws``, ``record_draws``, ``return_credits``, ``purchase_paid``)."""
 
-from billctl.services.credits.alerts import AlertsReport, TenantBurn, credit_alerts, thresholds
+from billctl.services.credits.alerts import AlertsReport, TenantBurn, credit_alerts
 from billctl.services.credits.draws import PlannedDraws, plan_draws, record_draws, return_credits
 from billctl.services.credits.expiry import Expired, ExpiryReport, expire_credits
 from billctl.services.credits.grants import GrantRequest, GrantResult, grant_credits, record_grant
@@ -34,5 +34,4 @@ __all__ = [
     "record_draws",
     "record_grant",
     "return_credits",
-    "thresholds",
 ]

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from billctl.core import credits as core
 from billctl.core import periods
+from billctl.core.money import per_currency
 from billctl.db.repositories import credits as repo
 from billctl.services.context import App
 from billctl.services.credits.common import book, tenant
@@ -34,15 +35,6 @@ class AlertsReport:
         return [t for t in self.tenants if t.burn.alert]
 
 
-def thresholds(text: str) -> dict[str, Decimal]:
-    """``credits.alert_below`` ('USD=50,JPY=5000', checked when the settings load) as a dict."""
-    out = {}
-    for part in filter(None, text.replace(" ", "").split(",")):
-        code, _, amount = part.partition("=")
-        out[code.upper()] = Decimal(amount)
-    return out
-
-
 def credit_alerts(
     app: App,
     *,
@@ -56,8 +48,8 @@ def credit_alerts(
     draws a dry run's finalize would have recorded, by tenant id (``run-monthly --dry-run``), counted
     as if written."""
     now = now or app.now()
-    window = int(app.config.credits.burn_window_days)
-    limits = thresholds(app.config.credits.alert_below)
+    window = app.config.credits.burn_window_days
+    limits = per_currency(app.config.credits.alert_below)
     found = []
     with app.uow(readonly=True) as uow:
         rows = [tenant(uow.session, k) for k in tenant_keys] if tenant_keys else repo.tenants_with_credits(uow.session)
