@@ -25,7 +25,7 @@ def sqlite_reader(config: Config) -> sqlite3.Connection | None:
     """A read-only connection to the configured SQLite database on a current schema, or None when the
     database is not a plain SQLite file (PostgreSQL, in-memory, a URI with options): then use the
     normal path."""
-    url = str(config.database.url)
+    url = config.database.url
     if not url.startswith("sqlite:///") or "?" in url or url.startswith("sqlite:///file:"):  # plain files only
         return None
     from pathlib import Path

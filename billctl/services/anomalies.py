@@ -55,7 +55,7 @@ def find_anomalies(
     days: int = 28,
     settings: Settings = Settings(),
 ) -> AnomalyReport:
-    bucket = int(app.config.usage.bucket_seconds)
+    bucket = app.config.usage.bucket_seconds
     if window % bucket:
         raise BadInput(
             f"window: {window}s is not a whole number of usage buckets ({bucket}s)",
